@@ -1,0 +1,146 @@
+//! Command-line arguments (clap derive). The exact forms below are a
+//! contract that scripts and the benchmark harness rely on.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Firmware over the air: make, apply and check signed delta packages.
+#[derive(Debug, Parser)]
+#[command(name = "fota", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a signing key pair: DIR/fota.key (secret, mode 0600) and DIR/fota.pub.
+    Keygen(KeygenArgs),
+    /// Make a signed package that turns OLD into NEW.
+    Diff(DiffArgs),
+    /// Apply PKG to OLD and write the new image to OUT (atomically).
+    Apply(ApplyArgs),
+    /// Check PKG's signature and op chain, and with --source that it reproduces its target.
+    Verify(VerifyArgs),
+    /// Show a package's manifest and its ops by kind (the signature is not checked).
+    Inspect(InspectArgs),
+}
+
+/// `fota keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Folder for fota.key and fota.pub (created if missing).
+    pub dir: PathBuf,
+    /// Replace an existing key pair.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Checks a device has of a package.
+#[derive(Debug, Args)]
+pub struct DeviceArgs {
+    /// The device's class: refuse packages made for another class.
+    #[arg(long, value_name = "S")]
+    pub device_class: Option<String>,
+    /// The device's anti-rollback counter: refuse packages below it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub security_counter: u64,
+}
+
+/// `fota diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Secret key (PKCS#8 PEM, from `fota keygen` or OpenSSL).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Worker threads (default: all cores). The package is the same for any count.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Device class the package is for.
+    #[arg(long, value_name = "S", default_value = "")]
+    pub device_class: String,
+    /// Version of OLD.
+    #[arg(long, value_name = "V", default_value = "")]
+    pub from_version: String,
+    /// Version of NEW.
+    #[arg(long, value_name = "V", default_value = "")]
+    pub to_version: String,
+    /// Anti-rollback counter of NEW.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub security_counter: u64,
+    /// Destination segment size in bytes: a multiple of the device's erase block.
+    #[arg(long, value_name = "BYTES", default_value_t = fota_generator::DEFAULT_SEGMENT_SIZE)]
+    pub segment_size: u32,
+    /// zstd level of payloads, 1 to 22.
+    #[arg(long, value_name = "L", default_value_t = fota_generator::DEFAULT_LEVEL)]
+    pub level: i32,
+    /// Release notes file: its sha256 goes into the signed manifest.
+    #[arg(long, value_name = "FILE")]
+    pub release_notes: Option<PathBuf>,
+    /// Skip applying the package to OLD before writing it (faster, less safe).
+    #[arg(long)]
+    pub no_self_check: bool,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The old image.
+    pub old: PathBuf,
+    /// The new image.
+    pub new: PathBuf,
+    /// Where to write the package.
+    #[arg(short = 'o', long = "output", value_name = "PKG")]
+    pub output: PathBuf,
+}
+
+/// `fota apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Trusted public key (PEM).
+    #[arg(long, value_name = "PUB")]
+    pub pubkey: PathBuf,
+    /// Device checks.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The old image the package was made from.
+    pub old: PathBuf,
+    /// The package.
+    pub package: PathBuf,
+    /// Where to write the new image (only once it is fully verified).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
+}
+
+/// `fota verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Trusted public key (PEM).
+    #[arg(long, value_name = "PUB")]
+    pub pubkey: PathBuf,
+    /// The old image: also check the package applies to it and yields its target.
+    #[arg(long, value_name = "OLD")]
+    pub source: Option<PathBuf>,
+    /// Device checks.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The package.
+    pub package: PathBuf,
+}
+
+/// `fota inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The package.
+    pub package: PathBuf,
+}

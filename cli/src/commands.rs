@@ -1,0 +1,308 @@
+//! One function per subcommand: read inputs, call the library, report.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fota_format::{Error as FormatError, Label, Manifest, OpKind, Package};
+use fota_generator::mmap::MappedFile;
+use fota_generator::{keys, DeviceIdentity, DiffOptions};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::args::{
+    ApplyArgs, Cli, Command, DeviceArgs, DiffArgs, InspectArgs, KeygenArgs, VerifyArgs,
+};
+use crate::human;
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen(a) => keygen(a),
+        Command::Diff(a) => diff(a),
+        Command::Apply(a) => apply(a),
+        Command::Verify(a) => verify(a),
+        Command::Inspect(a) => inspect(a),
+    }
+}
+
+fn label(option: &str, text: &str) -> Result<Label> {
+    Label::new(text).with_context(|| format!("{option} {text:?}"))
+}
+
+fn device(d: &DeviceArgs) -> Result<DeviceIdentity> {
+    Ok(DeviceIdentity {
+        device_class: label("--device-class", d.device_class.as_deref().unwrap_or(""))?,
+        security_counter: d.security_counter,
+    })
+}
+
+/// Names the file a refusal is about: the source image for source errors,
+/// the package for everything else.
+fn blame(err: FormatError, package: &Path, source: Option<&Path>) -> anyhow::Error {
+    let file = match (err, source) {
+        (
+            FormatError::SourceHashMismatch
+            | FormatError::SourceSizeMismatch { .. }
+            | FormatError::SourceExtentHashMismatch { .. },
+            Some(src),
+        ) => src,
+        _ => package,
+    };
+    anyhow::Error::new(err).context(file.display().to_string())
+}
+
+/// A spinner on stderr while `work` runs, drawn only when stderr is a terminal.
+fn with_spinner<T>(message: &str, work: impl FnOnce() -> T) -> T {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let out = work();
+    bar.finish_and_clear();
+    out
+}
+
+fn keygen(a: KeygenArgs) -> Result<()> {
+    let (secret, public) = keys::generate(&a.dir, a.force)?;
+    println!(
+        "secret key: {}\npublic key: {}",
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+fn diff(a: DiffArgs) -> Result<()> {
+    let key = keys::read_secret(&a.key)?;
+    let old = MappedFile::open(&a.old)?;
+    let new = MappedFile::open(&a.new)?;
+    let release_notes_sha256 = match &a.release_notes {
+        Some(p) => {
+            Sha256::digest(std::fs::read(p).with_context(|| p.display().to_string())?).into()
+        }
+        None => [0; 32],
+    };
+    let opts = DiffOptions {
+        threads: a.threads.unwrap_or(0),
+        segment_size: a.segment_size,
+        level: a.level,
+        device_class: label("--device-class", &a.device_class)?,
+        from_version: label("--from-version", &a.from_version)?,
+        to_version: label("--to-version", &a.to_version)?,
+        security_counter: a.security_counter,
+        release_notes_sha256,
+        self_check: !a.no_self_check,
+        ..DiffOptions::default()
+    };
+    let out = with_spinner("diffing", || fota_generator::diff(&old, &new, &key, &opts))
+        .with_context(|| format!("diff {} -> {}", a.old.display(), a.new.display()))?;
+    fota_generator::write_atomically(&a.output, &out.package)?;
+    let (old_len, new_len, pkg_len) =
+        (old.len() as u64, new.len() as u64, out.package.len() as u64);
+    if a.json {
+        let ops: serde_json::Map<String, serde_json::Value> = out
+            .by_kind
+            .iter()
+            .map(|(k, s)| {
+                (k.name().to_string(), json!({"ops": s.ops, "target_bytes": s.target_bytes, "package_bytes": s.package_bytes}))
+            })
+            .collect();
+        let st = out.stage_seconds;
+        println!(
+            "{}",
+            json!({
+                "old": a.old, "new": a.new, "package": a.output,
+                "old_bytes": old_len, "new_bytes": new_len, "package_bytes": pkg_len,
+                "ratio_to_new": if new_len == 0 { 0.0 } else { pkg_len as f64 / new_len as f64 },
+                "seconds": out.seconds, "threads": out.threads,
+                "stage_seconds": {"index": st.index, "matching": st.matching, "coding": st.coding, "self_check": st.self_check},
+                "ops": ops,
+            })
+        );
+    } else {
+        println!(
+            "{}: {} bytes, {:.2}% of the new image ({} bytes); {:.2} s on {} threads",
+            a.output.display(),
+            human::bytes(pkg_len),
+            human::percent(pkg_len, new_len),
+            human::bytes(new_len),
+            out.seconds,
+            out.threads
+        );
+    }
+    Ok(())
+}
+
+fn apply(a: ApplyArgs) -> Result<()> {
+    let started = Instant::now();
+    let trusted = [keys::read_public(&a.pubkey)?];
+    let device = device(&a.device)?;
+    let old = MappedFile::open(&a.old)?;
+    let pkg = MappedFile::open(&a.package)?;
+    let target = with_spinner("applying", || {
+        fota_generator::apply(&old, &pkg, &trusted, &device)
+    })
+    .map_err(|e| blame(e, &a.package, Some(&a.old)))?;
+    fota_generator::write_atomically(&a.output, &target)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if a.json {
+        println!(
+            "{}",
+            json!({"old": a.old, "package": a.package, "output": a.output, "output_bytes": target.len(), "seconds": seconds})
+        );
+    } else {
+        println!(
+            "{}: {} bytes written and verified ({:.2} s)",
+            a.output.display(),
+            human::bytes(target.len() as u64),
+            seconds
+        );
+    }
+    Ok(())
+}
+
+fn verify(a: VerifyArgs) -> Result<()> {
+    let trusted = [keys::read_public(&a.pubkey)?];
+    let device = device(&a.device)?;
+    let pkg_bytes = MappedFile::open(&a.package)?;
+    let blame_pkg = |e| blame(e, &a.package, a.source.as_deref());
+    let manifest: Manifest = match &a.source {
+        Some(src) => {
+            let old = MappedFile::open(src)?;
+            fota_generator::apply(&old, &pkg_bytes, &trusted, &device).map_err(blame_pkg)?;
+            Package::parse(&pkg_bytes)
+                .and_then(|p| p.manifest_unverified())
+                .map_err(blame_pkg)?
+        }
+        None => {
+            let pkg = Package::parse(&pkg_bytes)
+                .and_then(|p| p.verify(&trusted))
+                .map_err(blame_pkg)?;
+            pkg.check_device(&device.device_class, device.security_counter)
+                .map_err(blame_pkg)?;
+            for op in pkg.ops() {
+                op.map_err(blame_pkg)?;
+            }
+            *pkg.manifest()
+        }
+    };
+    let checked = if a.source.is_some() {
+        "signature, op chain and target"
+    } else {
+        "signature and op chain"
+    };
+    if a.json {
+        println!(
+            "{}",
+            json!({"package": a.package, "ok": true, "checked": checked, "to_version": manifest.to_version.as_str()})
+        );
+    } else {
+        println!("{}: OK ({checked} verified)", a.package.display());
+    }
+    Ok(())
+}
+
+fn inspect(a: InspectArgs) -> Result<()> {
+    let bytes = MappedFile::open(&a.package)?;
+    let blame_pkg = |e| blame(e, &a.package, None);
+    let pkg = Package::parse(&bytes).map_err(blame_pkg)?;
+    let m = pkg.manifest_unverified().map_err(blame_pkg)?;
+    let kinds = [
+        OpKind::Copy,
+        OpKind::Patch,
+        OpKind::New,
+        OpKind::Fill,
+        OpKind::Skip,
+    ];
+    let mut stats = [(0u64, 0u64, 0u64); 5];
+    for op in pkg.ops_unverified().map_err(blame_pkg)? {
+        let op = op.map_err(blame_pkg)?;
+        let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
+        stats[i].0 += 1;
+        stats[i].1 += u64::from(op.header.dst_len);
+        stats[i].2 += op.header.total_len();
+    }
+    let h = pkg.header();
+    if a.json {
+        let ops: serde_json::Map<String, serde_json::Value> = kinds
+            .iter()
+            .zip(stats)
+            .map(|(k, (n, t, p))| {
+                (
+                    k.name().to_string(),
+                    json!({"ops": n, "target_bytes": t, "package_bytes": p}),
+                )
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "package": a.package, "package_bytes": bytes.len(), "format_version": fota_format::FORMAT_VERSION,
+                "key_id": human::hex(&h.key_id), "signature_checked": false,
+                "device_class": m.device_class.as_str(), "from_version": m.from_version.as_str(), "to_version": m.to_version.as_str(),
+                "security_counter": m.security_counter, "mode": format!("{:?}", m.mode), "profile": format!("{:?}", m.profile),
+                "segment_size": m.segment_size,
+                "source_size": m.source_size, "source_sha256": human::hex(&m.source_sha256),
+                "target_size": m.target_size, "target_sha256": human::hex(&m.target_sha256),
+                "op_count": m.op_count, "release_notes_sha256": human::hex(&m.release_notes_sha256),
+                "ops": ops,
+            })
+        );
+        return Ok(());
+    }
+    let p = PathBuf::from(&a.package);
+    println!(
+        "package        {} ({} bytes, format v{})",
+        p.display(),
+        human::bytes(bytes.len() as u64),
+        fota_format::FORMAT_VERSION
+    );
+    println!(
+        "key id         {} (signature not checked: use `fota verify`)",
+        human::hex(&h.key_id)
+    );
+    println!("device class   {:?}", m.device_class.as_str());
+    println!(
+        "versions       {:?} -> {:?}",
+        m.from_version.as_str(),
+        m.to_version.as_str()
+    );
+    println!("security ctr   {}", m.security_counter);
+    println!("mode, profile  {:?}, {:?}", m.mode, m.profile);
+    println!("segment size   {}", human::bytes(m.segment_size.into()));
+    println!(
+        "source         {} bytes, sha256 {}",
+        human::bytes(m.source_size),
+        human::hex(&m.source_sha256)
+    );
+    println!(
+        "target         {} bytes, sha256 {}",
+        human::bytes(m.target_size),
+        human::hex(&m.target_sha256)
+    );
+    if m.release_notes_sha256 != [0; 32] {
+        println!(
+            "release notes  sha256 {}",
+            human::hex(&m.release_notes_sha256)
+        );
+    }
+    println!("ops            {}", m.op_count);
+    println!("  kind      ops   target bytes   package bytes");
+    for (k, (n, t, pb)) in kinds.iter().zip(stats) {
+        if n > 0 {
+            println!(
+                "  {:<6} {:>6} {:>14} {:>15}",
+                k.name(),
+                n,
+                human::bytes(t),
+                human::bytes(pb)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The fixed package header: magic, version, lengths, key id and signature.
+
+use crate::bytes::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::manifest::MANIFEST_LEN;
+
+/// First eight bytes of every package. 0x89 and 0x1A catch 7-bit and text
+/// transfers, CR LF catches line-ending conversion (the PNG trick).
+pub const MAGIC: [u8; 8] = *b"\x89FOTA\r\n\x1a";
+
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Length of the signed part of the header (magic to `ops_len`).
+pub const SIGNED_HEADER_LEN: usize = 24;
+
+/// Total header length: signed part, key id and signature.
+pub const HEADER_LEN: usize = SIGNED_HEADER_LEN + 8 + 64;
+
+/// The package header. Its first [`SIGNED_HEADER_LEN`] bytes are covered by
+/// the signature together with the manifest; the key id is only a hint for
+/// choosing among trusted keys, so altering it can only make the check fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Length of the manifest that follows the header ([`MANIFEST_LEN`] in v1).
+    pub manifest_len: u32,
+    /// Total length of the op section that follows the manifest.
+    pub ops_len: u64,
+    /// First eight bytes of sha256 of the signing public key.
+    pub key_id: [u8; 8],
+    /// Ed25519ph signature, see [`crate::sign`].
+    pub signature: [u8; 64],
+}
+
+impl Header {
+    /// Parses the header from the first [`HEADER_LEN`] bytes of a package.
+    ///
+    /// # Errors
+    /// `Truncated`, `BadMagic`, `UnsupportedVersion`, `BadLength` (header or
+    /// manifest length other than v1's), `NonZeroReserved`.
+    pub fn parse(bytes: &[u8]) -> Result<Header> {
+        let mut r = Reader::new(bytes, 0);
+        let magic: [u8; 8] = r.array("magic")?;
+        if magic != MAGIC {
+            return Err(Error::BadMagic { found: magic });
+        }
+        let version = r.u16("format version")?;
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let header_len = r.u16("header length")?;
+        if usize::from(header_len) != HEADER_LEN {
+            return Err(Error::BadLength {
+                offset: 10,
+                what: "header length",
+                expected: HEADER_LEN as u64,
+                found: header_len.into(),
+            });
+        }
+        let manifest_len = r.u32("manifest length")?;
+        if manifest_len as usize != MANIFEST_LEN {
+            return Err(Error::BadLength {
+                offset: 12,
+                what: "manifest length",
+                expected: MANIFEST_LEN as u64,
+                found: manifest_len.into(),
+            });
+        }
+        let ops_len = r.u64("op section length")?;
+        let key_id = r.array("key id")?;
+        let signature = r.array("signature")?;
+        Ok(Header {
+            manifest_len,
+            ops_len,
+            key_id,
+            signature,
+        })
+    }
+
+    /// Encodes the header.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        let mut w = Writer::new(&mut out);
+        w.bytes(&MAGIC);
+        w.u16(FORMAT_VERSION);
+        w.u16(HEADER_LEN as u16);
+        w.u32(self.manifest_len);
+        w.u64(self.ops_len);
+        w.bytes(&self.key_id);
+        w.bytes(&self.signature);
+        debug_assert_eq!(w.written(), HEADER_LEN);
+        out
+    }
+
+    /// Offset of the op section from the start of the package.
+    pub fn ops_offset(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.manifest_len)
+    }
+
+    /// Total package length this header announces.
+    pub fn package_len(&self) -> Option<u64> {
+        self.ops_offset().checked_add(self.ops_len)
+    }
+}

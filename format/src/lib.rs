@@ -1,0 +1,50 @@
+//! The signed FOTA update package, shared by the generator, the on-device
+//! agent and the server.
+//!
+//! A package is read front to back, once, by a device with little RAM, so it
+//! is a plain little-endian layout (see `SPEC.md` beside this crate):
+//!
+//! ```text
+//! header (96 B) │ manifest (272 B, signed) │ op 0 │ op 1 │ … │ op n-1
+//!   magic, version, lengths, key id, Ed25519ph signature
+//!                 device class, versions, security counter, mode,
+//!                 segment size, source/target size + sha256, op count,
+//!                 sha256 of op 0 ──────────> op 0 carries sha256 of op 1 …
+//! ```
+//!
+//! Each op writes one whole destination segment and carries the sha256 of
+//! that segment, of the source bytes it reads and of the next op, so the
+//! whole package is authenticated by the one signature with 32 bytes of
+//! state on the device.
+//!
+//! The crate is `no_std` and never allocates. Every parser returns an
+//! [`Error`] naming the byte offset and what was expected; none panics on
+//! any input (fuzzed: `fuzz/`).
+//!
+//! Non-features: compression codecs live with the code that decodes them
+//! (host applier, agent); this crate only names them.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+mod bytes;
+pub mod error;
+pub mod header;
+pub mod label;
+pub mod manifest;
+pub mod op;
+pub mod package;
+pub mod patch;
+pub mod sign;
+
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use error::{Error, Result};
+pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNED_HEADER_LEN};
+pub use label::{Label, LabelError, LABEL_LEN};
+pub use manifest::{Manifest, Mode, Profile, MANIFEST_LEN};
+pub use op::{Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER_LEN};
+pub use package::{Extents, Op, OpChain, OpIter, Package, VerifiedPackage};
+pub use patch::{PatchDecoder, PatchStep};

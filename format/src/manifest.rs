@@ -1,0 +1,220 @@
+//! The signed manifest: what the package updates, from what, to what.
+
+use crate::bytes::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::header::HEADER_LEN;
+use crate::label::Label;
+
+/// Length of the v1 manifest.
+pub const MANIFEST_LEN: usize = 272;
+
+/// Smallest segment: one small NOR erase block.
+pub const MIN_SEGMENT_SIZE: u32 = 256;
+/// Largest segment: bounds the RAM a host applier spends per op.
+pub const MAX_SEGMENT_SIZE: u32 = 1 << 28;
+/// Segments are whole multiples of this many bytes.
+pub const SEGMENT_ALIGN: u32 = 256;
+
+/// How the target is laid out relative to the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Mode {
+    /// The target is written to another slot; the source slot stays readable
+    /// and unchanged for the whole update.
+    AB = 0,
+    /// The target overwrites the source in place; ops are ordered so nothing
+    /// is read after it is overwritten (STASH keeps what must survive).
+    InPlace = 1,
+}
+
+impl Mode {
+    /// The mode for a manifest byte, if known.
+    pub fn from_u8(v: u8) -> Option<Mode> {
+        match v {
+            0 => Some(Mode::AB),
+            1 => Some(Mode::InPlace),
+            _ => None,
+        }
+    }
+}
+
+/// The decoder family a device must have: picks which op codecs may appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Profile {
+    /// zstd payloads (and stored ones), for application processors.
+    Zstd = 1,
+}
+
+impl Profile {
+    /// The profile for a manifest byte, if known.
+    pub fn from_u8(v: u8) -> Option<Profile> {
+        match v {
+            1 => Some(Profile::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// The manifest: every fact a device checks before it touches flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Manifest {
+    /// Kind of device this package is for; a device refuses other classes.
+    pub device_class: Label,
+    /// Firmware version of the source image.
+    pub from_version: Label,
+    /// Firmware version of the target image.
+    pub to_version: Label,
+    /// Anti-rollback counter; a device refuses a package below its own.
+    pub security_counter: u64,
+    /// A/B or in-place.
+    pub mode: Mode,
+    /// Decoder family the ops use.
+    pub profile: Profile,
+    /// Size of every destination segment but the last (a multiple of the
+    /// device's erase block).
+    pub segment_size: u32,
+    /// Size of the source image.
+    pub source_size: u64,
+    /// sha256 of the whole source image.
+    pub source_sha256: [u8; 32],
+    /// Size of the target image.
+    pub target_size: u64,
+    /// sha256 of the whole target image.
+    pub target_sha256: [u8; 32],
+    /// Number of ops in the op section.
+    pub op_count: u32,
+    /// sha256 of op 0 (header, extents, payload): the head of the hash chain.
+    pub first_op_sha256: [u8; 32],
+    /// sha256 of the release notes shown to the user, all zero when none.
+    pub release_notes_sha256: [u8; 32],
+}
+
+impl Manifest {
+    /// Number of destination segments the target is cut into.
+    pub fn segment_count(&self) -> u64 {
+        self.target_size
+            .div_ceil(u64::from(self.segment_size.max(1)))
+    }
+
+    /// Length of segment `index` (the last one may be short).
+    pub fn segment_len(&self, index: u64) -> u64 {
+        let start = index.saturating_mul(self.segment_size.into());
+        self.target_size
+            .saturating_sub(start)
+            .min(self.segment_size.into())
+    }
+
+    /// Parses and checks a manifest. `bytes` must be exactly
+    /// [`MANIFEST_LEN`] long; offsets in errors are package offsets.
+    ///
+    /// Call this only on a manifest whose signature has been verified when
+    /// acting on it; parsing itself is safe on any bytes.
+    ///
+    /// # Errors
+    /// `Truncated`, `InvalidText`, `InvalidField`, `NonZeroReserved`, `BadLength`.
+    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+        let base = HEADER_LEN as u64;
+        let mut r = Reader::new(bytes, base);
+        let label = |r: &mut Reader<'_>, what: &'static str| -> Result<Label> {
+            let offset = r.offset();
+            Label::from_bytes(r.array(what)?).ok_or(Error::InvalidText { offset, what })
+        };
+        let device_class = label(&mut r, "device class")?;
+        let from_version = label(&mut r, "from version")?;
+        let to_version = label(&mut r, "to version")?;
+        let security_counter = r.u64("security counter")?;
+        let offset = r.offset();
+        let mode_byte = r.u8("mode")?;
+        let mode = Mode::from_u8(mode_byte).ok_or(Error::InvalidField {
+            offset,
+            what: "mode (0 = A/B, 1 = in-place)",
+            found: mode_byte.into(),
+        })?;
+        let offset = r.offset();
+        let profile_byte = r.u8("codec profile")?;
+        let profile = Profile::from_u8(profile_byte).ok_or(Error::InvalidField {
+            offset,
+            what: "codec profile (1 = zstd)",
+            found: profile_byte.into(),
+        })?;
+        r.reserved::<2>()?;
+        let offset = r.offset();
+        let segment_size = r.u32("segment size")?;
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size)
+            || segment_size % SEGMENT_ALIGN != 0
+        {
+            return Err(Error::InvalidField {
+                offset,
+                what: "segment size (a multiple of 256 from 256 B to 256 MiB)",
+                found: segment_size.into(),
+            });
+        }
+        let source_size = r.u64("source size")?;
+        let source_sha256 = r.array("source sha256")?;
+        let target_size = r.u64("target size")?;
+        let target_sha256 = r.array("target sha256")?;
+        let op_count_offset = r.offset();
+        let op_count = r.u32("op count")?;
+        r.reserved::<4>()?;
+        let first_op_sha256 = r.array("first op sha256")?;
+        let release_notes_sha256 = r.array("release notes sha256")?;
+        r.reserved::<8>()?;
+        let m = Manifest {
+            device_class,
+            from_version,
+            to_version,
+            security_counter,
+            mode,
+            profile,
+            segment_size,
+            source_size,
+            source_sha256,
+            target_size,
+            target_sha256,
+            op_count,
+            first_op_sha256,
+            release_notes_sha256,
+        };
+        // Every segment is written by exactly one op; A/B has nothing else.
+        let segments = m.segment_count();
+        let count_ok = match mode {
+            Mode::AB => u64::from(op_count) == segments,
+            Mode::InPlace => u64::from(op_count) >= segments,
+        };
+        if !count_ok {
+            return Err(Error::BadLength {
+                offset: op_count_offset,
+                what: "op count (one op per target segment)",
+                expected: segments,
+                found: op_count.into(),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Encodes the manifest.
+    pub fn to_bytes(&self) -> [u8; MANIFEST_LEN] {
+        let mut out = [0u8; MANIFEST_LEN];
+        let mut w = Writer::new(&mut out);
+        w.bytes(self.device_class.as_bytes());
+        w.bytes(self.from_version.as_bytes());
+        w.bytes(self.to_version.as_bytes());
+        w.u64(self.security_counter);
+        w.u8(self.mode as u8);
+        w.u8(self.profile as u8);
+        w.zeros(2);
+        w.u32(self.segment_size);
+        w.u64(self.source_size);
+        w.bytes(&self.source_sha256);
+        w.u64(self.target_size);
+        w.bytes(&self.target_sha256);
+        w.u32(self.op_count);
+        w.zeros(4);
+        w.bytes(&self.first_op_sha256);
+        w.bytes(&self.release_notes_sha256);
+        w.zeros(8);
+        debug_assert_eq!(w.written(), MANIFEST_LEN);
+        out
+    }
+}

@@ -1,0 +1,446 @@
+//! Reading a whole package held in memory (or memory-mapped): parse, verify
+//! the signature, check the device, then walk the hash-chained ops.
+//!
+//! ```text
+//! Package::parse ──> verify(trusted keys) ──> VerifiedPackage
+//!                                              ├─ check_device(class, counter)
+//!                                              └─ ops(): Op, Op, ... (hash chain checked)
+//! ```
+//!
+//! Nothing here allocates. A streaming reader (the on-device agent) uses
+//! [`OpChain`] directly with the same rules.
+
+use ed25519_dalek::VerifyingKey;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::header::{Header, HEADER_LEN, SIGNED_HEADER_LEN};
+use crate::label::Label;
+use crate::manifest::{Manifest, Mode, Profile, MANIFEST_LEN};
+use crate::op::{
+    parse_extent, Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER_LEN,
+};
+
+/// A package whose framing is sound but whose signature is not yet checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Package<'a> {
+    header: Header,
+    signed_header: [u8; SIGNED_HEADER_LEN],
+    manifest: &'a [u8],
+    ops: &'a [u8],
+}
+
+impl<'a> Package<'a> {
+    /// Parses the header and checks that `bytes` is exactly as long as the
+    /// header says.
+    ///
+    /// # Errors
+    /// Header errors; `Truncated` when bytes are missing, `TrailingBytes`
+    /// when bytes follow the op section.
+    pub fn parse(bytes: &'a [u8]) -> Result<Package<'a>> {
+        let header = Header::parse(bytes)?;
+        let ops_offset = header.ops_offset();
+        let available = bytes.len() as u64;
+        if available < ops_offset {
+            return Err(Error::Truncated {
+                offset: HEADER_LEN as u64,
+                needed: MANIFEST_LEN as u64,
+                available: available.saturating_sub(HEADER_LEN as u64),
+                what: "manifest",
+            });
+        }
+        let total = header.package_len().ok_or(Error::BadLength {
+            offset: 16,
+            what: "op section length",
+            expected: u64::MAX - ops_offset,
+            found: header.ops_len,
+        })?;
+        if available < total {
+            return Err(Error::Truncated {
+                offset: ops_offset,
+                needed: header.ops_len,
+                available: available - ops_offset,
+                what: "op section",
+            });
+        }
+        if available > total {
+            return Err(Error::TrailingBytes {
+                offset: total,
+                count: available - total,
+            });
+        }
+        let mut signed_header = [0u8; SIGNED_HEADER_LEN];
+        signed_header.copy_from_slice(&bytes[..SIGNED_HEADER_LEN]);
+        Ok(Package {
+            header,
+            signed_header,
+            manifest: &bytes[HEADER_LEN..ops_offset as usize],
+            ops: &bytes[ops_offset as usize..],
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Checks the signature with the trusted keys, then parses the manifest.
+    ///
+    /// # Errors
+    /// `UnknownKey`, `BadSignature`, then manifest errors.
+    pub fn verify(&self, trusted: &[VerifyingKey]) -> Result<VerifiedPackage<'a>> {
+        crate::sign::verify(
+            trusted,
+            self.header.key_id,
+            &self.header.signature,
+            &self.signed_header,
+            self.manifest,
+        )?;
+        let manifest = Manifest::parse(self.manifest)?;
+        Ok(VerifiedPackage {
+            manifest,
+            ops: self.ops,
+            ops_offset: self.header.ops_offset(),
+        })
+    }
+
+    /// Parses the manifest without checking the signature: for inspection
+    /// tools only. Never act on a manifest obtained this way.
+    ///
+    /// # Errors
+    /// Manifest errors.
+    pub fn manifest_unverified(&self) -> Result<Manifest> {
+        Manifest::parse(self.manifest)
+    }
+
+    /// Walks the ops of a package whose signature has not been checked, for
+    /// inspection tools. The hash chain is still checked from the manifest.
+    ///
+    /// # Errors
+    /// Manifest errors.
+    pub fn ops_unverified(&self) -> Result<OpIter<'a>> {
+        let manifest = Manifest::parse(self.manifest)?;
+        Ok(OpIter::new(manifest, self.ops, self.header.ops_offset()))
+    }
+}
+
+/// A package whose signature verified with a trusted key.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedPackage<'a> {
+    manifest: Manifest,
+    ops: &'a [u8],
+    ops_offset: u64,
+}
+
+impl<'a> VerifiedPackage<'a> {
+    /// The signed manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Checks the package is meant for this device: same device class (when
+    /// the device has one) and a security counter not below the device's.
+    ///
+    /// # Errors
+    /// `DeviceClassMismatch`, `SecurityCounterTooLow`.
+    pub fn check_device(&self, device_class: &Label, security_counter: u64) -> Result<()> {
+        if !device_class.is_empty() && *device_class != self.manifest.device_class {
+            return Err(Error::DeviceClassMismatch {
+                package: self.manifest.device_class,
+                device: *device_class,
+            });
+        }
+        if self.manifest.security_counter < security_counter {
+            return Err(Error::SecurityCounterTooLow {
+                package: self.manifest.security_counter,
+                device: security_counter,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the whole source image against the manifest.
+    ///
+    /// # Errors
+    /// `SourceSizeMismatch`, `SourceHashMismatch`.
+    pub fn check_source(&self, source: &[u8]) -> Result<()> {
+        if source.len() as u64 != self.manifest.source_size {
+            return Err(Error::SourceSizeMismatch {
+                expected: self.manifest.source_size,
+                found: source.len() as u64,
+            });
+        }
+        if Sha256::digest(source).as_slice() != self.manifest.source_sha256 {
+            return Err(Error::SourceHashMismatch);
+        }
+        Ok(())
+    }
+
+    /// The ops, authenticated one by one through the hash chain.
+    pub fn ops(&self) -> OpIter<'a> {
+        OpIter::new(self.manifest, self.ops, self.ops_offset)
+    }
+}
+
+/// The source extents of one op, held without allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extents {
+    items: [Extent; MAX_EXTENTS],
+    len: usize,
+}
+
+impl Extents {
+    /// The extents as a slice.
+    pub fn as_slice(&self) -> &[Extent] {
+        &self.items[..self.len]
+    }
+
+    /// Total bytes the extents cover.
+    pub fn total_len(&self) -> u64 {
+        self.as_slice().iter().map(|e| e.len).sum()
+    }
+}
+
+/// One authenticated op.
+#[derive(Debug, Clone, Copy)]
+pub struct Op<'a> {
+    /// Position in the op section, from 0.
+    pub index: u32,
+    /// Package offset of the op header.
+    pub offset: u64,
+    /// The op header.
+    pub header: OpHeader,
+    /// The source extents.
+    pub extents: Extents,
+    /// The payload as on the wire (still coded).
+    pub payload: &'a [u8],
+}
+
+/// The rules every op must meet in sequence, as a small state machine that
+/// both the in-memory [`OpIter`] and a streaming agent drive.
+#[derive(Debug, Clone, Copy)]
+pub struct OpChain {
+    manifest: Manifest,
+    next_index: u32,
+    expected_hash: [u8; 32],
+}
+
+impl OpChain {
+    /// Starts the chain at the manifest's head hash.
+    pub fn new(manifest: &Manifest) -> Self {
+        OpChain {
+            manifest: *manifest,
+            next_index: 0,
+            expected_hash: manifest.first_op_sha256,
+        }
+    }
+
+    /// Index the next op must have.
+    pub fn next_index(&self) -> u32 {
+        self.next_index
+    }
+
+    /// True once `op_count` ops have passed.
+    pub fn is_complete(&self) -> bool {
+        self.next_index == self.manifest.op_count
+    }
+
+    /// Checks the next op: its hash (of header, extents and payload as on
+    /// the wire) against the chain, then its layout against the manifest.
+    ///
+    /// # Errors
+    /// `OpHashMismatch`, `OpLayout`, `InvalidField`.
+    pub fn check(
+        &mut self,
+        header: &OpHeader,
+        extents: &[Extent],
+        op_sha256: &[u8; 32],
+        offset: u64,
+    ) -> Result<()> {
+        let index = self.next_index;
+        let layout = |what, expected: u64, found: u64| {
+            Err(Error::OpLayout {
+                op_index: index,
+                offset,
+                what,
+                expected,
+                found,
+            })
+        };
+        if self.is_complete() {
+            return layout(
+                "op count in the manifest",
+                self.manifest.op_count.into(),
+                u64::from(index) + 1,
+            );
+        }
+        if *op_sha256 != self.expected_hash {
+            return Err(Error::OpHashMismatch {
+                op_index: index,
+                offset,
+            });
+        }
+        let m = &self.manifest;
+        let seg = u64::from(m.segment_size);
+        if header.dst_offset % seg != 0 || header.dst_offset >= m.target_size {
+            return layout(
+                "destination offset (a segment start inside the target)",
+                0,
+                header.dst_offset,
+            );
+        }
+        let seg_len = m.segment_len(header.dst_offset / seg);
+        if u64::from(header.dst_len) != seg_len {
+            return layout(
+                "destination length (the whole segment)",
+                seg_len,
+                header.dst_len.into(),
+            );
+        }
+        match m.mode {
+            Mode::AB => {
+                let want = u64::from(index) * seg;
+                if header.dst_offset != want {
+                    return layout(
+                        "destination offset (A/B ops in segment order)",
+                        want,
+                        header.dst_offset,
+                    );
+                }
+                if header.kind == OpKind::Skip {
+                    return layout(
+                        "op kind (skip is for in-place packages only)",
+                        OpKind::Copy as u64,
+                        OpKind::Skip as u64,
+                    );
+                }
+            }
+            Mode::InPlace => {}
+        }
+        let codec_ok = match m.profile {
+            Profile::Zstd => matches!(header.codec, Codec::Stored | Codec::Zstd),
+        };
+        if !codec_ok {
+            return Err(Error::InvalidField {
+                offset: offset + 1,
+                what: "op codec (not allowed by the profile)",
+                found: header.codec as u64,
+            });
+        }
+        let mut prev_end = 0u64;
+        for (i, e) in extents.iter().enumerate() {
+            let end = e.end().unwrap_or(u64::MAX);
+            if end > m.source_size {
+                return layout(
+                    "source extent end (inside the source image)",
+                    m.source_size,
+                    end,
+                );
+            }
+            if i > 0 && e.offset < prev_end {
+                return layout(
+                    "source extent offset (sorted, not overlapping)",
+                    prev_end,
+                    e.offset,
+                );
+            }
+            prev_end = end;
+        }
+        if header.kind == OpKind::Copy {
+            let total: u64 = extents.iter().map(|e| e.len).sum();
+            if total != u64::from(header.dst_len) {
+                return layout(
+                    "copy extent total (the segment length)",
+                    header.dst_len.into(),
+                    total,
+                );
+            }
+        }
+        self.next_index += 1;
+        if self.is_complete() && header.next_op_sha256 != [0; 32] {
+            return Err(Error::NonZeroReserved {
+                offset: offset + 96,
+            });
+        }
+        self.expected_hash = header.next_op_sha256;
+        Ok(())
+    }
+}
+
+/// Iterates the ops of an in-memory op section, authenticating each.
+pub struct OpIter<'a> {
+    chain: OpChain,
+    ops: &'a [u8],
+    pos: usize,
+    base: u64,
+    failed: bool,
+}
+
+impl<'a> OpIter<'a> {
+    fn new(manifest: Manifest, ops: &'a [u8], base: u64) -> Self {
+        OpIter {
+            chain: OpChain::new(&manifest),
+            ops,
+            pos: 0,
+            base,
+            failed: false,
+        }
+    }
+
+    fn next_op(&mut self) -> Result<Option<Op<'a>>> {
+        let offset = self.base + self.pos as u64;
+        let rest = &self.ops[self.pos..];
+        if self.chain.is_complete() {
+            if !rest.is_empty() {
+                return Err(Error::TrailingBytes {
+                    offset,
+                    count: rest.len() as u64,
+                });
+            }
+            return Ok(None);
+        }
+        let header = OpHeader::parse(rest, offset)?;
+        let total = usize::try_from(header.total_len()).unwrap_or(usize::MAX);
+        let Some(op_bytes) = rest.get(..total) else {
+            return Err(Error::Truncated {
+                offset,
+                needed: header.total_len(),
+                available: rest.len() as u64,
+                what: "op",
+            });
+        };
+        let mut extents = Extents::default();
+        for i in 0..usize::from(header.extent_count) {
+            let at = OP_HEADER_LEN + i * EXTENT_LEN;
+            extents.items[i] = parse_extent(&op_bytes[at..at + EXTENT_LEN], offset + at as u64)?;
+        }
+        extents.len = header.extent_count.into();
+        let hash: [u8; 32] = Sha256::digest(op_bytes).into();
+        let index = self.chain.next_index();
+        self.chain
+            .check(&header, extents.as_slice(), &hash, offset)?;
+        self.pos += total;
+        Ok(Some(Op {
+            index,
+            offset,
+            header,
+            extents,
+            payload: &op_bytes[OP_HEADER_LEN + header.extents_len()..],
+        }))
+    }
+}
+
+impl<'a> Iterator for OpIter<'a> {
+    type Item = Result<Op<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let r = self.next_op();
+        if !matches!(r, Ok(Some(_))) {
+            self.failed = true;
+        }
+        r.transpose()
+    }
+}

@@ -1,0 +1,363 @@
+//! The PATCH payload: bsdiff-style control records over three streams.
+//!
+//! A decoded PATCH payload is five LEB128 lengths, then the control,
+//! zero-run, value-run, value and extra streams back to back:
+//!
+//! ```text
+//! varint × 5 (ctrl, zero_runs, value_runs, values, extra lengths)
+//! | ctrl | zero_runs | value_runs | values | extra
+//! ```
+//!
+//! The control stream is a list of records `(copy_len, extra_len, src_delta)`
+//! (two LEB128 varints and a zigzag LEB128 varint). A record moves the
+//! source cursor by `src_delta`, emits `copy_len` bytes of
+//! `source[cursor + i] + diff[i]` (wrapping), advances the cursor past them,
+//! then emits `extra_len` literal bytes from the extra stream. The cursor
+//! starts at the op's destination offset, where unmoved data sits.
+//!
+//! The diff bytes of all records, taken as one sequence, are coded sparsely
+//! as alternating runs: `zero_runs` holds LEB128 counts of zero bytes (0 is
+//! allowed), `value_runs` the LEB128 count (at least 1) of the non-zero
+//! bytes that follow each zero run, and `values` those non-zero bytes. Both
+//! run streams have the same number of entries; zeros after the last value
+//! run are implicit. Approximate matches of recompiled code differ in a few
+//! bytes per pointer, so the diff is mostly zeros; coding positions, run
+//! lengths and values apart compresses about 12 % better than the plain
+//! diff bytes (measured on an x86-64 Go binary pair).
+
+use crate::error::{Error, Result};
+use crate::op::Extent;
+
+/// Most bytes a LEB128 `u64` takes.
+pub const MAX_VARINT_LEN: usize = 10;
+
+/// Encodes `v` as LEB128 into `buf`, returning the bytes used.
+pub fn write_varint(mut v: u64, buf: &mut [u8; MAX_VARINT_LEN]) -> usize {
+    let mut n = 0;
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            buf[n] = byte;
+            return n + 1;
+        }
+        buf[n] = byte | 0x80;
+        n += 1;
+    }
+}
+
+/// Maps a signed delta to an unsigned varint value (zigzag).
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Inverse of [`zigzag`].
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Reads one LEB128 value from `data` at `*pos`; `None` when truncated or
+/// longer than a `u64`, or not minimally encoded.
+fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for i in 0..MAX_VARINT_LEN {
+        let byte = *data.get(*pos)?;
+        *pos += 1;
+        let bits = u64::from(byte & 0x7f);
+        if i == MAX_VARINT_LEN - 1 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            // A trailing zero group would make two encodings of one value.
+            if i > 0 && byte == 0 {
+                return None;
+            }
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// One step of a patch, in output order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchStep<'a> {
+    /// Emit `len` bytes of `source[src + i] + diff[i]`. The caller MUST pass
+    /// the source bytes, in order and in chunks totalling `len`, through
+    /// [`PatchDecoder::add_diff`] before asking for the next step.
+    Add {
+        /// Source offset of the first byte.
+        src: u64,
+        /// Number of bytes.
+        len: u64,
+    },
+    /// Emit these bytes as they are.
+    Literal(&'a [u8]),
+}
+
+/// Marks "no more non-zero diff bytes".
+const NO_MORE_VALUES: u64 = u64::MAX;
+
+/// Iterates the steps of a decoded PATCH payload without allocating,
+/// checking every length and every source read against the op's extents.
+pub struct PatchDecoder<'a> {
+    op_index: u32,
+    ctrl: &'a [u8],
+    ctrl_pos: usize,
+    ctrl_base: usize,
+    zero_runs: &'a [u8],
+    zero_runs_pos: usize,
+    value_runs: &'a [u8],
+    value_runs_pos: usize,
+    values: &'a [u8],
+    values_pos: usize,
+    extra: &'a [u8],
+    extents: &'a [Extent],
+    cursor: u64,
+    remaining: u64,
+    /// Zero diff bytes before the next value, or [`NO_MORE_VALUES`].
+    zeros_before_value: u64,
+    /// Non-zero diff bytes left in the current value run.
+    values_in_run: u64,
+    /// Bytes of the current Add step not yet passed through `add_diff`.
+    pending_add: u64,
+    pending_extra: usize,
+    done: bool,
+}
+
+impl<'a> PatchDecoder<'a> {
+    /// Starts decoding `payload` for op `op_index`, which writes `dst_len`
+    /// bytes at target offset `dst_offset` and may read only `extents`.
+    ///
+    /// # Errors
+    /// `PatchMalformed` when the stream lengths do not add up to the payload.
+    pub fn new(
+        op_index: u32,
+        payload: &'a [u8],
+        dst_offset: u64,
+        dst_len: u64,
+        extents: &'a [Extent],
+    ) -> Result<Self> {
+        let malformed = |offset: usize, what| Error::PatchMalformed {
+            op_index,
+            offset: offset as u64,
+            what,
+        };
+        let mut pos = 0usize;
+        let mut lens = [0usize; 5];
+        for len in &mut lens {
+            let at = pos;
+            let v =
+                read_varint(payload, &mut pos).ok_or(malformed(at, "a stream length varint"))?;
+            *len = usize::try_from(v)
+                .map_err(|_| malformed(at, "a stream length that fits memory"))?;
+        }
+        let header_len = pos;
+        let mut rest = payload.get(header_len..).unwrap_or(&[]);
+        let mut streams: [&'a [u8]; 5] = [&[]; 5];
+        for (stream, len) in streams.iter_mut().zip(lens) {
+            if len > rest.len() {
+                return Err(malformed(0, "stream lengths within the payload"));
+            }
+            let (s, r) = rest.split_at(len);
+            *stream = s;
+            rest = r;
+        }
+        if !rest.is_empty() {
+            return Err(malformed(
+                0,
+                "stream lengths adding up to the payload length",
+            ));
+        }
+        let [ctrl, zero_runs, value_runs, values, extra] = streams;
+        let mut d = PatchDecoder {
+            op_index,
+            ctrl,
+            ctrl_pos: 0,
+            ctrl_base: header_len,
+            zero_runs,
+            zero_runs_pos: 0,
+            value_runs,
+            value_runs_pos: 0,
+            values,
+            values_pos: 0,
+            extra,
+            extents,
+            cursor: dst_offset,
+            remaining: dst_len,
+            zeros_before_value: NO_MORE_VALUES,
+            values_in_run: 0,
+            pending_add: 0,
+            pending_extra: 0,
+            done: false,
+        };
+        d.load_next_run()?;
+        Ok(d)
+    }
+
+    fn malformed(&self, what: &'static str) -> Error {
+        Error::PatchMalformed {
+            op_index: self.op_index,
+            offset: (self.ctrl_base + self.ctrl_pos) as u64,
+            what,
+        }
+    }
+
+    /// Reads the next (zero run, value run) pair, checking its values exist.
+    fn load_next_run(&mut self) -> Result<()> {
+        let zero_end = self.zero_runs_pos == self.zero_runs.len();
+        let value_end = self.value_runs_pos == self.value_runs.len();
+        if zero_end || value_end {
+            if !(zero_end && value_end && self.values_pos == self.values.len()) {
+                return Err(self.malformed("as many zero runs as value runs, and a value for each"));
+            }
+            self.zeros_before_value = NO_MORE_VALUES;
+            return Ok(());
+        }
+        let zeros = read_varint(self.zero_runs, &mut self.zero_runs_pos)
+            .ok_or(self.malformed("a zero-run varint"))?;
+        let count = read_varint(self.value_runs, &mut self.value_runs_pos)
+            .ok_or(self.malformed("a value-run varint"))?;
+        let available = (self.values.len() - self.values_pos) as u64;
+        if zeros == NO_MORE_VALUES || count == 0 || count > available {
+            return Err(
+                self.malformed("a value run of 1 or more values present in the value stream")
+            );
+        }
+        self.zeros_before_value = zeros;
+        self.values_in_run = count;
+        Ok(())
+    }
+
+    /// Adds the next `chunk.len()` diff bytes of the current Add step to
+    /// `chunk`, which holds the matching source bytes.
+    ///
+    /// # Errors
+    /// `PatchMalformed` when `chunk` goes past the step or the diff streams
+    /// are inconsistent.
+    pub fn add_diff(&mut self, chunk: &mut [u8]) -> Result<()> {
+        if chunk.len() as u64 > self.pending_add {
+            return Err(self.malformed("source chunks no longer than the add step"));
+        }
+        self.pending_add -= chunk.len() as u64;
+        let mut i = 0usize;
+        while i < chunk.len() {
+            let left = (chunk.len() - i) as u64;
+            if self.zeros_before_value >= left {
+                if self.zeros_before_value != NO_MORE_VALUES {
+                    self.zeros_before_value -= left;
+                }
+                return Ok(());
+            }
+            i += self.zeros_before_value as usize;
+            self.zeros_before_value = 0;
+            // Bounded by the run, the chunk and (checked on load) the values.
+            let n = (self.values_in_run as usize).min(chunk.len() - i);
+            let values = self
+                .values
+                .get(self.values_pos..self.values_pos + n)
+                .unwrap_or(&[]);
+            let dst = chunk.get_mut(i..i + n).unwrap_or(&mut []);
+            for (b, &v) in dst.iter_mut().zip(values) {
+                if v == 0 {
+                    return Err(self.malformed("non-zero values in value runs"));
+                }
+                *b = b.wrapping_add(v);
+            }
+            self.values_pos += n;
+            self.values_in_run -= n as u64;
+            i += n;
+            if self.values_in_run == 0 {
+                self.load_next_run()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn take_output(&mut self, n: u64) -> Result<()> {
+        if n > self.remaining {
+            return Err(self.malformed("records that produce exactly the segment length"));
+        }
+        self.remaining -= n;
+        Ok(())
+    }
+
+    fn next_step(&mut self) -> Result<Option<PatchStep<'a>>> {
+        if self.pending_add > 0 {
+            return Err(self.malformed("every add step passed through add_diff"));
+        }
+        if self.pending_extra > 0 {
+            let n = self.pending_extra;
+            self.pending_extra = 0;
+            let (lit, rest) = self.extra.split_at(n);
+            self.extra = rest;
+            return Ok(Some(PatchStep::Literal(lit)));
+        }
+        if self.ctrl_pos == self.ctrl.len() {
+            if self.remaining != 0 {
+                return Err(self.malformed("more control records: segment not complete"));
+            }
+            if !self.extra.is_empty() || self.zeros_before_value != NO_MORE_VALUES {
+                return Err(self.malformed("diff and extra streams consumed exactly"));
+            }
+            return Ok(None);
+        }
+        let mut pos = self.ctrl_pos;
+        let record = (|| {
+            let copy = read_varint(self.ctrl, &mut pos)?;
+            let extra = read_varint(self.ctrl, &mut pos)?;
+            let delta = read_varint(self.ctrl, &mut pos)?;
+            Some((copy, extra, unzigzag(delta)))
+        })();
+        let Some((copy, extra, delta)) = record else {
+            return Err(self.malformed("a control record of three varints"));
+        };
+        if copy == 0 && extra == 0 {
+            return Err(self.malformed("a control record that produces bytes"));
+        }
+        let src = self
+            .cursor
+            .checked_add_signed(delta)
+            .ok_or(self.malformed("a source delta that stays in range"))?;
+        let extra_n = usize::try_from(extra)
+            .map_err(|_| self.malformed("an extra length that fits memory"))?;
+        if extra_n > self.extra.len() {
+            return Err(self.malformed("an extra length within the extra stream"));
+        }
+        self.take_output(copy)?;
+        self.take_output(extra)?;
+        if copy > 0 && !self.extents.iter().any(|e| e.contains(src, copy)) {
+            return Err(Error::PatchReadOutsideExtents {
+                op_index: self.op_index,
+                src_offset: src,
+                len: copy,
+            });
+        }
+        self.ctrl_pos = pos;
+        self.cursor = src
+            .checked_add(copy)
+            .ok_or(self.malformed("a source range that does not overflow"))?;
+        self.pending_extra = extra_n;
+        if copy == 0 {
+            // extra > 0 here, so this returns the literal at once.
+            return self.next_step();
+        }
+        self.pending_add = copy;
+        Ok(Some(PatchStep::Add { src, len: copy }))
+    }
+}
+
+impl<'a> Iterator for PatchDecoder<'a> {
+    type Item = Result<PatchStep<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let step = self.next_step();
+        if !matches!(step, Ok(Some(_))) {
+            self.done = true;
+        }
+        step.transpose()
+    }
+}

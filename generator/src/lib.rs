@@ -1,0 +1,231 @@
+//! The fota differencing engine: turns an old and a new firmware image into
+//! a small signed package (see the `fota-format` crate), and applies
+//! packages on a host.
+//!
+//! Pipeline, one module a stage, with plain data between them:
+//!
+//! ```text
+//! mmap ──> suffix (suffix array of old) ──> matcher (approximate blocks,
+//!   parallel over fixed chunks of new) ──> plan (one op per segment,
+//!   cheapest of copy/fill/patch/new, zstd) ──> write (hash chain, sign)
+//!   ──> apply (self-check: the package must reproduce the new image)
+//! ```
+//!
+//! Output is byte-identical for any thread count: work is split at fixed
+//! offsets, never by thread, and results are joined in order.
+#![warn(missing_docs)]
+
+pub mod apply;
+pub mod error;
+pub mod keys;
+pub mod matcher;
+pub mod mmap;
+pub mod plan;
+pub mod suffix;
+pub mod write;
+
+use std::time::Instant;
+
+use ed25519_dalek::SigningKey;
+use fota_format::{Label, Manifest, Mode, OpKind, Profile};
+use sha2::{Digest, Sha256};
+
+pub use apply::{apply, write_atomically, DeviceIdentity};
+pub use error::{Error, Result};
+pub use matcher::MatchParams;
+
+/// Default segment size for the zstd profile (application processors with
+/// A/B slots): 4 MiB, a whole number of erase blocks on every common flash.
+/// Segments are compressed independently so each op can be redone alone
+/// after a power cut; at 1 MiB that independence costs 1.6 % on an x86-64
+/// Go binary pair, at 4 MiB under 0.5 %.
+pub const DEFAULT_SEGMENT_SIZE: u32 = 4 << 20;
+
+/// Default zstd level for payloads.
+pub const DEFAULT_LEVEL: i32 = 19;
+
+/// What to put in the manifest and how hard to work.
+#[derive(Debug, Clone)]
+pub struct DiffOptions {
+    /// Worker threads; 0 uses every core.
+    pub threads: usize,
+    /// Destination segment size (a multiple of the device's erase block).
+    pub segment_size: u32,
+    /// zstd level of op payloads (1 to 22).
+    pub level: i32,
+    /// Device class the package is for.
+    pub device_class: Label,
+    /// Version of the old image.
+    pub from_version: Label,
+    /// Version of the new image.
+    pub to_version: Label,
+    /// Anti-rollback counter of the new image.
+    pub security_counter: u64,
+    /// sha256 of the release notes, zero when none.
+    pub release_notes_sha256: [u8; 32],
+    /// Matcher tuning.
+    pub match_params: MatchParams,
+    /// Apply the finished package to the old image and compare with the new
+    /// one before returning it (on by default; costs one host apply).
+    pub self_check: bool,
+}
+
+impl Default for DiffOptions {
+    fn default() -> Self {
+        DiffOptions {
+            threads: 0,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            level: DEFAULT_LEVEL,
+            device_class: Label::EMPTY,
+            from_version: Label::EMPTY,
+            to_version: Label::EMPTY,
+            security_counter: 0,
+            release_notes_sha256: [0; 32],
+            match_params: MatchParams::default(),
+            self_check: true,
+        }
+    }
+}
+
+/// Ops and payload bytes of one kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Number of ops.
+    pub ops: u64,
+    /// Target bytes they write.
+    pub target_bytes: u64,
+    /// Package bytes they take (header, extents, payload).
+    pub package_bytes: u64,
+}
+
+/// A finished package and the figures of its making.
+#[derive(Debug, Clone)]
+pub struct DiffOutput {
+    /// The package bytes.
+    pub package: Vec<u8>,
+    /// Threads used.
+    pub threads: usize,
+    /// Seconds spent, total.
+    pub seconds: f64,
+    /// Seconds in the suffix array, matching, coding and self-check.
+    pub stage_seconds: StageSeconds,
+    /// Per op kind, in [`OpKind`] order copy, patch, new, fill, skip.
+    pub by_kind: [(OpKind, KindStats); 5],
+}
+
+/// Time per pipeline stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageSeconds {
+    /// Building the suffix array.
+    pub index: f64,
+    /// Finding blocks.
+    pub matching: f64,
+    /// Coding the segments.
+    pub coding: f64,
+    /// Applying the package to check it.
+    pub self_check: f64,
+}
+
+/// Makes a package that turns `old` into `new`, signed with `key`.
+///
+/// # Errors
+/// [`Error::Option`] for option values the format cannot carry,
+/// [`Error::Limit`] for inputs over 2 GiB, [`Error::SelfCheck`] if the
+/// package does not reproduce `new` (a bug, reported rather than shipped).
+pub fn diff(old: &[u8], new: &[u8], key: &SigningKey, opts: &DiffOptions) -> Result<DiffOutput> {
+    let started = Instant::now();
+    check_options(opts)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| Error::Option {
+            option: "--threads",
+            reason: e.to_string(),
+        })?;
+    let threads = pool.current_num_threads();
+    let mut stages = StageSeconds::default();
+    let (ops, _) = pool.install(|| -> Result<_> {
+        let t = Instant::now();
+        let index = suffix::SuffixIndex::build(old, threads)?;
+        stages.index = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let blocks = matcher::find_blocks(&index, new, opts.match_params);
+        stages.matching = t.elapsed().as_secs_f64();
+        drop(index);
+        let t = Instant::now();
+        let ops = plan::plan_ops(old, new, &blocks, opts.segment_size as usize, opts.level)?;
+        stages.coding = t.elapsed().as_secs_f64();
+        Ok((ops, ()))
+    })?;
+    let manifest = Manifest {
+        device_class: opts.device_class,
+        from_version: opts.from_version,
+        to_version: opts.to_version,
+        security_counter: opts.security_counter,
+        mode: Mode::AB,
+        profile: Profile::Zstd,
+        segment_size: opts.segment_size,
+        source_size: old.len() as u64,
+        source_sha256: Sha256::digest(old).into(),
+        target_size: new.len() as u64,
+        target_sha256: Sha256::digest(new).into(),
+        op_count: 0,
+        first_op_sha256: [0; 32],
+        release_notes_sha256: opts.release_notes_sha256,
+    };
+    let package = write::write_package(manifest, &ops, old, new, key);
+    if opts.self_check {
+        let t = Instant::now();
+        let device = DeviceIdentity {
+            device_class: opts.device_class,
+            security_counter: opts.security_counter,
+        };
+        let out =
+            apply(old, &package, &[key.verifying_key()], &device).map_err(Error::SelfCheck)?;
+        if out != new {
+            return Err(Error::SelfCheck(fota_format::Error::TargetHashMismatch));
+        }
+        stages.self_check = t.elapsed().as_secs_f64();
+    }
+    let kinds = [
+        OpKind::Copy,
+        OpKind::Patch,
+        OpKind::New,
+        OpKind::Fill,
+        OpKind::Skip,
+    ];
+    let by_kind = kinds.map(|k| {
+        let mut s = KindStats::default();
+        for op in ops.iter().filter(|op| op.kind == k) {
+            s.ops += 1;
+            s.target_bytes += u64::from(op.dst_len);
+            s.package_bytes += (fota_format::OP_HEADER_LEN + op.variable_len()) as u64;
+        }
+        (k, s)
+    });
+    Ok(DiffOutput {
+        package,
+        threads,
+        seconds: started.elapsed().as_secs_f64(),
+        stage_seconds: stages,
+        by_kind,
+    })
+}
+
+fn check_options(opts: &DiffOptions) -> Result<()> {
+    use fota_format::manifest::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_ALIGN};
+    let s = opts.segment_size;
+    if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&s) || s % SEGMENT_ALIGN != 0 {
+        return Err(Error::Option {
+            option: "--segment-size",
+            reason: format!("{s} is not a multiple of {SEGMENT_ALIGN} from {MIN_SEGMENT_SIZE} to {MAX_SEGMENT_SIZE}"),
+        });
+    }
+    if !(1..=22).contains(&opts.level) {
+        return Err(Error::Option {
+            option: "--level",
+            reason: format!("{} is not from 1 to 22", opts.level),
+        });
+    }
+    Ok(())
+}

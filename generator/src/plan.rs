@@ -1,0 +1,404 @@
+//! Cutting the target into segments and coding each one as an op.
+//!
+//! For every destination segment the blocks that fall in it become a PATCH
+//! (control, diff and extra streams), and the cheapest of COPY, FILL, PATCH
+//! and NEW on the wire is kept. Segments are coded independently (each op
+//! must be re-doable on its own after a power cut), in parallel.
+
+use fota_format::op::{Codec, Extent, OpKind, MAX_EXTENTS};
+use fota_format::patch::{write_varint, zigzag, MAX_VARINT_LEN};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::matcher::Block;
+
+/// One coded op before it is chained and hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedOp {
+    /// What the op does.
+    pub kind: OpKind,
+    /// Payload codec.
+    pub codec: Codec,
+    /// FILL byte.
+    pub fill_value: u8,
+    /// Target offset.
+    pub dst_offset: u64,
+    /// Segment length.
+    pub dst_len: u32,
+    /// Source extents, sorted and disjoint.
+    pub extents: Vec<Extent>,
+    /// Payload on the wire.
+    pub payload: Vec<u8>,
+    /// Payload length after decoding.
+    pub decoded_len: u32,
+}
+
+impl PlannedOp {
+    /// Bytes this op takes in the package besides its fixed header.
+    pub fn variable_len(&self) -> usize {
+        self.extents.len() * fota_format::EXTENT_LEN + self.payload.len()
+    }
+}
+
+/// The streams of a PATCH payload (see `fota_format::patch`) and the
+/// source ranges it reads.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PatchStreams {
+    ctrl: Vec<u8>,
+    zero_runs: Vec<u8>,
+    value_runs: Vec<u8>,
+    values: Vec<u8>,
+    extra: Vec<u8>,
+    /// Zero diff bytes since the last value run.
+    zeros: u64,
+    /// Length of the value run being built.
+    run: u64,
+    /// Diff bytes pushed in all.
+    diff_len: u64,
+    /// `(source offset, length)` of every read, in order.
+    reads: Vec<(u64, u64)>,
+}
+
+fn push_varint(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    let n = write_varint(v, &mut buf);
+    out.extend_from_slice(&buf[..n]);
+}
+
+impl PatchStreams {
+    /// Appends a record: move the cursor by `delta`, add `diff` to as many
+    /// source bytes (read at `src`), then emit `literal`.
+    pub fn push_record(
+        &mut self,
+        delta: i64,
+        src: u64,
+        diff: impl IntoIterator<Item = u8>,
+        literal: &[u8],
+    ) {
+        let start = self.diff_len;
+        for d in diff {
+            self.diff_len += 1;
+            if d == 0 {
+                if self.run > 0 {
+                    self.end_value_run();
+                }
+                self.zeros += 1;
+            } else {
+                self.values.push(d);
+                self.run += 1;
+            }
+        }
+        let copy = self.diff_len - start;
+        if copy > 0 {
+            self.reads.push((src, copy));
+        }
+        push_varint(&mut self.ctrl, copy);
+        push_varint(&mut self.ctrl, literal.len() as u64);
+        push_varint(&mut self.ctrl, zigzag(delta));
+        self.extra.extend_from_slice(literal);
+    }
+
+    fn end_value_run(&mut self) {
+        push_varint(&mut self.zero_runs, self.zeros);
+        push_varint(&mut self.value_runs, self.run);
+        self.zeros = 0;
+        self.run = 0;
+    }
+
+    /// Raw lengths of the five streams (ctrl, zero runs, value runs,
+    /// values, extra), for tuning and reports.
+    pub fn stream_lens(&self) -> [usize; 5] {
+        [
+            self.ctrl.len(),
+            self.zero_runs.len(),
+            self.value_runs.len(),
+            self.values.len(),
+            self.extra.len(),
+        ]
+    }
+
+    /// The five streams, finished (the last value run closed).
+    pub fn into_streams(mut self) -> [Vec<u8>; 5] {
+        if self.run > 0 {
+            self.end_value_run();
+        }
+        [
+            self.ctrl,
+            self.zero_runs,
+            self.value_runs,
+            self.values,
+            self.extra,
+        ]
+    }
+
+    /// The decoded PATCH payload, as its length prefix and five streams
+    /// (concatenated, they are the payload).
+    pub fn into_payload_parts(self) -> [Vec<u8>; 6] {
+        let [ctrl, zero_runs, value_runs, values, extra] = self.into_streams();
+        let mut prefix = Vec::with_capacity(5 * MAX_VARINT_LEN);
+        for s in [&ctrl, &zero_runs, &value_runs, &values, &extra] {
+            push_varint(&mut prefix, s.len() as u64);
+        }
+        [prefix, ctrl, zero_runs, value_runs, values, extra]
+    }
+
+    /// The decoded PATCH payload.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.into_payload_parts().concat()
+    }
+
+    fn all_diff_zero(&self) -> bool {
+        self.extra.is_empty() && self.values.is_empty()
+    }
+}
+
+/// Builds the patch streams of segment `[start, end)` from the blocks.
+pub fn patch_streams(
+    old: &[u8],
+    new: &[u8],
+    blocks: &[Block],
+    start: usize,
+    end: usize,
+) -> PatchStreams {
+    let mut p = PatchStreams::default();
+    let first = blocks.partition_point(|b| b.new + b.len <= start);
+    let pieces: Vec<(usize, usize, usize)> = blocks[first..]
+        .iter()
+        .take_while(|b| b.new < end)
+        .map(|b| {
+            let s = b.new.max(start);
+            let e = (b.new + b.len).min(end);
+            (s, e, b.old + (s - b.new))
+        })
+        .collect();
+    // A record copies one piece, then the literals up to the next piece; a
+    // literal run before the first piece is a record without copy.
+    let lead_end = pieces.first().map_or(end, |p| p.0);
+    if lead_end > start {
+        p.push_record(0, 0, std::iter::empty(), &new[start..lead_end]);
+    }
+    let mut cursor = start as u64;
+    for (i, &(s, e, src)) in pieces.iter().enumerate() {
+        let lit_end = pieces.get(i + 1).map_or(end, |next| next.0);
+        let diff = new[s..e]
+            .iter()
+            .zip(&old[src..src + (e - s)])
+            .map(|(n, o)| n.wrapping_sub(*o));
+        p.push_record(
+            src as i64 - cursor as i64,
+            src as u64,
+            diff,
+            &new[e..lit_end],
+        );
+        cursor = (src + (e - s)) as u64;
+    }
+    p
+}
+
+/// Merges read ranges into at most [`MAX_EXTENTS`] sorted, disjoint extents
+/// covering them: neighbours closer than `max_gap` always (each extent costs
+/// 16 package bytes, a gap only a longer source hash on the device), then
+/// the closest neighbours first until the limit holds.
+fn merge_extents(reads: &[(u64, u64)], max_gap: u64) -> Vec<Extent> {
+    let mut sorted: Vec<(u64, u64)> = reads.iter().map(|&(o, l)| (o, o + l)).collect();
+    sorted.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in sorted {
+        match out.last_mut() {
+            Some(last) if s <= last.1.saturating_add(max_gap) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    while out.len() > MAX_EXTENTS {
+        let i = (0..out.len() - 1)
+            .min_by_key(|&i| (out[i + 1].0 - out[i].1, i))
+            .unwrap_or(0);
+        out[i].1 = out[i + 1].1;
+        out.remove(i + 1);
+    }
+    out.into_iter()
+        .map(|(s, e)| Extent {
+            offset: s,
+            len: e - s,
+        })
+        .collect()
+}
+
+/// Compresses `parts` (concatenated) as one zstd frame at `level`, ending a
+/// zstd block at every part boundary so that no block mixes the statistics
+/// of two streams; stores the bytes instead when that is not larger.
+fn code_payload(parts: &[&[u8]], level: i32) -> Result<(Codec, Vec<u8>, u32)> {
+    use std::io::Write;
+    let raw: Vec<u8> = parts.concat();
+    let decoded_len = u32::try_from(raw.len()).map_err(|_| Error::Limit {
+        what: "decoded payload length",
+        value: raw.len() as u64,
+        limit: u32::MAX.into(),
+    })?;
+    let mut enc = zstd::stream::write::Encoder::new(Vec::with_capacity(raw.len() / 4), level)
+        .map_err(Error::Compress)?;
+    enc.include_contentsize(true).map_err(Error::Compress)?;
+    enc.set_pledged_src_size(Some(raw.len() as u64))
+        .map_err(Error::Compress)?;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        enc.write_all(part).map_err(Error::Compress)?;
+        enc.flush().map_err(Error::Compress)?;
+    }
+    let compressed = enc.finish().map_err(Error::Compress)?;
+    Ok(if compressed.len() < raw.len() {
+        (Codec::Zstd, compressed, decoded_len)
+    } else {
+        (Codec::Stored, raw, decoded_len)
+    })
+}
+
+/// Codes one segment, choosing the smallest op.
+fn plan_segment(
+    old: &[u8],
+    new: &[u8],
+    blocks: &[Block],
+    start: usize,
+    end: usize,
+    level: i32,
+) -> Result<PlannedOp> {
+    let seg = &new[start..end];
+    let dst_len = seg.len() as u32;
+    let base = |kind| PlannedOp {
+        kind,
+        codec: Codec::Stored,
+        fill_value: 0,
+        dst_offset: start as u64,
+        dst_len,
+        extents: Vec::new(),
+        payload: Vec::new(),
+        decoded_len: 0,
+    };
+    if let Some(&b0) = seg.first() {
+        if seg.iter().all(|&b| b == b0) {
+            return Ok(PlannedOp {
+                fill_value: b0,
+                ..base(OpKind::Fill)
+            });
+        }
+    }
+    let streams = patch_streams(old, new, blocks, start, end);
+    // Exact copies from ascending, disjoint source runs need no payload.
+    if streams.all_diff_zero() {
+        let mut runs: Vec<Extent> = Vec::new();
+        let mut ascending = true;
+        for &(o, l) in &streams.reads {
+            match runs.last_mut() {
+                Some(last) if last.offset + last.len == o => last.len += l,
+                Some(last) if last.offset + last.len > o => ascending = false,
+                _ => runs.push(Extent { offset: o, len: l }),
+            }
+        }
+        if ascending && runs.len() <= MAX_EXTENTS {
+            return Ok(PlannedOp {
+                extents: runs,
+                ..base(OpKind::Copy)
+            });
+        }
+    }
+    let literal_share = streams.extra.len() as f64 / seg.len() as f64;
+    let extents = merge_extents(&streams.reads, seg.len() as u64);
+    let mut best: Option<PlannedOp> = None;
+    if !streams.reads.is_empty() {
+        let parts = streams.into_payload_parts();
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let (codec, payload, decoded_len) = code_payload(&parts, level)?;
+        best = Some(PlannedOp {
+            codec,
+            payload,
+            decoded_len,
+            extents,
+            ..base(OpKind::Patch)
+        });
+    }
+    // A mostly literal segment may code better without the patch framing.
+    if best.is_none() || literal_share > 0.25 {
+        let (codec, payload, decoded_len) = code_payload(&[seg], level)?;
+        let new_op = PlannedOp {
+            codec,
+            payload,
+            decoded_len,
+            ..base(OpKind::New)
+        };
+        if best
+            .as_ref()
+            .is_none_or(|b| new_op.variable_len() < b.variable_len())
+        {
+            best = Some(new_op);
+        }
+    }
+    best.ok_or(Error::Limit {
+        what: "segment without a plan",
+        value: start as u64,
+        limit: 0,
+    })
+}
+
+/// Codes every segment of `new` (segment `i` starts at `i * segment_size`).
+/// Runs on the current rayon pool; the result does not depend on its size.
+pub fn plan_ops(
+    old: &[u8],
+    new: &[u8],
+    blocks: &[Block],
+    segment_size: usize,
+    level: i32,
+) -> Result<Vec<PlannedOp>> {
+    let starts: Vec<usize> = (0..new.len()).step_by(segment_size.max(1)).collect();
+    starts
+        .par_iter()
+        .map(|&s| {
+            plan_segment(
+                old,
+                new,
+                blocks,
+                s,
+                (s + segment_size).min(new.len()),
+                level,
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_merge_to_the_limit_joining_closest_first() {
+        let reads: Vec<(u64, u64)> = (0..40u64).map(|i| (i * 1000 + (i % 3) * 7, 10)).collect();
+        let e = merge_extents(&reads, 0);
+        assert_eq!(e.len(), MAX_EXTENTS);
+        for (o, l) in &reads {
+            assert!(e.iter().any(|x| x.contains(*o, *l)));
+        }
+        assert!(e.windows(2).all(|w| w[0].offset + w[0].len < w[1].offset));
+    }
+
+    #[test]
+    fn overlapping_reads_merge() {
+        let e = merge_extents(&[(10, 10), (15, 10), (40, 5)], 0);
+        assert_eq!(
+            e,
+            vec![
+                Extent {
+                    offset: 10,
+                    len: 15
+                },
+                Extent { offset: 40, len: 5 }
+            ]
+        );
+        let e = merge_extents(&[(10, 10), (15, 10), (40, 5)], 15);
+        assert_eq!(
+            e,
+            vec![Extent {
+                offset: 10,
+                len: 35
+            }]
+        );
+    }
+}

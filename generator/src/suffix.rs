@@ -1,0 +1,203 @@
+//! A suffix array over the old image and longest-match search in it.
+//!
+//! The array is built by libsais (linear time, multi-threaded through
+//! OpenMP); the suffix array of a text is unique, so the thread count never
+//! changes the result. A table of where each two-byte prefix starts narrows
+//! every search to one bucket before the binary search.
+
+use crate::error::{Error, Result};
+
+/// Longest match reported by one search; longer runs are found piecewise
+/// (the matcher continues a match that keeps its alignment for free).
+pub const MAX_MATCH: usize = 1 << 20;
+
+/// The suffix array of the old image with its two-byte bucket table.
+pub struct SuffixIndex<'a> {
+    old: &'a [u8],
+    sa: Vec<i32>,
+    /// `bucket[k]` is the first array index whose suffix starts with a
+    /// two-byte prefix `>= k`; `bucket[65536] = sa.len()`.
+    bucket: Vec<u32>,
+}
+
+impl<'a> SuffixIndex<'a> {
+    /// Builds the index with up to `threads` threads.
+    ///
+    /// # Errors
+    /// [`Error::Limit`] when the image is 2 GiB or larger.
+    pub fn build(old: &'a [u8], threads: usize) -> Result<Self> {
+        let limit = i32::MAX as u64 - 1;
+        if old.len() as u64 > limit {
+            return Err(Error::Limit {
+                what: "old image size in bytes",
+                value: old.len() as u64,
+                limit,
+            });
+        }
+        let sa: Vec<i32> = if old.is_empty() {
+            Vec::new()
+        } else {
+            let threads = u16::try_from(threads.max(1)).unwrap_or(u16::MAX);
+            libsais::SuffixArrayConstruction::for_text(old)
+                .in_owned_buffer32()
+                .multi_threaded(libsais::ThreadCount::fixed(threads))
+                .run()
+                .map_err(|_| Error::Limit {
+                    what: "suffix array construction failed for old image of size",
+                    value: old.len() as u64,
+                    limit,
+                })?
+                .into_vec()
+        };
+        let mut bucket = vec![0u32; 65537];
+        let mut k = 0usize;
+        for (j, &s) in sa.iter().enumerate() {
+            let s = s as usize;
+            let b0 = usize::from(old[s]);
+            let b1 = old.get(s + 1).map_or(0, |&b| usize::from(b));
+            let p = (b0 << 8) | b1;
+            while k <= p {
+                bucket[k] = j as u32;
+                k += 1;
+            }
+        }
+        while k <= 65536 {
+            bucket[k] = sa.len() as u32;
+            k += 1;
+        }
+        Ok(SuffixIndex { old, sa, bucket })
+    }
+
+    /// The old image.
+    pub fn old(&self) -> &'a [u8] {
+        self.old
+    }
+
+    /// Finds a longest prefix of `target` that occurs in the old image.
+    /// Returns `(old_position, length)`; length 0 when not even the first
+    /// two bytes occur. Deterministic: ties go to the lexicographically
+    /// smaller suffix.
+    pub fn longest_match(&self, target: &[u8]) -> (usize, usize) {
+        let target = &target[..target.len().min(MAX_MATCH)];
+        if target.len() < 2 || self.sa.is_empty() {
+            return (0, 0);
+        }
+        let k = (usize::from(target[0]) << 8) | usize::from(target[1]);
+        let (mut lo, mut hi) = (self.bucket[k] as usize, self.bucket[k + 1] as usize);
+        if lo == hi {
+            return (0, 0);
+        }
+        // Binary search for the first suffix >= target, keeping the common
+        // prefix lengths of both bounds so comparisons skip what is known.
+        let mut best = (self.sa[lo] as usize, lcp(self.suffix(lo), target));
+        if best.1 == target.len() {
+            return best;
+        }
+        // Every suffix after `lo` in the bucket shares the two-byte prefix.
+        let (mut llcp, mut hlcp) = (best.1, 2usize);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            let suf = self.suffix(mid);
+            let skip = llcp.min(hlcp);
+            let l = skip + lcp(&suf[skip.min(suf.len())..], &target[skip..]);
+            if l > best.1 {
+                best = (self.sa[mid] as usize, l);
+                if l == target.len() {
+                    return best;
+                }
+            }
+            let less = l == suf.len() || (l < target.len() && suf[l] < target[l]);
+            if less {
+                lo = mid;
+                llcp = l;
+            } else {
+                hi = mid;
+                hlcp = l;
+            }
+        }
+        // Only the one-byte final suffix can share less than the bucket's
+        // two bytes; a one-byte match is never worth a record.
+        if best.1 < 2 {
+            return (0, 0);
+        }
+        best
+    }
+
+    fn suffix(&self, j: usize) -> &'a [u8] {
+        &self.old[self.sa[j] as usize..]
+    }
+}
+
+/// Length of the common prefix of two slices.
+pub fn lcp(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    // Compare eight bytes at a time; the tail byte by byte.
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or([0; 8]));
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or([0; 8]));
+        let d = x ^ y;
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn brute(old: &[u8], target: &[u8]) -> usize {
+        if target.len() < 2 {
+            return 0;
+        }
+        let best = (0..old.len())
+            .map(|i| lcp(&old[i..], target))
+            .max()
+            .unwrap_or(0);
+        if best < 2 {
+            0
+        } else {
+            best
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn finds_a_longest_match(old in proptest::collection::vec(0u8..4, 0..300),
+                                 target in proptest::collection::vec(0u8..4, 0..40)) {
+            let idx = SuffixIndex::build(&old, 1).unwrap();
+            let (pos, len) = idx.longest_match(&target);
+            prop_assert_eq!(len, brute(&old, &target));
+            if len > 0 {
+                prop_assert_eq!(&old[pos..pos + len], &target[..len]);
+            }
+        }
+    }
+
+    #[test]
+    fn thread_count_does_not_change_the_array() {
+        let old: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 % 7)
+            .collect();
+        let a = SuffixIndex::build(&old, 1).unwrap();
+        let b = SuffixIndex::build(&old, 2).unwrap();
+        assert_eq!(a.sa, b.sa);
+        assert_eq!(a.bucket, b.bucket);
+    }
+
+    #[test]
+    fn lcp_handles_word_and_tail() {
+        assert_eq!(lcp(b"abcdefghijk", b"abcdefghijX"), 10);
+        assert_eq!(lcp(b"abcdefghijk", b"abcXefghijk"), 3);
+        assert_eq!(lcp(b"", b"abc"), 0);
+        assert_eq!(lcp(b"abc", b"abc"), 3);
+    }
+}

@@ -1,0 +1,77 @@
+//! Chaining, hashing and signing the planned ops into a package.
+
+use ed25519_dalek::SigningKey;
+use fota_format::op::OpHeader;
+use fota_format::{Header, Manifest, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN};
+use sha2::{Digest, Sha256};
+
+use crate::plan::PlannedOp;
+
+/// Assembles the package: ops are hashed last to first so each can carry
+/// the hash of its successor, the manifest gets the head of the chain, and
+/// the header and manifest are signed.
+///
+/// `manifest.first_op_sha256` and `op_count` are filled in here.
+pub fn write_package(
+    mut manifest: Manifest,
+    ops: &[PlannedOp],
+    source: &[u8],
+    target: &[u8],
+    key: &SigningKey,
+) -> Vec<u8> {
+    let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(ops.len());
+    let mut next = [0u8; 32];
+    for op in ops.iter().rev() {
+        let src_sha256 = if op.extents.is_empty() {
+            [0; 32]
+        } else {
+            let mut h = Sha256::new();
+            for e in &op.extents {
+                h.update(&source[e.offset as usize..(e.offset + e.len) as usize]);
+            }
+            h.finalize().into()
+        };
+        let dst = &target[op.dst_offset as usize..op.dst_offset as usize + op.dst_len as usize];
+        let header = OpHeader {
+            kind: op.kind,
+            codec: op.codec,
+            fill_value: op.fill_value,
+            extent_count: op.extents.len() as u16,
+            payload_len: op.payload.len() as u32,
+            decoded_len: op.decoded_len,
+            dst_offset: op.dst_offset,
+            dst_len: op.dst_len,
+            dst_sha256: Sha256::digest(dst).into(),
+            src_sha256,
+            next_op_sha256: next,
+        };
+        let mut bytes = Vec::with_capacity(OP_HEADER_LEN + op.variable_len());
+        bytes.extend_from_slice(&header.to_bytes());
+        for e in &op.extents {
+            bytes.extend_from_slice(&e.to_bytes());
+        }
+        bytes.extend_from_slice(&op.payload);
+        next = Sha256::digest(&bytes).into();
+        encoded.push(bytes);
+    }
+    manifest.first_op_sha256 = next;
+    manifest.op_count = ops.len() as u32;
+    let manifest_bytes = manifest.to_bytes();
+    let ops_len: u64 = encoded.iter().map(|b| b.len() as u64).sum();
+    let mut header = Header {
+        manifest_len: MANIFEST_LEN as u32,
+        ops_len,
+        key_id: fota_format::sign::key_id(&key.verifying_key()),
+        signature: [0; 64],
+    };
+    let mut signed = [0u8; SIGNED_HEADER_LEN];
+    signed.copy_from_slice(&header.to_bytes()[..SIGNED_HEADER_LEN]);
+    header.signature = fota_format::sign::sign(key, &signed, &manifest_bytes);
+    let mut out = Vec::with_capacity(HEADER_LEN + MANIFEST_LEN + ops_len as usize);
+    out.extend_from_slice(&header.to_bytes());
+    out.extend_from_slice(&manifest_bytes);
+    for bytes in encoded.iter().rev() {
+        out.extend_from_slice(bytes);
+    }
+    out
+}
