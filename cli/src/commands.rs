@@ -52,19 +52,51 @@ fn blame(err: FormatError, package: &Path, source: Option<&Path>) -> anyhow::Err
     anyhow::Error::new(err).context(file.display().to_string())
 }
 
-/// A spinner on stderr while `work` runs, drawn only when stderr is a terminal.
-fn with_spinner<T>(message: &str, work: impl FnOnce() -> T) -> T {
-    let bar =
-        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.set_message(message.to_string());
-    bar.enable_steady_tick(Duration::from_millis(120));
-    let out = work();
-    bar.finish_and_clear();
-    out
+/// A progress bar on stderr, drawn only when stderr is a terminal (so
+/// pipelines and logs stay clean).
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new() -> Bar {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Bar(bar)
+    }
+
+    fn style(template: &str) -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    }
+
+    /// Runs `work` under a spinner with `message`.
+    fn spin<T>(message: &'static str, work: impl FnOnce() -> T) -> T {
+        let bar = Bar::new();
+        bar.0.set_style(Bar::style("{spinner} {msg} {elapsed}"));
+        bar.0.set_message(message);
+        let out = work();
+        bar.0.finish_and_clear();
+        out
+    }
+}
+
+impl fota_generator::Progress for Bar {
+    fn stage(&self, stage: fota_generator::Stage, total: u64) {
+        if total == 0 {
+            self.0.set_style(Bar::style("{spinner} {msg} {elapsed}"));
+        } else {
+            self.0.set_style(Bar::style(
+                "{spinner} {msg:22} [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+            ));
+        }
+        self.0.set_length(total);
+        self.0.set_position(0);
+        self.0.set_message(stage.describe());
+    }
+
+    fn advance(&self, steps: u64) {
+        self.0.inc(steps);
+    }
 }
 
 fn keygen(a: KeygenArgs) -> Result<()> {
@@ -99,8 +131,10 @@ fn diff(a: DiffArgs) -> Result<()> {
         self_check: !a.no_self_check,
         ..DiffOptions::default()
     };
-    let out = with_spinner("diffing", || fota_generator::diff(&old, &new, &key, &opts))
-        .with_context(|| format!("diff {} -> {}", a.old.display(), a.new.display()))?;
+    let bar = Bar::new();
+    let out = fota_generator::diff_with_progress(&old, &new, &key, &opts, &bar);
+    bar.0.finish_and_clear();
+    let out = out.with_context(|| format!("diff {} -> {}", a.old.display(), a.new.display()))?;
     fota_generator::write_atomically(&a.output, &out.package)?;
     let (old_len, new_len, pkg_len) =
         (old.len() as u64, new.len() as u64, out.package.len() as u64);
@@ -144,7 +178,7 @@ fn apply(a: ApplyArgs) -> Result<()> {
     let device = device(&a.device)?;
     let old = MappedFile::open(&a.old)?;
     let pkg = MappedFile::open(&a.package)?;
-    let target = with_spinner("applying", || {
+    let target = Bar::spin("applying", || {
         fota_generator::apply(&old, &pkg, &trusted, &device)
     })
     .map_err(|e| blame(e, &a.package, Some(&a.old)))?;

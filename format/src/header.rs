@@ -37,7 +37,7 @@ impl Header {
     ///
     /// # Errors
     /// `Truncated`, `BadMagic`, `UnsupportedVersion`, `BadLength` (header or
-    /// manifest length other than v1's), `NonZeroReserved`.
+    /// manifest length other than v1's).
     pub fn parse(bytes: &[u8]) -> Result<Header> {
         let mut r = Reader::new(bytes, 0);
         let magic: [u8; 8] = r.array("magic")?;

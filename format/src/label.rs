@@ -44,7 +44,9 @@ impl Label {
             return Err(LabelError::ContainsNul);
         }
         let mut out = [0u8; LABEL_LEN];
-        out[..bytes.len()].copy_from_slice(bytes);
+        for (o, b) in out.iter_mut().zip(bytes) {
+            *o = *b;
+        }
         Ok(Label(out))
     }
 

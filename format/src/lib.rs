@@ -26,9 +26,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
-
-#[cfg(feature = "std")]
-extern crate std;
+#![warn(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 mod bytes;
 pub mod error;

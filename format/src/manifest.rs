@@ -22,8 +22,9 @@ pub enum Mode {
     /// The target is written to another slot; the source slot stays readable
     /// and unchanged for the whole update.
     AB = 0,
-    /// The target overwrites the source in place; ops are ordered so nothing
-    /// is read after it is overwritten (STASH keeps what must survive).
+    /// The target overwrites the source in place; ops come in any order that
+    /// never reads what an earlier op overwrote, and each reads the current
+    /// image. (Ordering and cycle breaking come with the on-device agent.)
     InPlace = 1,
 }
 
@@ -176,18 +177,20 @@ impl Manifest {
             first_op_sha256,
             release_notes_sha256,
         };
-        // Every segment is written by exactly one op; A/B has nothing else.
+        // Every segment is written by exactly one op, and v1 has no other ops.
         let segments = m.segment_count();
-        let count_ok = match mode {
-            Mode::AB => u64::from(op_count) == segments,
-            Mode::InPlace => u64::from(op_count) >= segments,
-        };
-        if !count_ok {
+        if u64::from(op_count) != segments {
             return Err(Error::BadLength {
                 offset: op_count_offset,
                 what: "op count (one op per target segment)",
                 expected: segments,
                 found: op_count.into(),
+            });
+        }
+        // An empty target has no ops, so no chain head either.
+        if op_count == 0 && m.first_op_sha256 != [0; 32] {
+            return Err(Error::NonZeroReserved {
+                offset: op_count_offset + 8,
             });
         }
         Ok(m)

@@ -208,12 +208,30 @@ impl OpHeader {
             return Err(Error::NonZeroReserved { offset: offset + 2 });
         }
         let has_payload = matches!(self.kind, OpKind::Patch | OpKind::New);
-        if !has_payload && (self.payload_len != 0 || self.decoded_len != 0) {
+        if !has_payload && self.payload_len != 0 {
             return bad(
                 8,
                 "payload length (none for copy, fill, skip)",
                 0,
                 self.payload_len.into(),
+            );
+        }
+        if !has_payload && self.decoded_len != 0 {
+            return bad(
+                12,
+                "decoded length (none for copy, fill, skip)",
+                0,
+                self.decoded_len.into(),
+            );
+        }
+        if self.kind == OpKind::Patch
+            && u64::from(self.decoded_len) > max_patch_decoded_len(self.dst_len)
+        {
+            return bad(
+                12,
+                "decoded length (a patch decodes to at most 3 x segment + 1 KiB)",
+                max_patch_decoded_len(self.dst_len),
+                self.decoded_len.into(),
             );
         }
         if !has_payload && self.codec != Codec::Stored {
@@ -290,6 +308,17 @@ impl OpHeader {
         debug_assert_eq!(w.written(), OP_HEADER_LEN);
         out
     }
+}
+
+/// Most bytes a PATCH payload for a `dst_len`-byte segment may decode to.
+///
+/// A device decodes a PATCH payload whole before it uses it, so this
+/// bounds the RAM one op needs: values and literals are at most one byte
+/// per output byte, the run lengths at most about as much again, and the
+/// control records little more. The generator codes a segment as NEW
+/// instead when its patch would exceed this.
+pub fn max_patch_decoded_len(dst_len: u32) -> u64 {
+    3 * u64::from(dst_len) + 1024
 }
 
 /// Parses extent `index` of an op whose extents start at package offset `offset`.

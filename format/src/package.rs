@@ -13,6 +13,7 @@
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
+use crate::bytes::Reader;
 use crate::error::{Error, Result};
 use crate::header::{Header, HEADER_LEN, SIGNED_HEADER_LEN};
 use crate::label::Label;
@@ -69,13 +70,17 @@ impl<'a> Package<'a> {
                 count: available - total,
             });
         }
+        // Header::parse read HEADER_LEN bytes and the lengths were checked
+        // above, so these ranges are in bounds; `get` keeps that visible.
         let mut signed_header = [0u8; SIGNED_HEADER_LEN];
-        signed_header.copy_from_slice(&bytes[..SIGNED_HEADER_LEN]);
+        for (o, b) in signed_header.iter_mut().zip(bytes) {
+            *o = *b;
+        }
         Ok(Package {
             header,
             signed_header,
-            manifest: &bytes[HEADER_LEN..ops_offset as usize],
-            ops: &bytes[ops_offset as usize..],
+            manifest: bytes.get(HEADER_LEN..ops_offset as usize).unwrap_or(&[]),
+            ops: bytes.get(ops_offset as usize..).unwrap_or(&[]),
         })
     }
 
@@ -192,7 +197,7 @@ pub struct Extents {
 impl Extents {
     /// The extents as a slice.
     pub fn as_slice(&self) -> &[Extent] {
-        &self.items[..self.len]
+        self.items.get(..self.len).unwrap_or(&[])
     }
 
     /// Total bytes the extents cover.
@@ -240,6 +245,11 @@ impl OpChain {
         self.next_index
     }
 
+    /// The hash the next op must have.
+    pub fn expected_hash(&self) -> &[u8; 32] {
+        &self.expected_hash
+    }
+
     /// True once `op_count` ops have passed.
     pub fn is_complete(&self) -> bool {
         self.next_index == self.manifest.op_count
@@ -248,8 +258,15 @@ impl OpChain {
     /// Checks the next op: its hash (of header, extents and payload as on
     /// the wire) against the chain, then its layout against the manifest.
     ///
+    /// In-place packages may write segments in any order; this check keeps
+    /// no per-segment state, so a streaming applier of in-place packages
+    /// MUST also refuse a segment written twice (the host applier keeps a
+    /// bitmap; with `op_count` equal to the segment count, that also proves
+    /// none is missing). The state changes only when the op passes.
+    ///
     /// # Errors
-    /// `OpHashMismatch`, `OpLayout`, `InvalidField`.
+    /// `OpHashMismatch`, `OpLayout`, `InvalidField`, `NonZeroReserved` (the
+    /// last op's next hash is not zero).
     pub fn check(
         &mut self,
         header: &OpHeader,
@@ -389,7 +406,7 @@ impl<'a> OpIter<'a> {
 
     fn next_op(&mut self) -> Result<Option<Op<'a>>> {
         let offset = self.base + self.pos as u64;
-        let rest = &self.ops[self.pos..];
+        let rest = self.ops.get(self.pos..).unwrap_or(&[]);
         if self.chain.is_complete() {
             if !rest.is_empty() {
                 return Err(Error::TrailingBytes {
@@ -399,35 +416,73 @@ impl<'a> OpIter<'a> {
             }
             return Ok(None);
         }
-        let header = OpHeader::parse(rest, offset)?;
-        let total = usize::try_from(header.total_len()).unwrap_or(usize::MAX);
-        let Some(op_bytes) = rest.get(..total) else {
+        // Authenticate before interpreting: take only the two length fields
+        // from the unverified header, hash the op they delimit, and check
+        // the hash against the chain before any other field is looked at.
+        let total = raw_op_len(rest, offset)?;
+        let Some(op_bytes) = usize::try_from(total).ok().and_then(|t| rest.get(..t)) else {
             return Err(Error::Truncated {
                 offset,
-                needed: header.total_len(),
+                needed: total,
                 available: rest.len() as u64,
                 what: "op",
             });
         };
+        let hash: [u8; 32] = Sha256::digest(op_bytes).into();
+        if hash != *self.chain.expected_hash() {
+            return Err(Error::OpHashMismatch {
+                op_index: self.chain.next_index(),
+                offset,
+            });
+        }
+        let header = OpHeader::parse(op_bytes, offset)?;
         let mut extents = Extents::default();
-        for i in 0..usize::from(header.extent_count) {
+        for (i, slot) in extents
+            .items
+            .iter_mut()
+            .take(header.extent_count.into())
+            .enumerate()
+        {
             let at = OP_HEADER_LEN + i * EXTENT_LEN;
-            extents.items[i] = parse_extent(&op_bytes[at..at + EXTENT_LEN], offset + at as u64)?;
+            let bytes = op_bytes.get(at..at + EXTENT_LEN).unwrap_or(&[]);
+            *slot = parse_extent(bytes, offset + at as u64)?;
         }
         extents.len = header.extent_count.into();
-        let hash: [u8; 32] = Sha256::digest(op_bytes).into();
         let index = self.chain.next_index();
         self.chain
             .check(&header, extents.as_slice(), &hash, offset)?;
-        self.pos += total;
+        self.pos += op_bytes.len();
+        let payload = op_bytes
+            .get(OP_HEADER_LEN + header.extents_len()..)
+            .unwrap_or(&[]);
         Ok(Some(Op {
             index,
             offset,
             header,
             extents,
-            payload: &op_bytes[OP_HEADER_LEN + header.extents_len()..],
+            payload,
         }))
     }
+}
+
+/// Length of the op starting at `bytes`, from its header's extent count and
+/// payload length alone (nothing else is read before the hash check).
+///
+/// # Errors
+/// `Truncated` when fewer than [`OP_HEADER_LEN`] bytes remain.
+pub fn raw_op_len(bytes: &[u8], offset: u64) -> Result<u64> {
+    let header = bytes.get(..OP_HEADER_LEN).ok_or(Error::Truncated {
+        offset,
+        needed: OP_HEADER_LEN as u64,
+        available: bytes.len() as u64,
+        what: "op header",
+    })?;
+    let mut r = Reader::new(header, offset);
+    let _kind_codec_fill_reserved: [u8; 4] = r.array("op header")?;
+    let extent_count = r.u16("extent count")?;
+    let _reserved: [u8; 2] = r.array("op header")?;
+    let payload_len = r.u32("payload length")?;
+    Ok(OP_HEADER_LEN as u64 + u64::from(extent_count) * EXTENT_LEN as u64 + u64::from(payload_len))
 }
 
 impl<'a> Iterator for OpIter<'a> {

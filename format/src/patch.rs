@@ -33,17 +33,17 @@ pub const MAX_VARINT_LEN: usize = 10;
 
 /// Encodes `v` as LEB128 into `buf`, returning the bytes used.
 pub fn write_varint(mut v: u64, buf: &mut [u8; MAX_VARINT_LEN]) -> usize {
-    let mut n = 0;
-    loop {
+    // Ten 7-bit groups hold any u64, so the loop always ends by `return`.
+    for (n, slot) in buf.iter_mut().enumerate() {
         let byte = (v & 0x7f) as u8;
         v >>= 7;
         if v == 0 {
-            buf[n] = byte;
+            *slot = byte;
             return n + 1;
         }
-        buf[n] = byte | 0x80;
-        n += 1;
+        *slot = byte | 0x80;
     }
+    MAX_VARINT_LEN
 }
 
 /// Maps a signed delta to an unsigned varint value (zigzag).
@@ -105,6 +105,9 @@ pub struct PatchDecoder<'a> {
     ctrl: &'a [u8],
     ctrl_pos: usize,
     ctrl_base: usize,
+    zero_runs_base: usize,
+    value_runs_base: usize,
+    values_base: usize,
     zero_runs: &'a [u8],
     zero_runs_pos: usize,
     value_runs: &'a [u8],
@@ -145,8 +148,10 @@ impl<'a> PatchDecoder<'a> {
         };
         let mut pos = 0usize;
         let mut lens = [0usize; 5];
-        for len in &mut lens {
+        let mut len_at = [0usize; 5];
+        for (len, len_at) in lens.iter_mut().zip(&mut len_at) {
             let at = pos;
+            *len_at = at;
             let v =
                 read_varint(payload, &mut pos).ok_or(malformed(at, "a stream length varint"))?;
             *len = usize::try_from(v)
@@ -155,17 +160,23 @@ impl<'a> PatchDecoder<'a> {
         let header_len = pos;
         let mut rest = payload.get(header_len..).unwrap_or(&[]);
         let mut streams: [&'a [u8]; 5] = [&[]; 5];
-        for (stream, len) in streams.iter_mut().zip(lens) {
+        let mut bases = [0usize; 5];
+        for ((stream, base), (len, at)) in streams
+            .iter_mut()
+            .zip(&mut bases)
+            .zip(lens.into_iter().zip(len_at))
+        {
             if len > rest.len() {
-                return Err(malformed(0, "stream lengths within the payload"));
+                return Err(malformed(at, "a stream length within the payload"));
             }
+            *base = payload.len() - rest.len();
             let (s, r) = rest.split_at(len);
             *stream = s;
             rest = r;
         }
         if !rest.is_empty() {
             return Err(malformed(
-                0,
+                len_at[4],
                 "stream lengths adding up to the payload length",
             ));
         }
@@ -175,6 +186,9 @@ impl<'a> PatchDecoder<'a> {
             ctrl,
             ctrl_pos: 0,
             ctrl_base: header_len,
+            zero_runs_base: bases[1],
+            value_runs_base: bases[2],
+            values_base: bases[3],
             zero_runs,
             zero_runs_pos: 0,
             value_runs,
@@ -195,10 +209,16 @@ impl<'a> PatchDecoder<'a> {
         Ok(d)
     }
 
+    /// An error at the current control record.
     fn malformed(&self, what: &'static str) -> Error {
+        self.malformed_at(self.ctrl_base + self.ctrl_pos, what)
+    }
+
+    /// An error at payload offset `offset`.
+    fn malformed_at(&self, offset: usize, what: &'static str) -> Error {
         Error::PatchMalformed {
             op_index: self.op_index,
-            offset: (self.ctrl_base + self.ctrl_pos) as u64,
+            offset: offset as u64,
             what,
         }
     }
@@ -209,20 +229,35 @@ impl<'a> PatchDecoder<'a> {
         let value_end = self.value_runs_pos == self.value_runs.len();
         if zero_end || value_end {
             if !(zero_end && value_end && self.values_pos == self.values.len()) {
-                return Err(self.malformed("as many zero runs as value runs, and a value for each"));
+                let at = if !zero_end {
+                    self.zero_runs_base + self.zero_runs_pos
+                } else if !value_end {
+                    self.value_runs_base + self.value_runs_pos
+                } else {
+                    self.values_base + self.values_pos
+                };
+                return Err(
+                    self.malformed_at(at, "as many zero runs as value runs, and a value for each")
+                );
             }
             self.zeros_before_value = NO_MORE_VALUES;
             return Ok(());
         }
+        let zero_at = self.zero_runs_base + self.zero_runs_pos;
         let zeros = read_varint(self.zero_runs, &mut self.zero_runs_pos)
-            .ok_or(self.malformed("a zero-run varint"))?;
+            .ok_or(self.malformed_at(zero_at, "a zero-run varint"))?;
+        if zeros == NO_MORE_VALUES {
+            return Err(self.malformed_at(zero_at, "a zero run shorter than 2^64 - 1"));
+        }
+        let count_at = self.value_runs_base + self.value_runs_pos;
         let count = read_varint(self.value_runs, &mut self.value_runs_pos)
-            .ok_or(self.malformed("a value-run varint"))?;
+            .ok_or(self.malformed_at(count_at, "a value-run varint"))?;
         let available = (self.values.len() - self.values_pos) as u64;
-        if zeros == NO_MORE_VALUES || count == 0 || count > available {
-            return Err(
-                self.malformed("a value run of 1 or more values present in the value stream")
-            );
+        if count == 0 || count > available {
+            return Err(self.malformed_at(
+                count_at,
+                "a value run of 1 or more values present in the value stream",
+            ));
         }
         self.zeros_before_value = zeros;
         self.values_in_run = count;
@@ -258,9 +293,12 @@ impl<'a> PatchDecoder<'a> {
                 .get(self.values_pos..self.values_pos + n)
                 .unwrap_or(&[]);
             let dst = chunk.get_mut(i..i + n).unwrap_or(&mut []);
-            for (b, &v) in dst.iter_mut().zip(values) {
+            for (k, (b, &v)) in dst.iter_mut().zip(values).enumerate() {
                 if v == 0 {
-                    return Err(self.malformed("non-zero values in value runs"));
+                    return Err(self.malformed_at(
+                        self.values_base + self.values_pos + k,
+                        "non-zero values in value runs",
+                    ));
                 }
                 *b = b.wrapping_add(v);
             }

@@ -27,7 +27,9 @@ pub fn signed_digest(signed_header: &[u8; SIGNED_HEADER_LEN], manifest: &[u8]) -
 pub fn key_id(key: &VerifyingKey) -> [u8; 8] {
     let digest = Sha256::digest(key.as_bytes());
     let mut id = [0u8; 8];
-    id.copy_from_slice(&digest[..8]);
+    for (o, b) in id.iter_mut().zip(digest.iter()) {
+        *o = *b;
+    }
     id
 }
 

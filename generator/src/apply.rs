@@ -85,14 +85,6 @@ pub fn apply(
         let dst = op.header.dst_offset as usize;
         target[dst..dst + segment.len()].copy_from_slice(segment);
     }
-    if written.iter().any(|w| !w) {
-        return Err(FormatError::BadLength {
-            offset: fota_format::HEADER_LEN as u64 + 192,
-            what: "op count (every target segment written)",
-            expected: written.len() as u64,
-            found: written.iter().filter(|w| **w).count() as u64,
-        });
-    }
     target.truncate(target_len);
     if Sha256::digest(&target[..]).as_slice() != m.target_sha256 {
         return Err(FormatError::TargetHashMismatch);
@@ -157,12 +149,25 @@ fn apply_op(op: &Op<'_>, image: &[u8], out: &mut Vec<u8>) -> Result<(), FormatEr
     Ok(())
 }
 
+/// First bytes of a standard zstd frame (RFC 8878).
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
 /// Decodes an op's payload to exactly its declared length.
 fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
     let want = op.header.decoded_len as usize;
     let bytes = match op.header.codec {
         Codec::Stored => op.payload.to_vec(),
         Codec::Zstd => {
+            // Exactly one standard frame: no skippable or concatenated
+            // frames, which a strict device decoder would refuse.
+            let one_frame = op.payload.starts_with(&ZSTD_MAGIC)
+                && zstd::zstd_safe::find_frame_compressed_size(op.payload) == Ok(op.payload.len());
+            if !one_frame {
+                return Err(FormatError::PayloadCodec {
+                    op_index: op.index,
+                    what: "payload is not exactly one zstd frame",
+                });
+            }
             zstd::bulk::decompress(op.payload, want).map_err(|_| FormatError::PayloadCodec {
                 op_index: op.index,
                 what: "zstd frame is corrupt or decodes to more than the declared length",

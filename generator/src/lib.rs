@@ -21,6 +21,7 @@ pub mod keys;
 pub mod matcher;
 pub mod mmap;
 pub mod plan;
+pub mod progress;
 pub mod suffix;
 pub mod write;
 
@@ -33,6 +34,7 @@ use sha2::{Digest, Sha256};
 pub use apply::{apply, write_atomically, DeviceIdentity};
 pub use error::{Error, Result};
 pub use matcher::MatchParams;
+pub use progress::{NoProgress, Progress, Stage};
 
 /// Default segment size for the zstd profile (application processors with
 /// A/B slots): 4 MiB, a whole number of erase blocks on every common flash.
@@ -133,6 +135,20 @@ pub struct StageSeconds {
 /// [`Error::Limit`] for inputs over 2 GiB, [`Error::SelfCheck`] if the
 /// package does not reproduce `new` (a bug, reported rather than shipped).
 pub fn diff(old: &[u8], new: &[u8], key: &SigningKey, opts: &DiffOptions) -> Result<DiffOutput> {
+    diff_with_progress(old, new, key, opts, &NoProgress)
+}
+
+/// [`diff`], reporting its stages and steps to `progress`.
+///
+/// # Errors
+/// As [`diff`].
+pub fn diff_with_progress(
+    old: &[u8],
+    new: &[u8],
+    key: &SigningKey,
+    opts: &DiffOptions,
+    progress: &dyn Progress,
+) -> Result<DiffOutput> {
     let started = Instant::now();
     check_options(opts)?;
     let pool = rayon::ThreadPoolBuilder::new()
@@ -146,14 +162,24 @@ pub fn diff(old: &[u8], new: &[u8], key: &SigningKey, opts: &DiffOptions) -> Res
     let mut stages = StageSeconds::default();
     let (ops, _) = pool.install(|| -> Result<_> {
         let t = Instant::now();
-        let index = suffix::SuffixIndex::build(old, threads)?;
+        progress.stage(Stage::Index, 0);
+        let index = suffix::SuffixIndex::build(old)?;
         stages.index = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let blocks = matcher::find_blocks(&index, new, opts.match_params);
+        progress.stage(Stage::Match, new.len() as u64);
+        let blocks = matcher::find_blocks(&index, new, opts.match_params, progress);
         stages.matching = t.elapsed().as_secs_f64();
         drop(index);
         let t = Instant::now();
-        let ops = plan::plan_ops(old, new, &blocks, opts.segment_size as usize, opts.level)?;
+        progress.stage(Stage::Code, new.len() as u64);
+        let ops = plan::plan_ops(
+            old,
+            new,
+            &blocks,
+            opts.segment_size as usize,
+            opts.level,
+            progress,
+        )?;
         stages.coding = t.elapsed().as_secs_f64();
         Ok((ops, ()))
     })?;
@@ -173,9 +199,10 @@ pub fn diff(old: &[u8], new: &[u8], key: &SigningKey, opts: &DiffOptions) -> Res
         first_op_sha256: [0; 32],
         release_notes_sha256: opts.release_notes_sha256,
     };
-    let package = write::write_package(manifest, &ops, old, new, key);
+    let package = write::write_package(manifest, &ops, old, new, key)?;
     if opts.self_check {
         let t = Instant::now();
+        progress.stage(Stage::SelfCheck, 0);
         let device = DeviceIdentity {
             device_class: opts.device_class,
             security_counter: opts.security_counter,

@@ -14,6 +14,7 @@
 
 use rayon::prelude::*;
 
+use crate::progress::Progress;
 use crate::suffix::{SuffixIndex, MAX_MATCH};
 
 /// Bytes of the new image one parallel task scans.
@@ -47,14 +48,24 @@ impl Default for MatchParams {
 
 /// Finds the blocks of `new` coded against the indexed old image, sorted by
 /// new offset and not overlapping. Runs on the current rayon pool.
-pub fn find_blocks(index: &SuffixIndex<'_>, new: &[u8], params: MatchParams) -> Vec<Block> {
+/// Reports each finished chunk's length to `progress`.
+pub fn find_blocks(
+    index: &SuffixIndex<'_>,
+    new: &[u8],
+    params: MatchParams,
+    progress: &dyn Progress,
+) -> Vec<Block> {
     let chunks: Vec<(usize, usize)> = (0..new.len())
         .step_by(CHUNK_LEN)
         .map(|s| (s, (s + CHUNK_LEN).min(new.len())))
         .collect();
     chunks
         .par_iter()
-        .map(|&(start, end)| scan_chunk(index, new, start, end, params))
+        .map(|&(start, end)| {
+            let blocks = scan_chunk(index, new, start, end, params);
+            progress.advance((end - start) as u64);
+            blocks
+        })
         .collect::<Vec<_>>()
         .concat()
 }
@@ -185,8 +196,13 @@ mod tests {
         let old: Vec<u8> = (0..300_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
             .collect();
-        let idx = SuffixIndex::build(&old, 1).unwrap();
-        let blocks = find_blocks(&idx, &old, MatchParams::default());
+        let idx = SuffixIndex::build(&old).unwrap();
+        let blocks = find_blocks(
+            &idx,
+            &old,
+            MatchParams::default(),
+            &crate::progress::NoProgress,
+        );
         check(&blocks, &old, &old);
         let covered: usize = blocks.iter().map(|b| b.len).sum();
         assert_eq!(covered, old.len());
@@ -206,8 +222,13 @@ mod tests {
             moved[k] = moved[k].wrapping_add(3);
         }
         new.extend_from_slice(&moved);
-        let idx = SuffixIndex::build(&old, 1).unwrap();
-        let blocks = find_blocks(&idx, &new, MatchParams::default());
+        let idx = SuffixIndex::build(&old).unwrap();
+        let blocks = find_blocks(
+            &idx,
+            &new,
+            MatchParams::default(),
+            &crate::progress::NoProgress,
+        );
         check(&blocks, &old, &new);
         let big: Vec<_> = blocks.iter().filter(|b| b.len > 1000).collect();
         assert_eq!(big.len(), 1, "{blocks:?}");

@@ -5,13 +5,14 @@
 //! and NEW on the wire is kept. Segments are coded independently (each op
 //! must be re-doable on its own after a power cut), in parallel.
 
-use fota_format::op::{Codec, Extent, OpKind, MAX_EXTENTS};
+use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
 use fota_format::patch::{write_varint, zigzag, MAX_VARINT_LEN};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::matcher::Block;
+use crate::progress::Progress;
 
 /// One coded op before it is chained and hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,11 @@ pub struct PatchStreams {
     diff_len: u64,
     /// `(source offset, length)` of every read, in order.
     reads: Vec<(u64, u64)>,
+}
+
+fn varint_len(v: u64) -> usize {
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    write_varint(v, &mut buf)
 }
 
 fn push_varint(out: &mut Vec<u8>, v: u64) {
@@ -116,6 +122,20 @@ impl PatchStreams {
             self.values.len(),
             self.extra.len(),
         ]
+    }
+
+    /// Length of the decoded payload these streams make.
+    pub fn decoded_len(&self) -> usize {
+        let [c, mut z, mut v, values, e] = self.stream_lens();
+        // The value run still open adds one entry to each run stream.
+        if self.run > 0 {
+            z += varint_len(self.zeros);
+            v += varint_len(self.run);
+        }
+        [c, z, v, values, e]
+            .iter()
+            .map(|&l| varint_len(l as u64) + l)
+            .sum()
     }
 
     /// The five streams, finished (the last value run closed).
@@ -304,7 +324,8 @@ fn plan_segment(
     let literal_share = streams.extra.len() as f64 / seg.len() as f64;
     let extents = merge_extents(&streams.reads, seg.len() as u64);
     let mut best: Option<PlannedOp> = None;
-    if !streams.reads.is_empty() {
+    let within_bound = (streams.decoded_len() as u64) <= max_patch_decoded_len(dst_len);
+    if !streams.reads.is_empty() && within_bound {
         let parts = streams.into_payload_parts();
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let (codec, payload, decoded_len) = code_payload(&parts, level)?;
@@ -341,25 +362,23 @@ fn plan_segment(
 
 /// Codes every segment of `new` (segment `i` starts at `i * segment_size`).
 /// Runs on the current rayon pool; the result does not depend on its size.
+/// Reports each coded segment's length to `progress`.
 pub fn plan_ops(
     old: &[u8],
     new: &[u8],
     blocks: &[Block],
     segment_size: usize,
     level: i32,
+    progress: &dyn Progress,
 ) -> Result<Vec<PlannedOp>> {
     let starts: Vec<usize> = (0..new.len()).step_by(segment_size.max(1)).collect();
     starts
         .par_iter()
         .map(|&s| {
-            plan_segment(
-                old,
-                new,
-                blocks,
-                s,
-                (s + segment_size).min(new.len()),
-                level,
-            )
+            let end = (s + segment_size).min(new.len());
+            let op = plan_segment(old, new, blocks, s, end, level);
+            progress.advance((end - s) as u64);
+            op
         })
         .collect()
 }
@@ -377,6 +396,16 @@ mod tests {
             assert!(e.iter().any(|x| x.contains(*o, *l)));
         }
         assert!(e.windows(2).all(|w| w[0].offset + w[0].len < w[1].offset));
+    }
+
+    #[test]
+    fn decoded_len_is_the_payload_length() {
+        let mut p = PatchStreams::default();
+        assert_eq!(p.decoded_len(), p.clone().into_payload().len());
+        p.push_record(5, 5, [0, 0, 3, 4, 0, 9], b"lit");
+        assert_eq!(p.decoded_len(), p.clone().into_payload().len());
+        p.push_record(-2, 9, vec![1u8; 300], b"");
+        assert_eq!(p.decoded_len(), p.clone().into_payload().len());
     }
 
     #[test]

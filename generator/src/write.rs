@@ -5,20 +5,31 @@ use fota_format::op::OpHeader;
 use fota_format::{Header, Manifest, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN};
 use sha2::{Digest, Sha256};
 
+use crate::error::{Error, Result};
 use crate::plan::PlannedOp;
 
 /// Assembles the package: ops are hashed last to first so each can carry
 /// the hash of its successor, the manifest gets the head of the chain, and
 /// the header and manifest are signed.
 ///
-/// `manifest.first_op_sha256` and `op_count` are filled in here.
+/// `manifest.first_op_sha256` and `op_count` are filled in here; `source`
+/// and `target` are read only to hash what each op reads and writes.
+///
+/// # Errors
+/// [`Error::Limit`] when an op's extents or segment lie outside `source` or
+/// `target` (a planning bug: refused rather than written).
 pub fn write_package(
     mut manifest: Manifest,
     ops: &[PlannedOp],
     source: &[u8],
     target: &[u8],
     key: &SigningKey,
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
+    let outside = |what, value: u64, limit: usize| Error::Limit {
+        what,
+        value,
+        limit: limit as u64,
+    };
     let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(ops.len());
     let mut next = [0u8; 32];
     for op in ops.iter().rev() {
@@ -27,11 +38,20 @@ pub fn write_package(
         } else {
             let mut h = Sha256::new();
             for e in &op.extents {
-                h.update(&source[e.offset as usize..(e.offset + e.len) as usize]);
+                let end = e.offset.saturating_add(e.len);
+                let bytes = source.get(e.offset as usize..end as usize).ok_or(outside(
+                    "op source extent end",
+                    end,
+                    source.len(),
+                ))?;
+                h.update(bytes);
             }
             h.finalize().into()
         };
-        let dst = &target[op.dst_offset as usize..op.dst_offset as usize + op.dst_len as usize];
+        let dst_end = op.dst_offset + u64::from(op.dst_len);
+        let dst = target
+            .get(op.dst_offset as usize..dst_end as usize)
+            .ok_or(outside("op segment end", dst_end, target.len()))?;
         let header = OpHeader {
             kind: op.kind,
             codec: op.codec,
@@ -73,5 +93,5 @@ pub fn write_package(
     for bytes in encoded.iter().rev() {
         out.extend_from_slice(bytes);
     }
-    out
+    Ok(out)
 }

@@ -1,4 +1,7 @@
-//! Per-segment stream sizes: a tuning aid.
+//! Tuning aid: how the PATCH streams of a pair compress, per stream, when
+//! the new image is cut into segments of a given size.
+//!
+//! `cargo run --release -p fota-generator --example stream_sizes -- OLD NEW [SEGMENT] [MIN_GAIN]`
 use fota_generator::{matcher, plan, suffix};
 
 fn main() {
@@ -6,13 +9,14 @@ fn main() {
     let old = std::fs::read(&args[1]).unwrap();
     let new = std::fs::read(&args[2]).unwrap();
     let seg: usize = args.get(3).map(|s| s.parse().unwrap()).unwrap_or(1 << 20);
-    let idx = suffix::SuffixIndex::build(&old, 2).unwrap();
+    let idx = suffix::SuffixIndex::build(&old).unwrap();
     let blocks = matcher::find_blocks(
         &idx,
         &new,
         matcher::MatchParams {
             min_gain: args.get(4).map(|s| s.parse().unwrap()).unwrap_or(8),
         },
+        &fota_generator::NoProgress,
     );
     let z = |d: &[u8]| {
         if d.is_empty() {

@@ -1,0 +1,372 @@
+//! The `fota` command as scripts use it: the exact argument forms, exit
+//! codes, one-line errors naming the file, and no output left behind on
+//! refusal. Runs on the bundled sample pair, built with the host compiler.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// Builds the sample pair and a key pair in a fresh temporary folder.
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/sample/build.sh");
+        let st = Command::new("bash")
+            .arg(&script)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "sample build failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let env = Env { dir };
+        env.ok(&["keygen", "k"]);
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_fota"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "fota {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with `code`; returns its one stderr line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "fota {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one line on stderr, got: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        err
+    }
+
+    fn diff(&self) {
+        self.ok(&[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--device-class",
+            "sensor-x",
+            "--to-version",
+            "1.5.0",
+            "old",
+            "new",
+            "-o",
+            "p",
+        ]);
+    }
+
+    /// Files in the folder, to prove nothing was left behind.
+    fn listing(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn keygen_diff_apply_verify_inspect() {
+    let env = Env::new();
+    assert!(env.path("k/fota.key").exists() && env.path("k/fota.pub").exists());
+    let json = env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--json",
+        "--from-version",
+        "1.4.2",
+        "old",
+        "new",
+        "-o",
+        "p",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let pkg_len = std::fs::metadata(env.path("p")).unwrap().len();
+    assert_eq!(v["package_bytes"], pkg_len);
+    assert_eq!(
+        v["new_bytes"],
+        std::fs::metadata(env.path("new")).unwrap().len()
+    );
+    assert!(v["seconds"].as_f64().unwrap() >= 0.0 && v["threads"].as_u64().unwrap() >= 1);
+    assert!(
+        pkg_len * 4 < v["new_bytes"].as_u64().unwrap(),
+        "the sample update should be small: {json}"
+    );
+
+    env.ok(&["apply", "--pubkey", "k/fota.pub", "old", "p", "-o", "out"]);
+    assert_eq!(
+        std::fs::read(env.path("out")).unwrap(),
+        std::fs::read(env.path("new")).unwrap()
+    );
+    assert!(env
+        .ok(&["verify", "--pubkey", "k/fota.pub", "p"])
+        .contains("OK"));
+    assert!(env
+        .ok(&["verify", "--pubkey", "k/fota.pub", "--source", "old", "p"])
+        .contains("target"));
+
+    let text = env.ok(&["inspect", "p"]);
+    assert!(
+        text.contains("1.4.2") && text.contains("segment size"),
+        "{text}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "p"])).unwrap();
+    assert_eq!(j["from_version"], "1.4.2");
+    assert_eq!(j["package_bytes"], pkg_len);
+    let ops: u64 = ["copy", "patch", "new", "fill", "skip"]
+        .iter()
+        .map(|k| j["ops"][k]["ops"].as_u64().unwrap())
+        .sum();
+    assert_eq!(ops, j["op_count"].as_u64().unwrap());
+}
+
+#[test]
+fn threads_do_not_change_the_package() {
+    let env = Env::new();
+    env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--threads",
+        "1",
+        "--segment-size",
+        "4096",
+        "old",
+        "new",
+        "-o",
+        "p1",
+    ]);
+    env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--threads",
+        "2",
+        "--segment-size",
+        "4096",
+        "old",
+        "new",
+        "-o",
+        "p2",
+    ]);
+    assert_eq!(
+        std::fs::read(env.path("p1")).unwrap(),
+        std::fs::read(env.path("p2")).unwrap()
+    );
+}
+
+#[test]
+fn a_flipped_byte_anywhere_is_refused_and_nothing_is_written() {
+    let env = Env::new();
+    env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--segment-size",
+        "4096",
+        "old",
+        "new",
+        "-o",
+        "p",
+    ]);
+    let good = std::fs::read(env.path("p")).unwrap();
+    std::fs::write(env.path("out"), b"previous contents").unwrap();
+    let before = env.listing();
+    // Every byte of the header and manifest, then positions spread over the ops.
+    let mut positions: Vec<usize> = (0..368.min(good.len())).collect();
+    positions.extend((368..good.len()).step_by((good.len() / 150).max(1)));
+    positions.push(good.len() - 1);
+    for pos in positions {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x20;
+        std::fs::write(env.path("bad"), &bad).unwrap();
+        let err = env.fails(
+            &["apply", "--pubkey", "k/fota.pub", "old", "bad", "-o", "out"],
+            1,
+        );
+        assert!(err.contains("bad"), "names the package: {err}");
+        assert_eq!(
+            std::fs::read(env.path("out")).unwrap(),
+            b"previous contents",
+            "flip at {pos}"
+        );
+    }
+    let mut after = env.listing();
+    after.retain(|f| f != "bad");
+    assert_eq!(after, before, "no temporary or partial file left");
+}
+
+#[test]
+fn refusals_name_the_file_and_what_was_expected() {
+    let env = Env::new();
+    env.diff();
+    let pkg = std::fs::read(env.path("p")).unwrap();
+
+    std::fs::write(env.path("short"), &pkg[..pkg.len() / 2]).unwrap();
+    let e = env.fails(
+        &[
+            "apply",
+            "--pubkey",
+            "k/fota.pub",
+            "old",
+            "short",
+            "-o",
+            "out",
+        ],
+        1,
+    );
+    assert!(e.contains("short: truncated at offset"), "{e}");
+
+    env.ok(&["keygen", "other"]);
+    let e = env.fails(
+        &[
+            "apply",
+            "--pubkey",
+            "other/fota.pub",
+            "old",
+            "p",
+            "-o",
+            "out",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("p: package is signed with key id") && e.contains("not a trusted key"),
+        "{e}"
+    );
+
+    let e = env.fails(
+        &["apply", "--pubkey", "k/fota.pub", "new", "p", "-o", "out"],
+        1,
+    );
+    assert!(
+        e.contains("new: source image"),
+        "names the source image: {e}"
+    );
+
+    let e = env.fails(
+        &[
+            "apply",
+            "--pubkey",
+            "k/fota.pub",
+            "--device-class",
+            "sensor-y",
+            "old",
+            "p",
+            "-o",
+            "out",
+        ],
+        1,
+    );
+    assert!(
+        e.contains("device class \"sensor-x\"") && e.contains("\"sensor-y\""),
+        "{e}"
+    );
+
+    let e = env.fails(
+        &[
+            "apply",
+            "--pubkey",
+            "k/fota.pub",
+            "--security-counter",
+            "3",
+            "old",
+            "p",
+            "-o",
+            "out",
+        ],
+        1,
+    );
+    assert!(e.contains("anti-rollback"), "{e}");
+
+    let e = env.fails(&["verify", "--pubkey", "other/fota.pub", "p"], 1);
+    assert!(e.contains("not a trusted key"), "{e}");
+    let e = env.fails(&["inspect", "old"], 1);
+    assert!(e.contains("old: bad magic at offset 0"), "{e}");
+    assert!(!env.path("out").exists(), "no output after refusals");
+
+    // Errors that are not a refused package exit with 2.
+    let e = env.fails(
+        &[
+            "apply",
+            "--pubkey",
+            "k/fota.pub",
+            "missing",
+            "p",
+            "-o",
+            "out",
+        ],
+        2,
+    );
+    assert!(e.contains("missing"), "{e}");
+    let e = env.fails(
+        &["apply", "--pubkey", "k/fota.key", "old", "p", "-o", "out"],
+        2,
+    );
+    assert!(e.contains("fota.key") && e.contains("public key"), "{e}");
+    let e = env.fails(&["keygen", "k"], 2);
+    assert!(e.contains("already exists"), "{e}");
+    let e = env.fails(
+        &[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--segment-size",
+            "1000",
+            "old",
+            "new",
+            "-o",
+            "p2",
+        ],
+        2,
+    );
+    assert!(e.contains("--segment-size"), "{e}");
+    let e = env.fails(
+        &[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--device-class",
+            &"x".repeat(40),
+            "old",
+            "new",
+            "-o",
+            "p2",
+        ],
+        2,
+    );
+    assert!(
+        e.contains("--device-class") && e.contains("at most 32"),
+        "{e}"
+    );
+    assert!(!env.path("p2").exists());
+}

@@ -1,0 +1,248 @@
+//! Property tests: every record decodes to what was encoded, and no parser
+//! panics on arbitrary bytes.
+
+use fota_format::op::parse_extent;
+use fota_format::patch::{unzigzag, write_varint, zigzag, MAX_VARINT_LEN};
+use fota_format::{
+    Codec, Extent, Header, Label, Manifest, Mode, OpHeader, OpKind, Package, PatchDecoder, Profile,
+    HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
+};
+use proptest::prelude::*;
+
+fn label() -> impl Strategy<Value = Label> {
+    "[a-zA-Z0-9._-]{0,32}".prop_map(|s| Label::new(&s).unwrap())
+}
+
+fn manifest() -> impl Strategy<Value = Manifest> {
+    (
+        (label(), label(), label(), any::<u64>()),
+        (
+            1u32..=4096,
+            0u64..(1 << 40),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+        ),
+        (any::<bool>(), 0u64..(1 << 30)),
+    )
+        .prop_map(
+            |(
+                (device_class, from_version, to_version, security_counter),
+                (seg, source_size, s, t, f, r),
+                (ab, target_size),
+            )| {
+                let segment_size = seg * 256;
+                let segments = target_size.div_ceil(u64::from(segment_size)) as u32;
+                let mode = if ab { Mode::AB } else { Mode::InPlace };
+                Manifest {
+                    device_class,
+                    from_version,
+                    to_version,
+                    security_counter,
+                    mode,
+                    profile: Profile::Zstd,
+                    segment_size,
+                    source_size,
+                    source_sha256: s,
+                    target_size,
+                    target_sha256: t,
+                    op_count: segments,
+                    first_op_sha256: if segments == 0 { [0; 32] } else { f },
+                    release_notes_sha256: r,
+                }
+            },
+        )
+}
+
+fn op_header() -> impl Strategy<Value = OpHeader> {
+    (
+        prop_oneof![
+            Just(OpKind::Copy),
+            Just(OpKind::Patch),
+            Just(OpKind::New),
+            Just(OpKind::Fill),
+            Just(OpKind::Skip)
+        ],
+        any::<bool>(),
+        (any::<u8>(), 1u16..=16, any::<u32>(), any::<u32>()),
+        (
+            any::<u64>(),
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+        ),
+    )
+        .prop_map(
+            |(
+                kind,
+                zstd,
+                (fill, extents, payload_len, decoded),
+                (dst_offset, dst_len, d, s, n),
+            )| {
+                let has_payload = matches!(kind, OpKind::Patch | OpKind::New);
+                let has_extents = matches!(kind, OpKind::Copy | OpKind::Patch);
+                let codec = if has_payload && zstd {
+                    Codec::Zstd
+                } else {
+                    Codec::Stored
+                };
+                let payload_len = if has_payload { payload_len } else { 0 };
+                let decoded_len = match (kind, codec) {
+                    (OpKind::New, _) => dst_len,
+                    (_, Codec::Stored) => payload_len,
+                    _ => decoded,
+                };
+                let payload_len = if kind == OpKind::New && codec == Codec::Stored {
+                    dst_len
+                } else {
+                    payload_len
+                };
+                // A patch decodes to at most 3 x segment + 1 KiB.
+                let bound = fota_format::op::max_patch_decoded_len(dst_len);
+                let (payload_len, decoded_len) =
+                    if kind == OpKind::Patch && u64::from(decoded_len) > bound {
+                        let d = (u64::from(decoded_len) % (bound + 1)) as u32;
+                        (
+                            if codec == Codec::Stored {
+                                d
+                            } else {
+                                payload_len
+                            },
+                            d,
+                        )
+                    } else {
+                        (payload_len, decoded_len)
+                    };
+                OpHeader {
+                    kind,
+                    codec,
+                    fill_value: if kind == OpKind::Fill { fill } else { 0 },
+                    extent_count: if has_extents { extents } else { 0 },
+                    payload_len,
+                    decoded_len,
+                    dst_offset,
+                    dst_len,
+                    dst_sha256: d,
+                    src_sha256: if has_extents { s } else { [0; 32] },
+                    next_op_sha256: n,
+                }
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn header_round_trips(ops_len in any::<u64>(), key_id in any::<[u8; 8]>(), sig in proptest::collection::vec(any::<u8>(), 64)) {
+        let h = Header { manifest_len: MANIFEST_LEN as u32, ops_len, key_id, signature: sig.try_into().unwrap() };
+        prop_assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
+    }
+
+    #[test]
+    fn manifest_round_trips(m in manifest()) {
+        prop_assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn op_header_round_trips(h in op_header(), at in any::<u32>()) {
+        prop_assert_eq!(OpHeader::parse(&h.to_bytes(), at.into()).unwrap(), h);
+    }
+
+    #[test]
+    fn extent_round_trips(offset in 0u64..(1 << 62), len in 1u64..(1 << 40)) {
+        let e = Extent { offset, len };
+        prop_assert_eq!(parse_extent(&e.to_bytes(), 0).unwrap(), e);
+    }
+
+    #[test]
+    fn labels_round_trip(s in "[^\u{0}]{0,8}") {
+        let l = Label::new(&s).unwrap();
+        prop_assert_eq!(l.as_str(), s.as_str());
+        prop_assert_eq!(Label::from_bytes(*l.as_bytes()), Some(l));
+    }
+
+    #[test]
+    fn varints_and_zigzag_round_trip(v in any::<u64>(), s in any::<i64>()) {
+        let mut buf = [0u8; MAX_VARINT_LEN];
+        let n = write_varint(v, &mut buf);
+        prop_assert!((1..=MAX_VARINT_LEN).contains(&n));
+        prop_assert_eq!(unzigzag(zigzag(s)), s);
+    }
+
+    #[test]
+    fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
+        let _ = Header::parse(&bytes);
+        let _ = Manifest::parse(&bytes);
+        let _ = OpHeader::parse(&bytes, 0);
+        let _ = parse_extent(&bytes, 0);
+        if let Ok(p) = Package::parse(&bytes) {
+            let _ = p.manifest_unverified();
+            if let Ok(ops) = p.ops_unverified() {
+                for op in ops {
+                    if op.is_err() { break; }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn package_parse_survives_a_valid_header_before_garbage(ops_len in 0u64..600, tail in proptest::collection::vec(any::<u8>(), 0..900)) {
+        let h = Header { manifest_len: MANIFEST_LEN as u32, ops_len, key_id: [1; 8], signature: [2; 64] };
+        let mut bytes = h.to_bytes().to_vec();
+        bytes.extend_from_slice(&tail);
+        if let Ok(p) = Package::parse(&bytes) {
+            prop_assert_eq!(bytes.len() as u64, HEADER_LEN as u64 + MANIFEST_LEN as u64 + ops_len);
+            if let Ok(ops) = p.ops_unverified() {
+                for op in ops {
+                    if op.is_err() { break; }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn patch_decoder_never_panics(payload in proptest::collection::vec(any::<u8>(), 0..300),
+                                  dst_len in 0u64..500, chunk in 1usize..64) {
+        let extents = [Extent { offset: 0, len: 1 << 20 }];
+        if let Ok(mut d) = PatchDecoder::new(0, &payload, 100, dst_len, &extents) {
+            let mut produced = 0u64;
+            let mut buf = vec![0u8; chunk];
+            while let Some(step) = d.next() {
+                match step {
+                    Ok(fota_format::PatchStep::Add { len, .. }) => {
+                        let mut left = len;
+                        while left > 0 {
+                            let n = left.min(chunk as u64) as usize;
+                            if d.add_diff(&mut buf[..n]).is_err() { break; }
+                            left -= n as u64;
+                        }
+                        produced += len;
+                    }
+                    Ok(fota_format::PatchStep::Literal(b)) => produced += b.len() as u64,
+                    Err(_) => break,
+                }
+            }
+            prop_assert!(produced <= dst_len);
+        }
+    }
+}
+
+#[test]
+fn op_header_length_is_fixed() {
+    let h = OpHeader {
+        kind: OpKind::Fill,
+        codec: Codec::Stored,
+        fill_value: 0xff,
+        extent_count: 0,
+        payload_len: 0,
+        decoded_len: 0,
+        dst_offset: 0,
+        dst_len: 4096,
+        dst_sha256: [0; 32],
+        src_sha256: [0; 32],
+        next_op_sha256: [0; 32],
+    };
+    assert_eq!(h.to_bytes().len(), OP_HEADER_LEN);
+    assert_eq!(h.total_len(), OP_HEADER_LEN as u64);
+}

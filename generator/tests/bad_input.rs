@@ -1,0 +1,440 @@
+//! Every way a package, a key or a source image can be wrong is refused with
+//! its own error, and the host applier returns nothing on refusal.
+
+mod common;
+
+use common::{firmware_pair, key, small_opts};
+use fota_format::op::{Codec, Extent, OpKind};
+use fota_format::{Error, Label, Manifest, Mode, Profile, HEADER_LEN, MANIFEST_LEN};
+use fota_generator::plan::PlannedOp;
+use fota_generator::write::write_package;
+use fota_generator::{apply, diff, DeviceIdentity, DiffOptions};
+use sha2::{Digest, Sha256};
+
+struct Fixture {
+    old: Vec<u8>,
+    new: Vec<u8>,
+    package: Vec<u8>,
+}
+
+fn fixture() -> Fixture {
+    let (old, new) = firmware_pair(6000, 3);
+    let opts = DiffOptions {
+        device_class: Label::new("acme-sensor-v2").unwrap(),
+        security_counter: 5,
+        ..small_opts()
+    };
+    let package = diff(&old, &new, &key(1), &opts).unwrap().package;
+    Fixture { old, new, package }
+}
+
+fn device() -> DeviceIdentity {
+    DeviceIdentity {
+        device_class: Label::new("acme-sensor-v2").unwrap(),
+        security_counter: 5,
+    }
+}
+
+fn try_apply(f: &Fixture, package: &[u8]) -> Result<Vec<u8>, Error> {
+    apply(&f.old, package, &[key(1).verifying_key()], &device())
+}
+
+#[test]
+fn the_fixture_applies() {
+    let f = fixture();
+    assert_eq!(try_apply(&f, &f.package).unwrap(), f.new);
+    let kinds = fota_format::Package::parse(&f.package)
+        .unwrap()
+        .ops_unverified()
+        .unwrap()
+        .count();
+    assert!(kinds >= 5, "want several ops, got {kinds}");
+}
+
+#[test]
+fn truncation_at_every_length_is_refused_as_truncated() {
+    let f = fixture();
+    for len in 0..f.package.len() {
+        match try_apply(&f, &f.package[..len]) {
+            Err(Error::Truncated { .. }) => {}
+            other => panic!("truncated to {len} bytes: {other:?}"),
+        }
+    }
+    let mut longer = f.package.clone();
+    longer.push(0);
+    assert!(matches!(
+        try_apply(&f, &longer),
+        Err(Error::TrailingBytes { count: 1, .. })
+    ));
+}
+
+#[test]
+fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
+    let f = fixture();
+    let ops_start = HEADER_LEN + MANIFEST_LEN;
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for byte in 0..f.package.len() {
+        for bit in 0..8 {
+            let mut p = f.package.clone();
+            p[byte] ^= 1 << bit;
+            let err = try_apply(&f, &p).expect_err("a flipped package must be refused");
+            let ok = match byte {
+                0..8 => matches!(err, Error::BadMagic { .. }),
+                8..10 => matches!(err, Error::UnsupportedVersion { .. }),
+                10..16 => matches!(err, Error::BadLength { .. }),
+                16..24 => matches!(
+                    err,
+                    Error::Truncated { .. } | Error::TrailingBytes { .. } | Error::BadLength { .. }
+                ),
+                24..32 => matches!(err, Error::UnknownKey { .. }),
+                32..96 => matches!(err, Error::BadSignature),
+                b if b < ops_start => matches!(err, Error::BadSignature),
+                // Op bytes: the chain catches it, or the flipped length runs
+                // past the op section.
+                _ => matches!(err, Error::OpHashMismatch { .. } | Error::Truncated { .. }),
+            };
+            assert!(ok, "flip of bit {bit} in byte {byte}: unexpected {err:?}");
+            *counts.entry(variant_name(&err)).or_default() += 1;
+        }
+    }
+    // Every region was exercised.
+    for v in [
+        "BadMagic",
+        "UnsupportedVersion",
+        "BadLength",
+        "UnknownKey",
+        "BadSignature",
+        "OpHashMismatch",
+    ] {
+        assert!(counts.contains_key(v), "{v} never raised: {counts:?}");
+    }
+}
+
+fn variant_name(e: &Error) -> &'static str {
+    match e {
+        Error::BadMagic { .. } => "BadMagic",
+        Error::UnsupportedVersion { .. } => "UnsupportedVersion",
+        Error::BadLength { .. } => "BadLength",
+        Error::UnknownKey { .. } => "UnknownKey",
+        Error::BadSignature => "BadSignature",
+        Error::OpHashMismatch { .. } => "OpHashMismatch",
+        Error::Truncated { .. } => "Truncated",
+        Error::TrailingBytes { .. } => "TrailingBytes",
+        _ => "other",
+    }
+}
+
+#[test]
+fn a_wrong_public_key_is_refused() {
+    let f = fixture();
+    let err = apply(&f.old, &f.package, &[key(9).verifying_key()], &device()).unwrap_err();
+    assert!(matches!(err, Error::UnknownKey { .. }), "{err:?}");
+    // Among several trusted keys, the right one is found by its id.
+    let out = apply(
+        &f.old,
+        &f.package,
+        &[key(9).verifying_key(), key(1).verifying_key()],
+        &device(),
+    )
+    .unwrap();
+    assert_eq!(out, f.new);
+}
+
+#[test]
+fn a_wrong_source_image_is_refused_before_any_op() {
+    let f = fixture();
+    let mut other = f.old.clone();
+    other[100] ^= 1;
+    let trusted = [key(1).verifying_key()];
+    assert_eq!(
+        apply(&other, &f.package, &trusted, &device()).unwrap_err(),
+        Error::SourceHashMismatch
+    );
+    let shorter = &f.old[..f.old.len() - 1];
+    assert!(matches!(
+        apply(shorter, &f.package, &trusted, &device()),
+        Err(Error::SourceSizeMismatch { .. })
+    ));
+    assert!(matches!(
+        apply(&f.new, &f.package, &trusted, &device()),
+        Err(Error::SourceSizeMismatch { .. }) | Err(Error::SourceHashMismatch)
+    ));
+}
+
+#[test]
+fn another_device_class_and_a_rollback_are_refused() {
+    let f = fixture();
+    let trusted = [key(1).verifying_key()];
+    let other = DeviceIdentity {
+        device_class: Label::new("acme-sensor-v3").unwrap(),
+        security_counter: 5,
+    };
+    assert!(matches!(
+        apply(&f.old, &f.package, &trusted, &other),
+        Err(Error::DeviceClassMismatch { .. })
+    ));
+    let newer = DeviceIdentity {
+        security_counter: 6,
+        ..device()
+    };
+    assert!(matches!(
+        apply(&f.old, &f.package, &trusted, &newer),
+        Err(Error::SecurityCounterTooLow {
+            package: 5,
+            device: 6
+        })
+    ));
+    // An unspecified class accepts any package (a host tool's default).
+    assert_eq!(
+        apply(&f.old, &f.package, &trusted, &DeviceIdentity::default()).unwrap(),
+        f.new
+    );
+}
+
+// Packages below are signed and chained correctly but break one layout or
+// content rule, so only that rule's check can refuse them.
+
+fn manifest(old: &[u8], new: &[u8], segment_size: u32, mode: Mode) -> Manifest {
+    Manifest {
+        device_class: Label::EMPTY,
+        from_version: Label::EMPTY,
+        to_version: Label::EMPTY,
+        security_counter: 0,
+        mode,
+        profile: Profile::Zstd,
+        segment_size,
+        source_size: old.len() as u64,
+        source_sha256: Sha256::digest(old).into(),
+        target_size: new.len() as u64,
+        target_sha256: Sha256::digest(new).into(),
+        op_count: 0,
+        first_op_sha256: [0; 32],
+        release_notes_sha256: [0; 32],
+    }
+}
+
+fn new_op(dst_offset: u64, bytes: &[u8]) -> PlannedOp {
+    PlannedOp {
+        kind: OpKind::New,
+        codec: Codec::Stored,
+        fill_value: 0,
+        dst_offset,
+        dst_len: bytes.len() as u32,
+        extents: vec![],
+        payload: bytes.to_vec(),
+        decoded_len: bytes.len() as u32,
+    }
+}
+
+fn signed(old: &[u8], new: &[u8], ops: &[PlannedOp], mode: Mode) -> Vec<u8> {
+    write_package(manifest(old, new, 256, mode), ops, old, new, &key(1)).unwrap()
+}
+
+fn refuse(old: &[u8], package: &[u8]) -> Error {
+    apply(
+        old,
+        package,
+        &[key(1).verifying_key()],
+        &DeviceIdentity::default(),
+    )
+    .unwrap_err()
+}
+
+#[test]
+fn crafted_packages_fail_the_specific_check() {
+    let old: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+    let new: Vec<u8> = (0..512u32).map(|i| (i * 3) as u8).collect();
+    let good = [new_op(0, &new[..256]), new_op(256, &new[256..])];
+    assert_eq!(
+        apply(
+            &old,
+            &signed(&old, &new, &good, Mode::AB),
+            &[key(1).verifying_key()],
+            &DeviceIdentity::default()
+        )
+        .unwrap(),
+        new
+    );
+
+    // Reordered A/B ops.
+    let swapped = [good[1].clone(), good[0].clone()];
+    let e = refuse(&old, &signed(&old, &new, &swapped, Mode::AB));
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("segment order")),
+        "{e:?}"
+    );
+
+    // A segment written twice (and so another never) in an in-place
+    // package, where any order is legal.
+    let dup = [good[0].clone(), good[0].clone()];
+    let e = refuse(&old, &signed(&old, &new, &dup, Mode::InPlace));
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("each written once")),
+        "{e:?}"
+    );
+
+    // An extra op, and a missing one: the op count is one per segment.
+    let three = [good[0].clone(), good[1].clone(), good[1].clone()];
+    let e = refuse(&old, &signed(&old, &new, &three, Mode::InPlace));
+    assert!(
+        matches!(e, Error::BadLength { what, .. } if what.contains("op count")),
+        "{e:?}"
+    );
+    let e = refuse(&old, &signed(&old, &new, &good[..1], Mode::AB));
+    assert!(
+        matches!(e, Error::BadLength { what, .. } if what.contains("op count")),
+        "{e:?}"
+    );
+
+    // SKIP in an A/B package.
+    let skip = PlannedOp {
+        kind: OpKind::Skip,
+        payload: vec![],
+        decoded_len: 0,
+        ..good[0].clone()
+    };
+    let e = refuse(
+        &old,
+        &signed(&old, &new, &[skip, good[1].clone()], Mode::AB),
+    );
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("skip")),
+        "{e:?}"
+    );
+
+    // A segment of the wrong length.
+    let short = new_op(0, &new[..200]);
+    let e = refuse(
+        &old,
+        &signed(&old, &new, &[short, good[1].clone()], Mode::AB),
+    );
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("whole segment")),
+        "{e:?}"
+    );
+
+    // COPY reading past the end of the source.
+    let copy = PlannedOp {
+        kind: OpKind::Copy,
+        extents: vec![Extent {
+            offset: 900,
+            len: 256,
+        }],
+        payload: vec![],
+        decoded_len: 0,
+        ..good[0].clone()
+    };
+    // The writer itself refuses such an op...
+    let ops = [copy, good[1].clone()];
+    assert!(write_package(
+        manifest(&old, &new, 256, Mode::AB),
+        &ops,
+        &old,
+        &new,
+        &key(1)
+    )
+    .is_err());
+    // ...so hash it against a longer buffer than the manifest declares.
+    let mut longer = old.clone();
+    longer.resize(2048, 0);
+    let pkg = write_package(
+        manifest(&old, &new, 256, Mode::AB),
+        &ops,
+        &longer,
+        &new,
+        &key(1),
+    )
+    .unwrap();
+    let e = refuse(&old, &pkg);
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("inside the source")),
+        "{e:?}"
+    );
+
+    // A segment whose content is not what the op promises (write_package
+    // hashes the real target, the payload says otherwise).
+    let mut wrong = good[0].clone();
+    wrong.payload[10] ^= 0xff;
+    let e = refuse(
+        &old,
+        &signed(&old, &new, &[wrong, good[1].clone()], Mode::AB),
+    );
+    assert_eq!(
+        e,
+        Error::SegmentHashMismatch {
+            op_index: 0,
+            dst_offset: 0
+        }
+    );
+
+    // A zstd payload that decodes to more than it declares (a bomb).
+    let bomb = zstd::bulk::compress(&vec![0u8; 100_000], 3).unwrap();
+    let mut big = good[0].clone();
+    big.codec = Codec::Zstd;
+    big.payload = bomb;
+    let e = refuse(&old, &signed(&old, &new, &[big, good[1].clone()], Mode::AB));
+    assert!(
+        matches!(e, Error::PayloadCodec { op_index: 0, .. }),
+        "{e:?}"
+    );
+
+    // A PATCH that reads outside its declared extents.
+    let mut streams = fota_generator::plan::PatchStreams::default();
+    streams.push_record(300, 300, vec![0u8; 256], &[]);
+    let patch = PlannedOp {
+        kind: OpKind::Patch,
+        extents: vec![Extent {
+            offset: 0,
+            len: 256,
+        }],
+        payload: streams.into_payload(),
+        ..good[0].clone()
+    };
+    let patch = PlannedOp {
+        decoded_len: patch.payload.len() as u32,
+        ..patch
+    };
+    let e = refuse(
+        &old,
+        &signed(&old, &new, &[patch, good[1].clone()], Mode::AB),
+    );
+    assert!(
+        matches!(
+            e,
+            Error::PatchReadOutsideExtents {
+                src_offset: 300,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+
+    // A zstd payload followed by a second frame, or a skippable frame.
+    for extra in [
+        zstd::bulk::compress(b"x", 3).unwrap(),
+        vec![0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0],
+    ] {
+        let mut two = good[0].clone();
+        two.codec = Codec::Zstd;
+        two.payload = zstd::bulk::compress(&new[..256], 3).unwrap();
+        two.payload.extend_from_slice(&extra);
+        let e = refuse(&old, &signed(&old, &new, &[two, good[1].clone()], Mode::AB));
+        assert!(
+            matches!(e, Error::PayloadCodec { what, .. } if what.contains("exactly one")),
+            "{e:?}"
+        );
+    }
+
+    // The whole target does not match the manifest.
+    let mut other_new = new.clone();
+    other_new[0] ^= 1;
+    let pkg = write_package(
+        manifest(&old, &other_new, 256, Mode::AB),
+        &good,
+        &old,
+        &new,
+        &key(1),
+    )
+    .unwrap();
+    assert_eq!(refuse(&old, &pkg), Error::TargetHashMismatch);
+}
