@@ -20,7 +20,7 @@ impl<'a> Reader<'a> {
 
     /// Absolute offset of the next byte.
     pub(crate) fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.base.saturating_add(self.pos as u64)
     }
 
     /// Takes `n` bytes, or reports a truncation naming `what`.

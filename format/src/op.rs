@@ -154,7 +154,7 @@ impl OpHeader {
         })?;
         let codec_byte = r.u8("op codec")?;
         let codec = Codec::from_u8(codec_byte).ok_or(Error::InvalidField {
-            offset: offset + 1,
+            offset: offset.saturating_add(1),
             what: "op codec (0 stored, 1 zstd)",
             found: codec_byte.into(),
         })?;
@@ -190,7 +190,7 @@ impl OpHeader {
     fn check_consistency(&self, offset: u64) -> Result<()> {
         let bad = |field_offset: u64, what: &'static str, expected: u64, found: u64| {
             Err(Error::BadLength {
-                offset: offset + field_offset,
+                offset: offset.saturating_add(field_offset),
                 what,
                 expected,
                 found,
@@ -205,7 +205,7 @@ impl OpHeader {
             );
         }
         if self.kind != OpKind::Fill && self.fill_value != 0 {
-            return Err(Error::NonZeroReserved { offset: offset + 2 });
+            return Err(Error::NonZeroReserved { offset: offset.saturating_add(2) });
         }
         let has_payload = matches!(self.kind, OpKind::Patch | OpKind::New);
         if !has_payload && self.payload_len != 0 {
@@ -236,7 +236,7 @@ impl OpHeader {
         }
         if !has_payload && self.codec != Codec::Stored {
             return Err(Error::InvalidField {
-                offset: offset + 1,
+                offset: offset.saturating_add(1),
                 what: "op codec (stored for ops without payload)",
                 found: self.codec as u64,
             });
@@ -271,7 +271,7 @@ impl OpHeader {
         }
         if self.extent_count == 0 && self.src_sha256 != [0; 32] {
             return Err(Error::NonZeroReserved {
-                offset: offset + 64,
+                offset: offset.saturating_add(64),
             });
         }
         Ok(())
@@ -333,7 +333,7 @@ pub fn parse_extent(bytes: &[u8], offset: u64) -> Result<Extent> {
     };
     if e.len == 0 || e.end().is_none() {
         return Err(Error::InvalidField {
-            offset: offset + 8,
+            offset: offset.saturating_add(8),
             what: "extent length (non-zero, no overflow)",
             found: e.len,
         });

@@ -339,7 +339,7 @@ impl OpChain {
         };
         if !codec_ok {
             return Err(Error::InvalidField {
-                offset: offset + 1,
+                offset: offset.saturating_add(1),
                 what: "op codec (not allowed by the profile)",
                 found: header.codec as u64,
             });
@@ -376,7 +376,7 @@ impl OpChain {
         self.next_index += 1;
         if self.is_complete() && header.next_op_sha256 != [0; 32] {
             return Err(Error::NonZeroReserved {
-                offset: offset + 96,
+                offset: offset.saturating_add(96),
             });
         }
         self.expected_hash = header.next_op_sha256;
@@ -405,7 +405,7 @@ impl<'a> OpIter<'a> {
     }
 
     fn next_op(&mut self) -> Result<Option<Op<'a>>> {
-        let offset = self.base + self.pos as u64;
+        let offset = self.base.saturating_add(self.pos as u64);
         let rest = self.ops.get(self.pos..).unwrap_or(&[]);
         if self.chain.is_complete() {
             if !rest.is_empty() {
@@ -445,7 +445,7 @@ impl<'a> OpIter<'a> {
         {
             let at = OP_HEADER_LEN + i * EXTENT_LEN;
             let bytes = op_bytes.get(at..at + EXTENT_LEN).unwrap_or(&[]);
-            *slot = parse_extent(bytes, offset + at as u64)?;
+            *slot = parse_extent(bytes, offset.saturating_add(at as u64))?;
         }
         extents.len = header.extent_count.into();
         let index = self.chain.next_index();

@@ -188,3 +188,15 @@ fn manifest_rules_raise_their_errors() {
         Err(Error::NonZeroReserved { offset: 202 })
     );
 }
+
+#[test]
+fn parsers_take_any_base_offset_without_overflow() {
+    use fota_format::op::parse_extent;
+    use fota_format::OpHeader;
+    for at in [u64::MAX, u64::MAX - 3, u64::MAX - 127] {
+        assert!(OpHeader::parse(&[1, 9], at).is_err());
+        assert!(OpHeader::parse(&[1], at).is_err());
+        assert!(OpHeader::parse(&[0xff; 128], at).is_err());
+        assert!(parse_extent(&[0; 16], at).is_err());
+    }
+}

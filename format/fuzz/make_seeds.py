@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Regenerates the seed corpus in corpus/<target>/ from real packages.
+
+    cargo build --release -p fota          # from the repository root
+    python3 format/fuzz/make_seeds.py [path/to/fota]
+
+Needs the `fota` binary (default: target/release/fota) and the `zstd` CLI
+(to pull decoded PATCH payloads out of zstd ops). Images are pseudo-random
+with a fixed seed; packages are signed with the fuzzing test key of
+src/lib.rs (FUZZ_KEY_SEED), so they verify in the `parse_package` target.
+The ed25519 signature is deterministic, so a rerun writes the same files
+unless the generator's output changes. Old seeds are removed first, except
+files named `crash-*` / `regress-*` (regression inputs from fuzzing).
+"""
+
+import base64
+import hashlib
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FOTA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "fota")
+
+# Must match FUZZ_KEY_SEED in src/lib.rs. A test key, public on purpose.
+KEY_SEED = bytes.fromhex("237257ed17f4951c0630fea0f00534fe48aa86a5de17095f1621e65548a7b8c0")
+
+HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, EXTENT_LEN = 96, 272, 128, 16
+PATCH, STORED, ZSTD = 2, 0, 1
+
+PKG_DIR = os.path.join(HERE, "corpus", "parse_package")
+PATCH_DIR = os.path.join(HERE, "corpus", "patch_decoder")
+
+
+def pem_key(path):
+    der = bytes.fromhex("302e020100300506032b657004220420") + KEY_SEED
+    b64 = base64.b64encode(der).decode()
+    with open(path, "w") as f:
+        f.write("-----BEGIN PRIVATE KEY-----\n" + b64 + "\n-----END PRIVATE KEY-----\n")
+
+
+def clean(d):
+    os.makedirs(d, exist_ok=True)
+    for name in os.listdir(d):
+        if not name.startswith(("crash-", "regress-")):
+            os.remove(os.path.join(d, name))
+
+
+def write(d, name, data):
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# ------------------------------------------------------------------ images
+
+def images():
+    rnd = random.Random(20240601)
+    rb = lambda n: bytes(rnd.getrandbits(8) for _ in range(n))
+    pairs = {}
+    base = rb(2048)
+    edited = bytearray(base)
+    for _ in range(12):
+        edited[rnd.randrange(len(edited))] ^= 1 << rnd.randrange(8)
+    pairs["edits"] = (base, bytes(edited))
+    old = rb(3000)
+    pairs["moved-block"] = (old, old[:400] + old[1400:1900] + old[400:1400] + old[1900:])
+    pairs["identical"] = (old[:1500], old[:1500])
+    pairs["empty-old"] = (b"", rb(700))
+    pairs["empty-new"] = (rb(600), b"")
+    pairs["all-ff"] = (rb(1024), b"\xff" * 1024)
+    # Code-like: 4-byte little-endian "pointers" that all shift a little,
+    # so matches are approximate and the diff is sparse non-zero bytes.
+    words = [rnd.randrange(0x1000, 0x8000) for _ in range(600)]
+    code_old = b"".join(struct.pack("<I", w) for w in words)
+    code_new = b"".join(struct.pack("<I", w + 0x40 if i % 3 == 0 else w) for i, w in enumerate(words))
+    pairs["code-shift"] = (code_old, code_new)
+    ins = rb(1800)
+    pairs["insert"] = (ins, ins[:500] + rb(90) + ins[500:1300] + ins[1350:] + rb(40))
+    pairs["zeros-grow"] = (bytes(300), bytes(300) + rb(20) + bytes(900))
+    pairs["text"] = (
+        b"".join(b"line %05d: the quick brown fox\n" % i for i in range(60)),
+        b"".join(b"line %05d: the quick brown cat\n" % (i * 2) for i in range(60)),
+    )
+    return pairs
+
+
+# ---------------------------------------------------------------- packages
+
+def ops(pkg):
+    pos = HEADER_LEN + MANIFEST_LEN
+    while pos < len(pkg):
+        kind, codec, _fill, _r, n_ext, _r2, plen, dlen, dst_off, dst_len = struct.unpack_from(
+            "<BBBBHHIIQI", pkg, pos
+        )
+        ext_at = pos + OP_HEADER_LEN
+        extents = [struct.unpack_from("<QQ", pkg, ext_at + i * EXTENT_LEN) for i in range(n_ext)]
+        pay_at = ext_at + n_ext * EXTENT_LEN
+        yield pos, kind, codec, dst_off, dst_len, extents, pkg[pay_at : pay_at + plen], dlen
+        pos = pay_at + plen
+
+
+def patch_seed(flags_misuse, seed, dst_off, dst_len, extents, payload):
+    out = bytes([len(extents) | (flags_misuse << 5), seed])
+    out += struct.pack("<QI", dst_off, dst_len)
+    for o, l in extents:
+        out += struct.pack("<QQ", o, l)
+    return out + payload
+
+
+def make_packages(tmp, key):
+    pairs = images()
+    made = {}
+    for name, (old, new) in pairs.items():
+        o, n = os.path.join(tmp, name + ".old"), os.path.join(tmp, name + ".new")
+        open(o, "wb").write(old)
+        open(n, "wb").write(new)
+        for seg, level in ((256, 1), (1024, 19), (256, 19)):
+            if seg == 256 and level == 19 and name not in ("code-shift", "moved-block", "edits"):
+                continue
+            out = os.path.join(tmp, "%s-s%d-l%d.fota" % (name, seg, level))
+            subprocess.run(
+                [FOTA, "diff", "--key", key, "--threads", "1", "--segment-size", str(seg),
+                 "--level", str(level), "--device-class", "fuzz-board", "--from-version", "1.0",
+                 "--to-version", "1.1", "--security-counter", "3", o, n, "-o", out],
+                check=True, stdout=subprocess.DEVNULL,
+            )
+            made[os.path.basename(out)[: -len(".fota")]] = open(out, "rb").read()
+    return made
+
+
+def decode_payload(codec, payload):
+    if codec == STORED:
+        return payload
+    return subprocess.run(["zstd", "-d", "-c"], input=payload, stdout=subprocess.PIPE, check=True).stdout
+
+
+def variants(name, pkg):
+    """Hand-made mutants of a real package."""
+    v = {}
+    v["trunc-header"] = pkg[:50]
+    v["trunc-manifest"] = pkg[:HEADER_LEN + 100]
+    v["trunc-ops"] = pkg[: len(pkg) - 7]
+    v["trailing-byte"] = pkg + b"\0"
+    flip = bytearray(pkg)
+    flip[HEADER_LEN + MANIFEST_LEN + OP_HEADER_LEN + 3] ^= 0x10  # an extent or payload byte
+    v["flip-op0-body"] = bytes(flip)
+    flip = bytearray(pkg)
+    flip[40] ^= 1  # signature
+    v["flip-signature"] = bytes(flip)
+    flip = bytearray(pkg)
+    flip[HEADER_LEN + 104] = 1  # manifest mode: in-place (signature breaks, chain holds)
+    v["mode-inplace"] = bytes(flip)
+    flip = bytearray(pkg)
+    flip[HEADER_LEN + 192] ^= 1  # op count off by one
+    v["flip-op-count"] = bytes(flip)
+    return {"%s-%s" % (name, k): d for k, d in v.items()}
+
+
+# ----------------------------------------------------------- hand patches
+
+def varint(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v == 0:
+            out.append(b)
+            return bytes(out)
+        out.append(b | 0x80)
+
+
+def zigzag(v):
+    return (v << 1) ^ (v >> 63) if v >= 0 else ((-v) << 1) - 1
+
+
+def encode_patch(records, diff, extra):
+    """records: (copy, extra_len, delta); diff: all diff bytes in order."""
+    ctrl = b"".join(varint(c) + varint(e) + varint(zigzag(d)) for c, e, d in records)
+    zr, vr, vals = bytearray(), bytearray(), bytearray()
+    i = 0
+    while i < len(diff):
+        z = 0
+        while i < len(diff) and diff[i] == 0:
+            z += 1
+            i += 1
+        if i == len(diff):
+            break
+        j = i
+        while j < len(diff) and diff[j] != 0:
+            j += 1
+        zr += varint(z)
+        vr += varint(j - i)
+        vals += diff[i:j]
+        i = j
+    streams = [ctrl, bytes(zr), bytes(vr), bytes(vals), extra]
+    return b"".join(varint(len(s)) for s in streams) + b"".join(streams)
+
+
+def hand_patches():
+    s = {}
+    # Whole segment copied with no diff: every stream but ctrl empty.
+    s["copy-exact"] = patch_seed(0, 1, 0, 64, [(0, 64)], encode_patch([(64, 0, 0)], bytes(64), b""))
+    # Copy with sparse diffs spanning two records, then literals.
+    diff = bytes([0, 0, 5, 7, 0, 0, 0, 1] + [0] * 20 + [9, 9, 9] + [0] * 9)
+    s["two-records-sparse"] = patch_seed(
+        0, 7, 256, 60, [(0, 512)],
+        encode_patch([(24, 8, 0), (16, 12, -200)], diff, b"LITERAL!twelve bytes"),
+    )
+    # Literal-only segment (record with no copy).
+    s["literal-only"] = patch_seed(0, 3, 0, 10, [(0, 1)], encode_patch([(0, 10, 0)], b"", b"0123456789"))
+    # Negative delta back to the start, second extent.
+    s["two-extents"] = patch_seed(
+        0, 200, 1024, 40, [(0, 16), (900, 100)],
+        encode_patch([(8, 0, -1024), (32, 0, 900 - 8)], bytes([1] * 40), b""),
+    )
+    # Diff runs crossing chunk boundaries, with many small runs.
+    diff = bytes((i % 3 == 0) * (i % 251 + 1) for i in range(1000))
+    s["many-runs"] = patch_seed(0, 0, 0, 1000, [(0, 4096)], encode_patch([(1000, 0, 0)], diff, b""))
+    base = s["two-records-sparse"]
+    s["misuse-overfeed"] = bytes([base[0] | (1 << 5)]) + base[1:]
+    s["misuse-skip"] = bytes([base[0] | (2 << 5)]) + base[1:]
+    # Malformed ones, each refused for one reason.
+    s["bad-read-outside"] = patch_seed(0, 1, 0, 64, [(0, 32)], encode_patch([(64, 0, 0)], bytes(64), b""))
+    s["bad-lengths-over"] = patch_seed(0, 1, 0, 8, [(0, 8)], varint(200) + b"\0\0\0\0" + b"\x08\x00\x00")
+    s["bad-nonminimal-varint"] = patch_seed(0, 1, 0, 8, [(0, 8)], b"\x83\x00\0\0\0\0" + b"\x08\x00\x00")
+    s["bad-zero-value"] = patch_seed(
+        0, 1, 0, 8, [(0, 8)], b"\x03\x01\x01\x02\x00" + b"\x08\x00\x00" + b"\x02" + b"\x02" + b"\x05\x00"
+    )
+    s["bad-delta-overflow"] = patch_seed(
+        0, 1, 2**64 - 4, 8, [(2**64 - 9, 8)], encode_patch([(8, 0, 2**62)], bytes(8), b"")
+    )
+    s["bad-extent-overflow"] = patch_seed(
+        0, 1, 0, 8, [(2**64 - 4, 8), (0, 0)], encode_patch([(8, 0, 0)], bytes(8), b"")
+    )
+    s["bad-too-long"] = patch_seed(0, 1, 0, 8, [(0, 16)], encode_patch([(16, 0, 0)], bytes(16), b""))
+    s["bad-short"] = patch_seed(0, 1, 0, 32, [(0, 16)], encode_patch([(16, 0, 0)], bytes(16), b""))
+    s["bad-leftover-values"] = patch_seed(
+        0, 1, 0, 8, [(0, 8)], encode_patch([(8, 0, 0)], bytes(8) + b"\x05", b"")
+    )
+    return s
+
+
+def main():
+    clean(PKG_DIR)
+    clean(PATCH_DIR)
+    with tempfile.TemporaryDirectory() as tmp:
+        key = os.path.join(tmp, "fuzz.key")
+        pem_key(key)
+        pkgs = make_packages(tmp, key)
+    patch_payloads = {}
+    for name, pkg in sorted(pkgs.items()):
+        write(PKG_DIR, "pkg-%s" % name, pkg)
+        for i, (_pos, kind, codec, dst_off, dst_len, extents, payload, _dlen) in enumerate(ops(pkg)):
+            if kind != PATCH:
+                continue
+            decoded = decode_payload(codec, payload)
+            seed = patch_seed(0, i * 37 % 256, dst_off, dst_len, extents, decoded)
+            h = hashlib.sha1(decoded).hexdigest()
+            patch_payloads.setdefault(h, ("%s-op%d-%s" % (name, i, "stored" if codec == STORED else "zstd"), seed))
+    for name in ("edits-s256-l1", "moved-block-s1024-l19", "code-shift-s256-l19"):
+        for vname, data in variants(name, pkgs[name]).items():
+            write(PKG_DIR, "mut-" + vname, data)
+    # The smallest few of each codec, to keep the corpus small.
+    by_size = sorted(patch_payloads.values(), key=lambda p: (len(p[1]), p[0]))
+    stored = [p for p in by_size if p[0].endswith("-stored")][:8]
+    zstd = [p for p in by_size if p[0].endswith("-zstd")][:6]
+    for name, data in stored + zstd:
+        write(PATCH_DIR, "from-" + name, data)
+    for name, data in hand_patches().items():
+        write(PATCH_DIR, "hand-" + name, data)
+    total = 0
+    for d in (PKG_DIR, PATCH_DIR):
+        files = os.listdir(d)
+        size = sum(os.path.getsize(os.path.join(d, f)) for f in files)
+        total += size
+        print("%s: %d files, %d bytes" % (os.path.relpath(d, ROOT), len(files), size))
+    print("total %d bytes" % total)
+
+
+if __name__ == "__main__":
+    main()

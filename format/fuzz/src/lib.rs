@@ -1,0 +1,651 @@
+//! What the fuzz targets do with their input, shared with the seed replay
+//! test `format/tests/fuzz_seeds.rs`, which includes this file as a module
+//! (`#[path = "../fuzz/src/lib.rs"]`). So: no libfuzzer-sys here, and no
+//! dependency but `fota-format` and `sha2` (a dependency of `fota-format`).
+//!
+//! Every function here must return normally on any input. Besides "no
+//! panic", the asserts check what the parsers promise: an op the chain
+//! accepts lies inside the manifest's images, a patch reads only its
+//! extents and produces exactly its segment, and `PatchDecoder` agrees
+//! with a naive reference decoder ([`reference_patch`]) byte for byte.
+
+use std::sync::OnceLock;
+
+use fota_format::op::parse_extent;
+use fota_format::sign::{key_id, sign};
+use fota_format::{
+    Codec, Extent, Label, Manifest, Mode, Op, OpKind, Package, PatchDecoder, PatchStep, SigningKey,
+    VerifyingKey, EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN,
+};
+use sha2::{Digest, Sha256};
+
+/// Seed of the fuzzing key pair. TEST KEY, PUBLIC ON PURPOSE: the seed
+/// packages in `corpus/` are signed with it so that `verify` succeeds on
+/// them, and [`repair`] re-signs mutated packages with it.
+pub const FUZZ_KEY_SEED: [u8; 32] = [
+    0x23, 0x72, 0x57, 0xed, 0x17, 0xf4, 0x95, 0x1c, 0x06, 0x30, 0xfe, 0xa0, 0xf0, 0x05, 0x34, 0xfe,
+    0x48, 0xaa, 0x86, 0xa5, 0xde, 0x17, 0x09, 0x5f, 0x16, 0x21, 0xe6, 0x55, 0x48, 0xa7, 0xb8, 0xc0,
+];
+
+/// Largest source chunk handed to `add_diff`.
+pub const MAX_CHUNK: usize = 4096;
+
+/// Largest segment the `patch_decoder` target asks for (keeps execs fast).
+pub const MAX_FUZZ_DST_LEN: u64 = 1 << 20;
+
+/// Package offset of the manifest's `first_op_sha256`.
+const FIRST_OP_SHA256_AT: usize = HEADER_LEN + 200;
+/// Offset of `next_op_sha256` inside an op header.
+const NEXT_OP_SHA256_AT: usize = 96;
+
+fn signing_key() -> &'static SigningKey {
+    static KEY: OnceLock<SigningKey> = OnceLock::new();
+    KEY.get_or_init(|| SigningKey::from_bytes(&FUZZ_KEY_SEED))
+}
+
+/// The one trusted key of the `parse_package` target.
+pub fn verifying_key() -> VerifyingKey {
+    signing_key().verifying_key()
+}
+
+// ---------------------------------------------------------------- packages
+
+/// The `parse_package` target: parse, verify, walk every op, decode every
+/// stored PATCH payload against a zero source image. When the signature or
+/// the hash chain does not hold (any mutation breaks them), the same bytes
+/// are also run again with the chain and signature recomputed (see
+/// [`repair`]) so that mutations reach the op layout rules and the patch
+/// decoder, which a fuzzer could never reach through sha256.
+///
+/// Returns `None` when the bytes do not frame as a package, else whether
+/// they verified with the fuzzing key and their whole op chain held.
+pub fn parse_package(data: &[u8]) -> Option<bool> {
+    let intact = check_package(data)?;
+    if !intact {
+        if let Some(fixed) = repair(data) {
+            check_package(&fixed);
+        }
+    }
+    Some(intact)
+}
+
+/// Runs one package; `None` when it does not even frame, else whether the
+/// signature verified and the whole op chain held.
+fn check_package(data: &[u8]) -> Option<bool> {
+    let pkg = Package::parse(data).ok()?;
+    assert_eq!(pkg.header().package_len(), Some(data.len() as u64));
+
+    let trusted = [verifying_key()];
+    let verified_ops = match pkg.verify(&trusted) {
+        Ok(vp) => {
+            let _ = vp.check_device(&Label::EMPTY, 0);
+            let _ = vp.check_device(&vp.manifest().device_class, vp.manifest().security_counter);
+            let _ = vp.check_source(&[]);
+            Some(walk_count(vp.ops()))
+        }
+        Err(_) => None,
+    };
+
+    let manifest = pkg.manifest_unverified();
+    let ops = pkg.ops_unverified();
+    assert_eq!(
+        manifest.is_ok(),
+        ops.is_ok(),
+        "manifest_unverified and ops_unverified disagree"
+    );
+    let (Ok(manifest), Ok(mut ops)) = (manifest, ops) else {
+        assert!(
+            verified_ops.is_none(),
+            "verify accepted a manifest that does not parse"
+        );
+        return Some(false);
+    };
+    let mut count = 0u32;
+    let mut chain_ok = true;
+    for op in ops.by_ref() {
+        match op {
+            Ok(op) => {
+                assert_eq!(op.index, count, "ops come in index order");
+                check_op(&manifest, &op);
+                count += 1;
+            }
+            Err(_) => {
+                chain_ok = false;
+                break;
+            }
+        }
+    }
+    assert!(
+        ops.next().is_none(),
+        "the op iterator is fused after its end or an error"
+    );
+    if chain_ok {
+        assert_eq!(
+            count, manifest.op_count,
+            "a complete chain has op_count ops"
+        );
+    }
+    if let Some(v) = verified_ops {
+        assert_eq!(
+            v,
+            (count, chain_ok),
+            "verified and unverified walks disagree"
+        );
+    }
+    Some(verified_ops.is_some() && chain_ok)
+}
+
+fn walk_count<'a>(ops: impl Iterator<Item = fota_format::Result<Op<'a>>>) -> (u32, bool) {
+    let mut n = 0;
+    for op in ops {
+        if op.is_err() {
+            return (n, false);
+        }
+        n += 1;
+    }
+    (n, true)
+}
+
+/// What the chain promises about an accepted op, then its payload decoded.
+fn check_op(m: &Manifest, op: &Op<'_>) {
+    let h = &op.header;
+    let seg = u64::from(m.segment_size);
+    assert!(
+        h.dst_offset % seg == 0 && h.dst_offset < m.target_size,
+        "{h:?}"
+    );
+    assert_eq!(u64::from(h.dst_len), m.segment_len(h.dst_offset / seg));
+    if m.mode == Mode::AB {
+        assert_eq!(h.dst_offset, u64::from(op.index) * seg);
+        assert_ne!(h.kind, OpKind::Skip);
+    }
+    assert_eq!(op.payload.len() as u64, u64::from(h.payload_len));
+    assert_eq!(op.extents.as_slice().len(), usize::from(h.extent_count));
+    let mut prev_end = 0u64;
+    for e in op.extents.as_slice() {
+        assert!(
+            e.len > 0 && e.offset >= prev_end,
+            "extents sorted and disjoint: {e:?}"
+        );
+        prev_end = e.end().expect("accepted extents do not overflow");
+        assert!(prev_end <= m.source_size, "extent inside the source: {e:?}");
+    }
+    assert!(op.extents.total_len() <= m.source_size);
+    match (h.kind, h.codec) {
+        (OpKind::Copy, _) => assert_eq!(op.extents.total_len(), u64::from(h.dst_len)),
+        (OpKind::New, Codec::Stored) => assert_eq!(op.payload.len() as u64, u64::from(h.dst_len)),
+        (OpKind::Patch, Codec::Stored) => {
+            let run = PatchRun {
+                op_index: op.index,
+                dst_offset: h.dst_offset,
+                dst_len: h.dst_len.into(),
+                extents: op.extents.as_slice(),
+                source_size: Some(m.source_size),
+                source: zero_source,
+                misuse: Misuse::None,
+            };
+            let _ = run_patch(&run, op.payload, || MAX_CHUNK, None);
+        }
+        _ => {}
+    }
+}
+
+/// A copy of `data` (which must frame as a package) with every op's
+/// `next_op_sha256`, the manifest's `first_op_sha256`, the key id and the
+/// signature recomputed with the fuzzing key, over the ops whose length
+/// fields delimit them inside `data`, from the start of the op section.
+/// `None` when `data` is too short.
+pub fn repair(data: &[u8]) -> Option<Vec<u8>> {
+    let ops_start = HEADER_LEN + MANIFEST_LEN;
+    if data.len() < ops_start {
+        return None;
+    }
+    let mut out = data.to_vec();
+    let mut bounds = Vec::new();
+    let mut pos = ops_start;
+    // Delimit ops by their two length fields only, as the chain does, so
+    // that an op with a bad header is still chained and its header reached.
+    while let Some(header) = out.get(pos..pos + OP_HEADER_LEN) {
+        let extent_count = u16::from_le_bytes([header[4], header[5]]);
+        let payload_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        let len = OP_HEADER_LEN + usize::from(extent_count) * EXTENT_LEN + payload_len as usize;
+        let Some(end) = pos.checked_add(len).filter(|&end| end <= out.len()) else {
+            break;
+        };
+        bounds.push((pos, end));
+        pos = end;
+    }
+    let mut next = [0u8; 32];
+    for &(start, end) in bounds.iter().rev() {
+        out[start + NEXT_OP_SHA256_AT..start + NEXT_OP_SHA256_AT + 32].copy_from_slice(&next);
+        next = Sha256::digest(&out[start..end]).into();
+    }
+    if !bounds.is_empty() {
+        out[FIRST_OP_SHA256_AT..FIRST_OP_SHA256_AT + 32].copy_from_slice(&next);
+    }
+    let key = signing_key();
+    out[SIGNED_HEADER_LEN..SIGNED_HEADER_LEN + 8].copy_from_slice(&key_id(&key.verifying_key()));
+    let mut signed_header = [0u8; SIGNED_HEADER_LEN];
+    signed_header.copy_from_slice(&out[..SIGNED_HEADER_LEN]);
+    let signature = sign(key, &signed_header, &out[HEADER_LEN..ops_start]);
+    out[SIGNED_HEADER_LEN + 8..HEADER_LEN].copy_from_slice(&signature);
+    Some(out)
+}
+
+// ------------------------------------------------------------------ patches
+
+/// How the `patch_decoder` target breaks the `add_diff` contract on purpose
+/// (the decoder must refuse, not panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Misuse {
+    /// Follow the contract.
+    None,
+    /// Pass one source byte more than the first Add step asks for.
+    OverfeedFirstAdd,
+    /// Ask for the next step without passing the first Add's bytes.
+    SkipFirstAdd,
+}
+
+/// Input layout of the `patch_decoder` target.
+///
+/// ```text
+/// [0]       low 5 bits: extent count (mod 17); bits 5-6: misuse (1 overfeed, 2 skip)
+/// [1]       seed of the chunk sizes given to add_diff
+/// [2..10]   dst_offset, u64 LE
+/// [10..14]  dst_len, u32 LE, reduced mod MAX_FUZZ_DST_LEN + 1
+/// 16 B each extents as on the wire (offset u64 LE, len u64 LE), unchecked
+/// rest      the decoded PATCH payload
+/// ```
+pub struct PatchInput<'a> {
+    /// Extents handed to the decoder.
+    pub extents: Vec<Extent>,
+    /// Target offset of the segment.
+    pub dst_offset: u64,
+    /// Segment length.
+    pub dst_len: u64,
+    /// Chunk size seed.
+    pub seed: u8,
+    /// Contract breach to try.
+    pub misuse: Misuse,
+    /// The decoded payload.
+    pub payload: &'a [u8],
+}
+
+impl<'a> PatchInput<'a> {
+    /// Splits fuzz input; `None` when shorter than the fixed part.
+    pub fn split(data: &'a [u8]) -> Option<Self> {
+        let (fixed, rest) = data.split_at_checked(14)?;
+        let n_extents = usize::from(fixed[0] & 0x1f) % 17;
+        let misuse = match (fixed[0] >> 5) & 3 {
+            1 => Misuse::OverfeedFirstAdd,
+            2 => Misuse::SkipFirstAdd,
+            _ => Misuse::None,
+        };
+        let dst_offset = u64::from_le_bytes(fixed[2..10].try_into().ok()?);
+        let dst_len =
+            u64::from(u32::from_le_bytes(fixed[10..14].try_into().ok()?)) % (MAX_FUZZ_DST_LEN + 1);
+        let n_extents = n_extents.min(rest.len() / EXTENT_LEN);
+        let (ext_bytes, payload) = rest.split_at(n_extents * EXTENT_LEN);
+        let extents = ext_bytes
+            .chunks_exact(EXTENT_LEN)
+            .map(|b| {
+                let e = Extent {
+                    offset: u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
+                    len: u64::from_le_bytes(b[8..].try_into().unwrap_or_default()),
+                };
+                // The wire parser agrees with the raw fields when it accepts.
+                match parse_extent(b, 0) {
+                    Ok(p) => assert!(p == e && p.len > 0 && p.end().is_some(), "{p:?} vs {e:?}"),
+                    Err(_) => assert!(e.len == 0 || e.end().is_none(), "{e:?} refused"),
+                }
+                e
+            })
+            .collect();
+        Some(PatchInput {
+            extents,
+            dst_offset,
+            dst_len,
+            seed: fixed[1],
+            misuse,
+            payload,
+        })
+    }
+
+    /// Encodes the fixed part and extents in front of `payload` (for seeds).
+    pub fn encode(&self) -> Vec<u8> {
+        let misuse = match self.misuse {
+            Misuse::None => 0,
+            Misuse::OverfeedFirstAdd => 1,
+            Misuse::SkipFirstAdd => 2,
+        };
+        let mut out = vec![(self.extents.len() as u8 & 0x1f) | (misuse << 5), self.seed];
+        out.extend_from_slice(&self.dst_offset.to_le_bytes());
+        out.extend_from_slice(&(self.dst_len as u32).to_le_bytes());
+        for e in &self.extents {
+            out.extend_from_slice(&e.to_bytes());
+        }
+        out.extend_from_slice(self.payload);
+        out
+    }
+}
+
+/// The `patch_decoder` target: decode to the end, source bytes passed in
+/// pseudo-random chunk sizes, and compare with [`reference_patch`], a plain
+/// allocating decoder written from the documented layout: both must accept
+/// the same payloads and produce the same bytes (exactly `dst_len` of them).
+/// Returns `None` when the input is too short, else the decoder's verdict.
+pub fn patch_decoder(data: &[u8]) -> Option<fota_format::Result<u64>> {
+    let input = PatchInput::split(data)?;
+    let mut rng = SplitMix(u64::from(input.seed) ^ 0x9e37_79b9_7f4a_7c15);
+    let chunks = move || {
+        let r = rng.next();
+        let v = (r >> 8) as usize;
+        match r % 4 {
+            0 => 1 + v % 8,
+            1 => 1 + v % 64,
+            2 => 1 + v % MAX_CHUNK,
+            _ => MAX_CHUNK,
+        }
+    };
+    let run = PatchRun {
+        op_index: 0,
+        dst_offset: input.dst_offset,
+        dst_len: input.dst_len,
+        extents: &input.extents,
+        source_size: None,
+        source: pattern_source,
+        misuse: input.misuse,
+    };
+    let mut out = Vec::new();
+    let result = run_patch(&run, input.payload, chunks, Some(&mut out));
+    if input.misuse == Misuse::None {
+        let expected = reference_patch(
+            input.payload,
+            input.dst_offset,
+            input.dst_len,
+            &input.extents,
+            pattern_source,
+        );
+        match (&result, &expected) {
+            (Ok(n), Some(want)) => {
+                assert_eq!(*n, input.dst_len);
+                assert!(
+                    out == *want,
+                    "decoded bytes differ from the reference decoder"
+                );
+            }
+            (Err(_), None) => {}
+            (got, want) => panic!(
+                "PatchDecoder says {got:?}, the reference decoder {}",
+                if want.is_some() { "accepts" } else { "refuses" }
+            ),
+        }
+    }
+    Some(result)
+}
+
+/// A source image that is not all zeros, so that source addressing shows
+/// in the output.
+pub fn pattern_source(offset: u64) -> u8 {
+    let x = offset.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 56) as u8
+}
+
+/// A source image of zeros.
+pub fn zero_source(_offset: u64) -> u8 {
+    0
+}
+
+/// What [`run_patch`] decodes and how.
+#[derive(Debug, Clone, Copy)]
+pub struct PatchRun<'e> {
+    /// Op index reported in errors.
+    pub op_index: u32,
+    /// Target offset of the segment.
+    pub dst_offset: u64,
+    /// Segment length.
+    pub dst_len: u64,
+    /// Extents the op may read.
+    pub extents: &'e [Extent],
+    /// Size of the source image, when known: reads must stay inside it.
+    pub source_size: Option<u64>,
+    /// The source image, byte by byte.
+    pub source: fn(u64) -> u8,
+    /// Contract breach to try on the first Add step.
+    pub misuse: Misuse,
+}
+
+/// Whether `[src, src + len)` lies inside one extent (u128: no overflow).
+fn inside(extents: &[Extent], src: u64, len: u64) -> bool {
+    let end = u128::from(src) + u128::from(len);
+    extents
+        .iter()
+        .any(|e| src >= e.offset && end <= u128::from(e.offset) + u128::from(e.len))
+}
+
+/// Runs a decoder to its end, passing each Add step's source bytes in
+/// chunks of `next_chunk()` bytes (clamped to 1..=4096), and appends the
+/// output to `out` when given. Returns the bytes produced when the patch is
+/// accepted; checks that every step reads inside the extents (and the
+/// source size), that output never exceeds `dst_len` and is exactly
+/// `dst_len` on success, and that the decoder is fused after an error.
+pub fn run_patch(
+    run: &PatchRun<'_>,
+    payload: &[u8],
+    mut next_chunk: impl FnMut() -> usize,
+    mut out: Option<&mut Vec<u8>>,
+) -> fota_format::Result<u64> {
+    let (extents, dst_len) = (run.extents, run.dst_len);
+    let mut decoder = PatchDecoder::new(run.op_index, payload, run.dst_offset, dst_len, extents)?;
+    let mut buf = [0u8; MAX_CHUNK];
+    let mut produced = 0u64;
+    let mut first_add = true;
+    loop {
+        let step = match decoder.next() {
+            None => break,
+            Some(Ok(step)) => step,
+            Some(Err(e)) => {
+                assert!(
+                    decoder.next().is_none(),
+                    "the decoder is fused after an error"
+                );
+                return Err(e);
+            }
+        };
+        match step {
+            PatchStep::Add { src, len } => {
+                assert!(len > 0, "empty add step");
+                assert!(
+                    inside(extents, src, len),
+                    "add [{src}, +{len}) outside {extents:?}"
+                );
+                if let Some(size) = run.source_size {
+                    assert!(u128::from(src) + u128::from(len) <= u128::from(size));
+                }
+                let misuse = if first_add { run.misuse } else { Misuse::None };
+                first_add = false;
+                if misuse == Misuse::SkipFirstAdd {
+                    match decoder.next() {
+                        Some(Err(e)) => {
+                            assert!(
+                                decoder.next().is_none(),
+                                "the decoder is fused after an error"
+                            );
+                            return Err(e);
+                        }
+                        other => panic!("next step given without add_diff: {other:?}"),
+                    }
+                }
+                let mut at = src;
+                let mut left = len;
+                while left > 0 {
+                    let n = next_chunk()
+                        .clamp(1, MAX_CHUNK)
+                        .min(usize::try_from(left).unwrap_or(MAX_CHUNK));
+                    let chunk = &mut buf[..n];
+                    for (i, b) in chunk.iter_mut().enumerate() {
+                        *b = (run.source)(at.wrapping_add(i as u64));
+                    }
+                    decoder.add_diff(chunk)?;
+                    if let Some(out) = out.as_deref_mut() {
+                        out.extend_from_slice(chunk);
+                    }
+                    at = at.wrapping_add(n as u64);
+                    left -= n as u64;
+                }
+                if misuse == Misuse::OverfeedFirstAdd {
+                    let mut one = [0u8; 1];
+                    let r = decoder.add_diff(&mut one);
+                    assert!(r.is_err(), "add_diff past the add step accepted");
+                    return r.map(|()| produced);
+                }
+                produced += len;
+            }
+            PatchStep::Literal(bytes) => {
+                assert!(!bytes.is_empty(), "empty literal step");
+                if let Some(out) = out.as_deref_mut() {
+                    out.extend_from_slice(bytes);
+                }
+                produced += bytes.len() as u64;
+            }
+        }
+        assert!(
+            produced <= dst_len,
+            "patch produced {produced} bytes of a {dst_len}-byte segment"
+        );
+    }
+    assert_eq!(produced, dst_len, "accepted patch did not fill its segment");
+    Ok(produced)
+}
+
+/// A LEB128 value, minimally encoded and fitting a u64, as `patch.rs`
+/// documents; `None` otherwise.
+fn ref_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u128 = 0;
+    for i in 0..10 {
+        let byte = *data.get(*pos)?;
+        *pos += 1;
+        v |= u128::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            if i > 0 && byte == 0 {
+                return None;
+            }
+            return u64::try_from(v).ok();
+        }
+    }
+    None
+}
+
+/// The PATCH format decoded the obvious way, with allocation, from the
+/// description in `format/src/patch.rs`: the oracle for the streaming
+/// [`PatchDecoder`]. `None` when the payload is not a valid patch for this
+/// segment and these extents.
+pub fn reference_patch(
+    payload: &[u8],
+    dst_offset: u64,
+    dst_len: u64,
+    extents: &[Extent],
+    source: fn(u64) -> u8,
+) -> Option<Vec<u8>> {
+    let mut pos = 0;
+    let mut lens = [0usize; 5];
+    for len in &mut lens {
+        *len = usize::try_from(ref_varint(payload, &mut pos)?).ok()?;
+    }
+    let mut streams: [&[u8]; 5] = [&[]; 5];
+    let mut rest = payload.get(pos..)?;
+    for (stream, len) in streams.iter_mut().zip(lens) {
+        let (s, r) = rest.split_at_checked(len)?;
+        *stream = s;
+        rest = r;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let [ctrl, zero_runs, value_runs, values, extra] = streams;
+
+    // The sparse diff as (position, value) pairs, positions increasing.
+    let mut diff: Vec<(u64, u8)> = Vec::new();
+    let (mut zp, mut vp, mut at, mut next_value) = (0usize, 0usize, 0u64, 0usize);
+    while zp < zero_runs.len() || vp < value_runs.len() {
+        let zeros = ref_varint(zero_runs, &mut zp)?;
+        let count = ref_varint(value_runs, &mut vp)?;
+        if count == 0 {
+            return None;
+        }
+        at = at.checked_add(zeros)?;
+        for _ in 0..count {
+            let v = *values.get(next_value)?;
+            if v == 0 {
+                return None;
+            }
+            diff.push((at, v));
+            next_value += 1;
+            at = at.checked_add(1)?;
+        }
+        // A diff longer than the segment cannot be used up.
+        if at > dst_len {
+            return None;
+        }
+    }
+    if next_value != values.len() {
+        return None;
+    }
+
+    let mut out = Vec::new();
+    let (mut cp, mut cursor, mut extra_at, mut diff_at, mut next_diff) =
+        (0usize, dst_offset, 0usize, 0u64, 0usize);
+    while cp < ctrl.len() {
+        let copy = ref_varint(ctrl, &mut cp)?;
+        let extra_len = ref_varint(ctrl, &mut cp)?;
+        let z = ref_varint(ctrl, &mut cp)?;
+        let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        if copy == 0 && extra_len == 0 {
+            return None;
+        }
+        if u128::from(copy) + u128::from(extra_len) + out.len() as u128 > u128::from(dst_len) {
+            return None;
+        }
+        let src = cursor.checked_add_signed(delta)?;
+        let src_end = src.checked_add(copy)?;
+        // An extent whose end overflows is invalid and contains nothing.
+        let covered = extents.iter().any(|e| {
+            e.offset
+                .checked_add(e.len)
+                .is_some_and(|e_end| src >= e.offset && src_end <= e_end)
+        });
+        if copy > 0 && !covered {
+            return None;
+        }
+        for i in 0..copy {
+            let mut b = source(src + i);
+            if diff.get(next_diff).is_some_and(|&(p, _)| p == diff_at) {
+                b = b.wrapping_add(diff[next_diff].1);
+                next_diff += 1;
+            }
+            diff_at += 1;
+            out.push(b);
+        }
+        cursor = src_end;
+        let lit = extra.get(extra_at..extra_at.checked_add(usize::try_from(extra_len).ok()?)?)?;
+        out.extend_from_slice(lit);
+        extra_at += lit.len();
+    }
+    if out.len() as u64 != dst_len || extra_at != extra.len() || next_diff != diff.len() {
+        return None;
+    }
+    Some(out)
+}
+
+/// Tiny deterministic generator for chunk sizes.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
