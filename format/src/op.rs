@@ -205,7 +205,9 @@ impl OpHeader {
             );
         }
         if self.kind != OpKind::Fill && self.fill_value != 0 {
-            return Err(Error::NonZeroReserved { offset: offset.saturating_add(2) });
+            return Err(Error::NonZeroReserved {
+                offset: offset.saturating_add(2),
+            });
         }
         let has_payload = matches!(self.kind, OpKind::Patch | OpKind::New);
         if !has_payload && self.payload_len != 0 {
