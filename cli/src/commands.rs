@@ -246,13 +246,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
     let blame_pkg = |e| blame(e, &a.package, None);
     let pkg = Package::parse(&bytes).map_err(blame_pkg)?;
     let m = pkg.manifest_unverified().map_err(blame_pkg)?;
-    let kinds = [
-        OpKind::Copy,
-        OpKind::Patch,
-        OpKind::New,
-        OpKind::Fill,
-        OpKind::Skip,
-    ];
+    let kinds = OpKind::ALL;
     let mut stats = [(0u64, 0u64, 0u64); 5];
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;

@@ -33,6 +33,15 @@ pub enum OpKind {
 }
 
 impl OpKind {
+    /// Every kind of this version, in code order.
+    pub const ALL: [OpKind; 5] = [
+        OpKind::Copy,
+        OpKind::Patch,
+        OpKind::New,
+        OpKind::Fill,
+        OpKind::Skip,
+    ];
+
     /// The kind for a header byte, if known to this version.
     pub fn from_u8(v: u8) -> Option<OpKind> {
         Some(match v {

@@ -48,21 +48,16 @@ pub fn apply(
         found: m.target_size,
     })?;
     // A/B reads the untouched source; in-place reads and writes one image.
-    let mut in_place: Vec<u8>;
-    let mut ab_target: Vec<u8>;
-    let (read_from_target, target): (bool, &mut Vec<u8>) = match m.mode {
-        Mode::AB => {
-            ab_target = vec![0u8; target_len];
-            (false, &mut ab_target)
-        }
-        Mode::InPlace => {
-            in_place = source.to_vec();
-            in_place.resize(target_len.max(source.len()), 0);
-            (true, &mut in_place)
-        }
+    let in_place = m.mode == Mode::InPlace;
+    let mut target = if in_place {
+        let mut image = source.to_vec();
+        image.resize(target_len.max(source.len()), 0);
+        image
+    } else {
+        vec![0u8; target_len]
     };
     let mut written = vec![false; m.segment_count() as usize];
-    let mut scratch = Vec::new();
+    let mut segment = Vec::new();
     for op in pkg.ops() {
         let op = op?;
         let seg = (op.header.dst_offset / u64::from(m.segment_size)) as usize;
@@ -75,21 +70,15 @@ pub fn apply(
                 found: op.header.dst_offset,
             });
         }
-        let segment = if read_from_target {
-            apply_op(&op, target, &mut scratch)?;
-            scratch.as_slice()
-        } else {
-            apply_op(&op, source, &mut scratch)?;
-            scratch.as_slice()
-        };
+        apply_op(&op, if in_place { &target } else { source }, &mut segment)?;
         let dst = op.header.dst_offset as usize;
-        target[dst..dst + segment.len()].copy_from_slice(segment);
+        target[dst..dst + segment.len()].copy_from_slice(&segment);
     }
     target.truncate(target_len);
     if Sha256::digest(&target[..]).as_slice() != m.target_sha256 {
         return Err(FormatError::TargetHashMismatch);
     }
-    Ok(std::mem::take(target))
+    Ok(target)
 }
 
 /// Produces the segment of one op into `out`, reading `image` for sources.

@@ -214,13 +214,7 @@ pub fn diff_with_progress(
         }
         stages.self_check = t.elapsed().as_secs_f64();
     }
-    let kinds = [
-        OpKind::Copy,
-        OpKind::Patch,
-        OpKind::New,
-        OpKind::Fill,
-        OpKind::Skip,
-    ];
+    let kinds = OpKind::ALL;
     let by_kind = kinds.map(|k| {
         let mut s = KindStats::default();
         for op in ops.iter().filter(|op| op.kind == k) {

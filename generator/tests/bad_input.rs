@@ -438,3 +438,42 @@ fn crafted_packages_fail_the_specific_check() {
     .unwrap();
     assert_eq!(refuse(&old, &pkg), Error::TargetHashMismatch);
 }
+
+#[test]
+fn in_place_ops_read_the_image_as_it_is_now() {
+    let a: Vec<u8> = (0..256u32).map(|i| (i * 5) as u8).collect();
+    let b: Vec<u8> = (0..256u32).map(|i| (i * 11 + 1) as u8).collect();
+    let old = [a.clone(), b.clone()].concat();
+    let copy = |dst: u64, src: u64| PlannedOp {
+        kind: OpKind::Copy,
+        codec: Codec::Stored,
+        fill_value: 0,
+        dst_offset: dst,
+        dst_len: 256,
+        extents: vec![Extent {
+            offset: src,
+            len: 256,
+        }],
+        payload: vec![],
+        decoded_len: 0,
+    };
+    // B|B: segment 1 is read before anything overwrites it.
+    let new = [b.clone(), b.clone()].concat();
+    let pkg = signed(&old, &new, &[copy(0, 256), copy(256, 256)], Mode::InPlace);
+    let out = apply(
+        &old,
+        &pkg,
+        &[key(1).verifying_key()],
+        &DeviceIdentity::default(),
+    )
+    .unwrap();
+    assert_eq!(out, new);
+    // B|A in that order reads segment 0 after op 0 overwrote it: caught by
+    // the op's source hash, not by the final target hash.
+    let new = [b, a].concat();
+    let pkg = signed(&old, &new, &[copy(0, 256), copy(256, 0)], Mode::InPlace);
+    assert_eq!(
+        refuse(&old, &pkg),
+        Error::SourceExtentHashMismatch { op_index: 1 }
+    );
+}
