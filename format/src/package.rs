@@ -373,12 +373,14 @@ impl OpChain {
                 );
             }
         }
-        self.next_index += 1;
-        if self.is_complete() && header.next_op_sha256 != [0; 32] {
+        let last = self.next_index + 1 == m.op_count;
+        if last && header.next_op_sha256 != [0; 32] {
             return Err(Error::NonZeroReserved {
                 offset: offset.saturating_add(96),
             });
         }
+        // State moves only once every rule held.
+        self.next_index += 1;
         self.expected_hash = header.next_op_sha256;
         Ok(())
     }

@@ -200,3 +200,54 @@ fn parsers_take_any_base_offset_without_overflow() {
         assert!(parse_extent(&[0; 16], at).is_err());
     }
 }
+
+#[test]
+fn op_chain_state_moves_only_when_an_op_passes() {
+    use fota_format::{Codec, Manifest, Mode, OpChain, OpHeader, OpKind, Profile};
+    let m = Manifest {
+        device_class: Label::EMPTY,
+        from_version: Label::EMPTY,
+        to_version: Label::EMPTY,
+        security_counter: 0,
+        mode: Mode::AB,
+        profile: Profile::Zstd,
+        segment_size: 256,
+        source_size: 0,
+        source_sha256: [0; 32],
+        target_size: 256,
+        target_sha256: [0; 32],
+        op_count: 1,
+        first_op_sha256: [7; 32],
+        release_notes_sha256: [0; 32],
+    };
+    let op = OpHeader {
+        kind: OpKind::Fill,
+        codec: Codec::Stored,
+        fill_value: 1,
+        extent_count: 0,
+        payload_len: 0,
+        decoded_len: 0,
+        dst_offset: 0,
+        dst_len: 256,
+        dst_sha256: [0; 32],
+        src_sha256: [0; 32],
+        next_op_sha256: [9; 32], // the last op must link to nothing
+    };
+    let mut chain = OpChain::new(&m);
+    assert_eq!(
+        chain.check(&op, &[], &[7; 32], 368),
+        Err(Error::NonZeroReserved { offset: 464 })
+    );
+    assert_eq!(chain.next_index(), 0);
+    assert!(!chain.is_complete());
+    assert!(matches!(
+        chain.check(&op, &[], &[8; 32], 368),
+        Err(Error::OpHashMismatch { op_index: 0, .. })
+    ));
+    let good = OpHeader {
+        next_op_sha256: [0; 32],
+        ..op
+    };
+    chain.check(&good, &[], &[7; 32], 368).unwrap();
+    assert!(chain.is_complete());
+}
