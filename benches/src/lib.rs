@@ -27,7 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use fota_format::op::Extent;
-use fota_format::{PatchDecoder, PatchStep, SigningKey};
+use fota_format::{PatchDecoder, SigningKey};
 use fota_generator::{matcher, plan, suffix};
 
 /// Environment variable naming a pair of files to bench: `OLD:NEW`.
@@ -150,20 +150,8 @@ pub fn decode_patch(
     }];
     out.clear();
     out.reserve(target_len);
-    let mut decoder = PatchDecoder::new(0, payload, 0, target_len as u64, &extents)?;
-    while let Some(step) = decoder.next() {
-        match step? {
-            PatchStep::Add { src, len } => {
-                // The decoder checked the read lies in the one extent, so
-                // inside `old`.
-                let at = out.len();
-                out.extend_from_slice(&old[src as usize..(src + len) as usize]);
-                decoder.add_diff(&mut out[at..])?;
-            }
-            PatchStep::Literal(bytes) => out.extend_from_slice(bytes),
-        }
-    }
-    Ok(())
+    let decoder = PatchDecoder::new(0, payload, 0, target_len as u64, &extents)?;
+    fota_generator::apply::run_patch(decoder, old, out)
 }
 
 /// A deterministic synthetic firmware pair whose old image is `size`

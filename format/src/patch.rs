@@ -209,6 +209,11 @@ impl<'a> PatchDecoder<'a> {
         Ok(d)
     }
 
+    /// Index of the op this payload belongs to, for error reports.
+    pub fn op_index(&self) -> u32 {
+        self.op_index
+    }
+
     /// An error at the current control record.
     fn malformed(&self, what: &'static str) -> Error {
         self.malformed_at(self.ctrl_base + self.ctrl_pos, what)

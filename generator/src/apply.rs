@@ -113,20 +113,9 @@ fn apply_op(op: &Op<'_>, image: &[u8], out: &mut Vec<u8>) -> Result<(), FormatEr
         OpKind::Patch => {
             let payload = decode_payload(op)?;
             out.reserve(h.dst_len as usize);
-            let mut decoder =
+            let decoder =
                 PatchDecoder::new(op.index, &payload, h.dst_offset, h.dst_len.into(), extents)?;
-            while let Some(step) = decoder.next() {
-                match step? {
-                    PatchStep::Add { src, len } => {
-                        // The decoder checked the range lies in a declared
-                        // extent, and extents lie inside the image.
-                        let at = out.len();
-                        out.extend_from_slice(&image[src as usize..(src + len) as usize]);
-                        decoder.add_diff(&mut out[at..])?;
-                    }
-                    PatchStep::Literal(bytes) => out.extend_from_slice(bytes),
-                }
-            }
+            run_patch(decoder, image, out)?;
         }
     }
     if Sha256::digest(&out[..]).as_slice() != h.dst_sha256 {
@@ -134,6 +123,40 @@ fn apply_op(op: &Op<'_>, image: &[u8], out: &mut Vec<u8>) -> Result<(), FormatEr
             op_index: op.index,
             dst_offset: h.dst_offset,
         });
+    }
+    Ok(())
+}
+
+/// Runs a PATCH decoder to the end, reading source bytes from `image` and
+/// appending the produced bytes to `out`.
+///
+/// # Errors
+/// What the decoder refuses. Reads are bounds-checked against `image` too,
+/// so a decoder built with extents larger than `image` fails cleanly.
+pub fn run_patch(
+    mut decoder: PatchDecoder<'_>,
+    image: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    while let Some(step) = decoder.next() {
+        match step? {
+            PatchStep::Add { src, len } => {
+                let at = out.len();
+                let range = usize::try_from(src)
+                    .ok()
+                    .zip(usize::try_from(src.saturating_add(len)).ok());
+                let bytes = range.and_then(|(s, e)| image.get(s..e)).ok_or(
+                    FormatError::PatchReadOutsideExtents {
+                        op_index: decoder.op_index(),
+                        src_offset: src,
+                        len,
+                    },
+                )?;
+                out.extend_from_slice(bytes);
+                decoder.add_diff(&mut out[at..])?;
+            }
+            PatchStep::Literal(bytes) => out.extend_from_slice(bytes),
+        }
     }
     Ok(())
 }
@@ -197,4 +220,38 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         source: e.error,
     })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PatchStreams;
+    use fota_format::Extent;
+
+    #[test]
+    fn run_patch_refuses_reads_past_the_image() {
+        let mut p = PatchStreams::default();
+        p.push_record(0, 0, vec![1u8; 8], b"xy");
+        let payload = p.into_payload();
+        // Extents claim more source than the image has.
+        let extents = [Extent {
+            offset: 0,
+            len: 100,
+        }];
+        let decoder = PatchDecoder::new(4, &payload, 0, 10, &extents).unwrap();
+        let err = run_patch(decoder, &[0u8; 5], &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            err,
+            FormatError::PatchReadOutsideExtents {
+                op_index: 4,
+                src_offset: 0,
+                len: 8
+            }
+        );
+        // With the whole source there, the same patch applies.
+        let decoder = PatchDecoder::new(4, &payload, 0, 10, &extents).unwrap();
+        let mut out = Vec::new();
+        run_patch(decoder, &[2u8; 8], &mut out).unwrap();
+        assert_eq!(out, b"\x03\x03\x03\x03\x03\x03\x03\x03xy");
+    }
 }
