@@ -122,23 +122,8 @@ fn labels_refuse_what_does_not_fit() {
 
 #[test]
 fn manifest_rules_raise_their_errors() {
-    use fota_format::{Manifest, Mode, Profile};
-    let m = Manifest {
-        device_class: Label::EMPTY,
-        from_version: Label::EMPTY,
-        to_version: Label::EMPTY,
-        security_counter: 0,
-        mode: Mode::InPlace,
-        profile: Profile::Zstd,
-        segment_size: 4096,
-        source_size: 10,
-        source_sha256: [0; 32],
-        target_size: 8192,
-        target_sha256: [0; 32],
-        op_count: 2,
-        first_op_sha256: [1; 32],
-        release_notes_sha256: [0; 32],
-    };
+    use fota_format::Manifest;
+    let m = manifest();
     assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
     // One op per segment, in-place too (v1 has no other ops).
     let more = Manifest { op_count: 3, ..m };
@@ -203,22 +188,15 @@ fn parsers_take_any_base_offset_without_overflow() {
 
 #[test]
 fn op_chain_state_moves_only_when_an_op_passes() {
-    use fota_format::{Codec, Manifest, Mode, OpChain, OpHeader, OpKind, Profile};
+    use fota_format::{Codec, Manifest, Mode, OpChain, OpHeader, OpKind};
     let m = Manifest {
-        device_class: Label::EMPTY,
-        from_version: Label::EMPTY,
-        to_version: Label::EMPTY,
-        security_counter: 0,
         mode: Mode::AB,
-        profile: Profile::Zstd,
         segment_size: 256,
         source_size: 0,
-        source_sha256: [0; 32],
         target_size: 256,
-        target_sha256: [0; 32],
         op_count: 1,
         first_op_sha256: [7; 32],
-        release_notes_sha256: [0; 32],
+        ..manifest()
     };
     let op = OpHeader {
         kind: OpKind::Fill,
@@ -250,4 +228,24 @@ fn op_chain_state_moves_only_when_an_op_passes() {
     };
     chain.check(&good, &[], &[7; 32], 368).unwrap();
     assert!(chain.is_complete());
+}
+
+/// A valid two-segment manifest for the rule tests.
+fn manifest() -> fota_format::Manifest {
+    fota_format::Manifest {
+        device_class: Label::EMPTY,
+        from_version: Label::EMPTY,
+        to_version: Label::EMPTY,
+        security_counter: 0,
+        mode: fota_format::Mode::InPlace,
+        profile: fota_format::Profile::Zstd,
+        segment_size: 4096,
+        source_size: 10,
+        source_sha256: [0; 32],
+        target_size: 8192,
+        target_sha256: [0; 32],
+        op_count: 2,
+        first_op_sha256: [1; 32],
+        release_notes_sha256: [0; 32],
+    }
 }

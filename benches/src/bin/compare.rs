@@ -58,7 +58,7 @@ struct Args {
     /// Copy sizes.svg and summary.md into this folder (e.g. benches/results).
     #[arg(long, value_name = "DIR")]
     readme_assets: Option<PathBuf>,
-    /// Keep the patches in OUT/work (deleted after each pair otherwise).
+    /// Keep the patches in OUT/scratch (deleted after each pair otherwise).
     #[arg(long)]
     keep: bool,
     /// fota binary to use (default: `cargo build --release -p fota`, target/release/fota).
@@ -317,7 +317,7 @@ fn run() -> Result<bool> {
 
     // Runs.
     let timeout = Duration::from_secs(args.timeout);
-    let work_root = out.join("work");
+    let work_root = out.join("scratch");
     for (p, old, new) in &files {
         eprintln!(
             "== {} ({}, {} -> {} bytes)",
