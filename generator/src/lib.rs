@@ -28,8 +28,7 @@ pub mod write;
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
-use fota_format::{Label, Manifest, Mode, OpKind, Profile};
-use sha2::{Digest, Sha256};
+use fota_format::{Label, Manifest, Mode, OpKind};
 
 pub use apply::{apply, write_atomically, DeviceIdentity};
 pub use error::{Error, Result};
@@ -160,7 +159,7 @@ pub fn diff_with_progress(
         })?;
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
-    let (ops, _) = pool.install(|| -> Result<_> {
+    let ops = pool.install(|| -> Result<_> {
         let t = Instant::now();
         progress.stage(Stage::Index, 0);
         let index = suffix::SuffixIndex::build(old)?;
@@ -181,23 +180,15 @@ pub fn diff_with_progress(
             progress,
         )?;
         stages.coding = t.elapsed().as_secs_f64();
-        Ok((ops, ()))
+        Ok(ops)
     })?;
     let manifest = Manifest {
         device_class: opts.device_class,
         from_version: opts.from_version,
         to_version: opts.to_version,
         security_counter: opts.security_counter,
-        mode: Mode::AB,
-        profile: Profile::Zstd,
-        segment_size: opts.segment_size,
-        source_size: old.len() as u64,
-        source_sha256: Sha256::digest(old).into(),
-        target_size: new.len() as u64,
-        target_sha256: Sha256::digest(new).into(),
-        op_count: 0,
-        first_op_sha256: [0; 32],
         release_notes_sha256: opts.release_notes_sha256,
+        ..write::image_manifest(old, new, opts.segment_size, Mode::AB)
     };
     let package = write::write_package(manifest, &ops, old, new, key)?;
     if opts.self_check {

@@ -2,11 +2,36 @@
 
 use ed25519_dalek::SigningKey;
 use fota_format::op::OpHeader;
-use fota_format::{Header, Manifest, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN};
+use fota_format::{
+    Header, Label, Manifest, Mode, Profile, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
+    SIGNED_HEADER_LEN,
+};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::plan::PlannedOp;
+
+/// A manifest describing `source` and `target` (sizes and sha256) for the
+/// given segment size and mode, with empty labels, counter 0 and no
+/// release notes; `write_package` fills in the op count and chain head.
+pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mode) -> Manifest {
+    Manifest {
+        device_class: Label::EMPTY,
+        from_version: Label::EMPTY,
+        to_version: Label::EMPTY,
+        security_counter: 0,
+        mode,
+        profile: Profile::Zstd,
+        segment_size,
+        source_size: source.len() as u64,
+        source_sha256: Sha256::digest(source).into(),
+        target_size: target.len() as u64,
+        target_sha256: Sha256::digest(target).into(),
+        op_count: 0,
+        first_op_sha256: [0; 32],
+        release_notes_sha256: [0; 32],
+    }
+}
 
 /// Assembles the package: ops are hashed last to first so each can carry
 /// the hash of its successor, the manifest gets the head of the chain, and

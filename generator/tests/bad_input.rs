@@ -5,11 +5,10 @@ mod common;
 
 use common::{firmware_pair, key, small_opts};
 use fota_format::op::{Codec, Extent, OpKind};
-use fota_format::{Error, Label, Manifest, Mode, Profile, HEADER_LEN, MANIFEST_LEN};
+use fota_format::{Error, Label, Manifest, Mode, HEADER_LEN, MANIFEST_LEN};
 use fota_generator::plan::PlannedOp;
 use fota_generator::write::write_package;
 use fota_generator::{apply, diff, DeviceIdentity, DiffOptions};
-use sha2::{Digest, Sha256};
 
 struct Fixture {
     old: Vec<u8>,
@@ -195,22 +194,7 @@ fn another_device_class_and_a_rollback_are_refused() {
 // content rule, so only that rule's check can refuse them.
 
 fn manifest(old: &[u8], new: &[u8], segment_size: u32, mode: Mode) -> Manifest {
-    Manifest {
-        device_class: Label::EMPTY,
-        from_version: Label::EMPTY,
-        to_version: Label::EMPTY,
-        security_counter: 0,
-        mode,
-        profile: Profile::Zstd,
-        segment_size,
-        source_size: old.len() as u64,
-        source_sha256: Sha256::digest(old).into(),
-        target_size: new.len() as u64,
-        target_sha256: Sha256::digest(new).into(),
-        op_count: 0,
-        first_op_sha256: [0; 32],
-        release_notes_sha256: [0; 32],
-    }
+    fota_generator::write::image_manifest(old, new, segment_size, mode)
 }
 
 fn new_op(dst_offset: u64, bytes: &[u8]) -> PlannedOp {
