@@ -151,7 +151,7 @@ pub fn decode_patch(
     out.clear();
     out.reserve(target_len);
     let decoder = PatchDecoder::new(0, payload, 0, target_len as u64, &extents)?;
-    fota_generator::apply::run_patch(decoder, old, out)
+    fota_generator::apply::run_patch(decoder, fota_generator::apply::image_reader(old), out)
 }
 
 /// A deterministic synthetic firmware pair whose old image is `size`

@@ -31,6 +31,7 @@
 mod bytes;
 pub mod error;
 pub mod header;
+pub mod inplace;
 pub mod label;
 pub mod manifest;
 pub mod op;
@@ -41,6 +42,7 @@ pub mod sign;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{Error, Result};
 pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNED_HEADER_LEN};
+pub use inplace::{InPlaceTracker, SourcePiece};
 pub use label::{Label, LabelError, LABEL_LEN};
 pub use manifest::{Manifest, Mode, Profile, MANIFEST_LEN};
 pub use op::{Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER_LEN};

@@ -22,9 +22,10 @@ pub enum Mode {
     /// The target is written to another slot; the source slot stays readable
     /// and unchanged for the whole update.
     AB = 0,
-    /// The target overwrites the source in place; ops come in any order that
-    /// never reads what an earlier op overwrote, and each reads the current
-    /// image. (Ordering and cycle breaking come with the on-device agent.)
+    /// The target overwrites the source in place. Ops come in an order that
+    /// never reads a segment after an earlier op overwrote it, unless a STASH
+    /// op first copied that segment to a scratch slot (reads of it then come
+    /// from the slot); segments no op changes are SKIP ops.
     InPlace = 1,
 }
 
@@ -45,6 +46,10 @@ impl Mode {
 pub enum Profile {
     /// zstd payloads (and stored ones), for application processors.
     Zstd = 1,
+    /// `tiny` payloads (and stored ones): an LZ-class stream whose dictionary
+    /// is the flash itself, decodable in about a kilobyte of RAM, for
+    /// microcontrollers.
+    Tiny = 2,
 }
 
 impl Profile {
@@ -52,6 +57,7 @@ impl Profile {
     pub fn from_u8(v: u8) -> Option<Profile> {
         match v {
             1 => Some(Profile::Zstd),
+            2 => Some(Profile::Tiny),
             _ => None,
         }
     }
@@ -89,6 +95,9 @@ pub struct Manifest {
     pub first_op_sha256: [u8; 32],
     /// sha256 of the release notes shown to the user, all zero when none.
     pub release_notes_sha256: [u8; 32],
+    /// In-place: scratch slots (each one segment long) the device must
+    /// provide for STASH ops. Zero for A/B.
+    pub scratch_slots: u32,
 }
 
 impl Manifest {
@@ -102,6 +111,15 @@ impl Manifest {
     pub fn segment_len(&self, index: u64) -> u64 {
         let start = index.saturating_mul(self.segment_size.into());
         self.target_size
+            .saturating_sub(start)
+            .min(self.segment_size.into())
+    }
+
+    /// Length of the source image's segment `index` (the grid in-place
+    /// STASH ops use; the last one may be short).
+    pub fn source_segment_len(&self, index: u64) -> u64 {
+        let start = index.saturating_mul(self.segment_size.into());
+        self.source_size
             .saturating_sub(start)
             .min(self.segment_size.into())
     }
@@ -136,7 +154,7 @@ impl Manifest {
         let profile_byte = r.u8("codec profile")?;
         let profile = Profile::from_u8(profile_byte).ok_or(Error::InvalidField {
             offset,
-            what: "codec profile (1 = zstd)",
+            what: "codec profile (1 = zstd, 2 = tiny)",
             found: profile_byte.into(),
         })?;
         r.reserved::<2>()?;
@@ -160,7 +178,9 @@ impl Manifest {
         r.reserved::<4>()?;
         let first_op_sha256 = r.array("first op sha256")?;
         let release_notes_sha256 = r.array("release notes sha256")?;
-        r.reserved::<8>()?;
+        let scratch_offset = r.offset();
+        let scratch_slots = r.u32("scratch slots")?;
+        r.reserved::<4>()?;
         let m = Manifest {
             device_class,
             from_version,
@@ -176,15 +196,28 @@ impl Manifest {
             op_count,
             first_op_sha256,
             release_notes_sha256,
+            scratch_slots,
         };
-        // Every segment is written by exactly one op, and v1 has no other ops.
+        // Every segment is written by exactly one op; in-place packages add
+        // one STASH op per stashed segment, and A/B ones have no scratch.
         let segments = m.segment_count();
-        if u64::from(op_count) != segments {
+        let op_count_ok = match mode {
+            Mode::AB => u64::from(op_count) == segments,
+            Mode::InPlace => u64::from(op_count) >= segments,
+        };
+        if !op_count_ok {
             return Err(Error::BadLength {
                 offset: op_count_offset,
-                what: "op count (one op per target segment)",
+                what: "op count (one op per target segment, plus stashes in place)",
                 expected: segments,
                 found: op_count.into(),
+            });
+        }
+        if mode == Mode::AB && scratch_slots != 0 {
+            return Err(Error::InvalidField {
+                offset: scratch_offset,
+                what: "scratch slots (none for A/B)",
+                found: scratch_slots.into(),
             });
         }
         // An empty target has no ops, so no chain head either.
@@ -216,7 +249,8 @@ impl Manifest {
         w.zeros(4);
         w.bytes(&self.first_op_sha256);
         w.bytes(&self.release_notes_sha256);
-        w.zeros(8);
+        w.u32(self.scratch_slots);
+        w.zeros(4);
         debug_assert_eq!(w.written(), MANIFEST_LEN);
         out
     }

@@ -30,16 +30,22 @@ pub enum OpKind {
     Fill = 4,
     /// The segment is already right (in-place mode only): nothing is written.
     Skip = 5,
+    /// In-place only: copy one whole source segment (the op's single extent)
+    /// into scratch slot `dst_offset / segment_size`, so later ops can still
+    /// read it after it is overwritten. `dst_len` is the extent's length and
+    /// `dst_sha256` equals `src_sha256`.
+    Stash = 6,
 }
 
 impl OpKind {
     /// Every kind of this version, in code order.
-    pub const ALL: [OpKind; 5] = [
+    pub const ALL: [OpKind; 6] = [
         OpKind::Copy,
         OpKind::Patch,
         OpKind::New,
         OpKind::Fill,
         OpKind::Skip,
+        OpKind::Stash,
     ];
 
     /// The kind for a header byte, if known to this version.
@@ -50,6 +56,7 @@ impl OpKind {
             3 => OpKind::New,
             4 => OpKind::Fill,
             5 => OpKind::Skip,
+            6 => OpKind::Stash,
             _ => return None,
         })
     }
@@ -62,6 +69,7 @@ impl OpKind {
             OpKind::New => "new",
             OpKind::Fill => "fill",
             OpKind::Skip => "skip",
+            OpKind::Stash => "stash",
         }
     }
 }
@@ -74,6 +82,9 @@ pub enum Codec {
     Stored = 0,
     /// The payload is one zstd frame.
     Zstd = 1,
+    /// The payload is a `tiny` command stream (the `tiny` module) producing
+    /// the segment; its decoded length is the segment length.
+    Tiny = 2,
 }
 
 impl Codec {
@@ -82,6 +93,7 @@ impl Codec {
         match v {
             0 => Some(Codec::Stored),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::Tiny),
             _ => None,
         }
     }
@@ -158,13 +170,13 @@ impl OpHeader {
         let kind_byte = r.u8("op kind")?;
         let kind = OpKind::from_u8(kind_byte).ok_or(Error::InvalidField {
             offset,
-            what: "op kind (1 copy, 2 patch, 3 new, 4 fill, 5 skip)",
+            what: "op kind (1 copy, 2 patch, 3 new, 4 fill, 5 skip, 6 stash)",
             found: kind_byte.into(),
         })?;
         let codec_byte = r.u8("op codec")?;
         let codec = Codec::from_u8(codec_byte).ok_or(Error::InvalidField {
             offset: offset.saturating_add(1),
-            what: "op codec (0 stored, 1 zstd)",
+            what: "op codec (0 stored, 1 zstd, 2 tiny)",
             found: codec_byte.into(),
         })?;
         let fill_value = r.u8("fill value")?;
@@ -222,7 +234,7 @@ impl OpHeader {
         if !has_payload && self.payload_len != 0 {
             return bad(
                 8,
-                "payload length (none for copy, fill, skip)",
+                "payload length (none for copy, fill, skip, stash)",
                 0,
                 self.payload_len.into(),
             );
@@ -230,7 +242,7 @@ impl OpHeader {
         if !has_payload && self.decoded_len != 0 {
             return bad(
                 12,
-                "decoded length (none for copy, fill, skip)",
+                "decoded length (none for copy, fill, skip, stash)",
                 0,
                 self.decoded_len.into(),
             );
@@ -260,6 +272,14 @@ impl OpHeader {
                 self.decoded_len.into(),
             );
         }
+        if self.codec == Codec::Tiny && self.decoded_len != self.dst_len {
+            return bad(
+                12,
+                "decoded length (equals destination length for tiny)",
+                self.dst_len.into(),
+                self.decoded_len.into(),
+            );
+        }
         if self.kind == OpKind::New && self.decoded_len != self.dst_len {
             return bad(
                 12,
@@ -269,7 +289,7 @@ impl OpHeader {
             );
         }
         let needs_extents = matches!(self.kind, OpKind::Copy | OpKind::Patch);
-        if !needs_extents && self.extent_count != 0 {
+        if !needs_extents && self.kind != OpKind::Stash && self.extent_count != 0 {
             return bad(
                 4,
                 "extent count (none for new, fill, skip)",
@@ -279,6 +299,23 @@ impl OpHeader {
         }
         if needs_extents && self.extent_count == 0 {
             return bad(4, "extent count (at least one for copy, patch)", 1, 0);
+        }
+        if self.kind == OpKind::Stash {
+            if self.extent_count != 1 {
+                return bad(
+                    4,
+                    "extent count (exactly one for stash)",
+                    1,
+                    self.extent_count.into(),
+                );
+            }
+            if self.dst_sha256 != self.src_sha256 {
+                return Err(Error::InvalidField {
+                    offset: offset.saturating_add(32),
+                    what: "stash destination sha256 (equal to the source sha256)",
+                    found: 0,
+                });
+            }
         }
         if self.extent_count == 0 && self.src_sha256 != [0; 32] {
             return Err(Error::NonZeroReserved {

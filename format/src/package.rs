@@ -259,10 +259,11 @@ impl OpChain {
     /// the wire) against the chain, then its layout against the manifest.
     ///
     /// In-place packages may write segments in any order; this check keeps
-    /// no per-segment state, so a streaming applier of in-place packages
-    /// MUST also refuse a segment written twice (the host applier keeps a
-    /// bitmap; with `op_count` equal to the segment count, that also proves
-    /// none is missing). The state changes only when the op passes.
+    /// no per-segment state, so an applier of in-place packages MUST also
+    /// refuse a segment written twice, count the segments written against
+    /// the segment count, and check that no op reads a segment an earlier op
+    /// overwrote unless a STASH saved it ([`crate::inplace::InPlaceTracker`]
+    /// does all three). The state changes only when the op passes.
     ///
     /// # Errors
     /// `OpHashMismatch`, `OpLayout`, `InvalidField`, `NonZeroReserved` (the
@@ -299,6 +300,9 @@ impl OpChain {
         }
         let m = &self.manifest;
         let seg = u64::from(m.segment_size);
+        if header.kind == OpKind::Stash {
+            return self.check_stash(header, extents, offset);
+        }
         if header.dst_offset % seg != 0 || header.dst_offset >= m.target_size {
             return layout(
                 "destination offset (a segment start inside the target)",
@@ -334,16 +338,7 @@ impl OpChain {
             }
             Mode::InPlace => {}
         }
-        let codec_ok = match m.profile {
-            Profile::Zstd => matches!(header.codec, Codec::Stored | Codec::Zstd),
-        };
-        if !codec_ok {
-            return Err(Error::InvalidField {
-                offset: offset.saturating_add(1),
-                what: "op codec (not allowed by the profile)",
-                found: header.codec as u64,
-            });
-        }
+        self.check_codec(header, offset)?;
         let mut prev_end = 0u64;
         for (i, e) in extents.iter().enumerate() {
             let end = e.end().unwrap_or(u64::MAX);
@@ -373,13 +368,80 @@ impl OpChain {
                 );
             }
         }
-        let last = self.next_index + 1 == m.op_count;
+        self.advance(header, offset)
+    }
+
+    /// Codecs the manifest's profile allows.
+    fn check_codec(&self, header: &OpHeader, offset: u64) -> Result<()> {
+        let codec_ok = match self.manifest.profile {
+            Profile::Zstd => matches!(header.codec, Codec::Stored | Codec::Zstd),
+            Profile::Tiny => matches!(header.codec, Codec::Stored | Codec::Tiny),
+        };
+        if !codec_ok {
+            return Err(Error::InvalidField {
+                offset: offset.saturating_add(1),
+                what: "op codec (not allowed by the profile)",
+                found: header.codec as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// The rules of a STASH op: in-place only, a scratch slot the manifest
+    /// declares, and exactly one whole source segment as its extent.
+    fn check_stash(&mut self, header: &OpHeader, extents: &[Extent], offset: u64) -> Result<()> {
+        let index = self.next_index;
+        let m = &self.manifest;
+        let seg = u64::from(m.segment_size);
+        let layout = |what, expected: u64, found: u64| {
+            Err(Error::OpLayout {
+                op_index: index,
+                offset,
+                what,
+                expected,
+                found,
+            })
+        };
+        if m.mode != Mode::InPlace {
+            return layout(
+                "op kind (stash is for in-place packages only)",
+                OpKind::Copy as u64,
+                OpKind::Stash as u64,
+            );
+        }
+        let slot = header.dst_offset / seg;
+        if header.dst_offset % seg != 0 || slot >= u64::from(m.scratch_slots) {
+            return layout(
+                "stash slot offset (a slot start inside the manifest's scratch slots)",
+                u64::from(m.scratch_slots) * seg,
+                header.dst_offset,
+            );
+        }
+        let Some(e) = extents.first() else {
+            return layout("stash extent count", 1, 0);
+        };
+        let want_len = m.source_segment_len(e.offset / seg);
+        if e.offset % seg != 0 || e.offset >= m.source_size || e.len != want_len {
+            return layout("stash extent (one whole source segment)", want_len, e.len);
+        }
+        if u64::from(header.dst_len) != e.len {
+            return layout(
+                "stash length (the stashed segment's length)",
+                e.len,
+                header.dst_len.into(),
+            );
+        }
+        self.advance(header, offset)
+    }
+
+    /// Moves to the next op once every rule held.
+    fn advance(&mut self, header: &OpHeader, offset: u64) -> Result<()> {
+        let last = self.next_index + 1 == self.manifest.op_count;
         if last && header.next_op_sha256 != [0; 32] {
             return Err(Error::NonZeroReserved {
                 offset: offset.saturating_add(96),
             });
         }
-        // State moves only once every rule held.
         self.next_index += 1;
         self.expected_hash = header.next_op_sha256;
         Ok(())

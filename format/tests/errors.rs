@@ -125,10 +125,53 @@ fn manifest_rules_raise_their_errors() {
     use fota_format::Manifest;
     let m = manifest();
     assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
-    // One op per segment, in-place too (v1 has no other ops).
-    let more = Manifest { op_count: 3, ..m };
+    // A/B: one op per segment. In place: at least one per segment (stash
+    // ops come on top), and only in-place packages have scratch slots.
+    let ab = Manifest {
+        mode: fota_format::Mode::AB,
+        ..m
+    };
+    for op_count in [1, 3] {
+        assert!(matches!(
+            Manifest::parse(&Manifest { op_count, ..ab }.to_bytes()),
+            Err(Error::BadLength { offset: 288, .. })
+        ));
+    }
+    assert_eq!(
+        Manifest::parse(
+            &Manifest {
+                scratch_slots: 1,
+                ..ab
+            }
+            .to_bytes()
+        ),
+        Err(Error::InvalidField {
+            offset: 360,
+            what: "scratch slots (none for A/B)",
+            found: 1
+        })
+    );
+    let in_place = Manifest {
+        mode: fota_format::Mode::InPlace,
+        scratch_slots: 2,
+        ..m
+    };
+    assert!(Manifest::parse(
+        &Manifest {
+            op_count: 3,
+            ..in_place
+        }
+        .to_bytes()
+    )
+    .is_ok());
     assert!(matches!(
-        Manifest::parse(&more.to_bytes()),
+        Manifest::parse(
+            &Manifest {
+                op_count: 1,
+                ..in_place
+            }
+            .to_bytes()
+        ),
         Err(Error::BadLength { offset: 288, .. })
     ));
     // An empty target has no chain head.
@@ -247,5 +290,6 @@ fn manifest() -> fota_format::Manifest {
         op_count: 2,
         first_op_sha256: [1; 32],
         release_notes_sha256: [0; 32],
+        scratch_slots: 0,
     }
 }

@@ -35,21 +35,34 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 let segment_size = seg * 256;
                 let segments = target_size.div_ceil(u64::from(segment_size)) as u32;
                 let mode = if ab { Mode::AB } else { Mode::InPlace };
+                // In place adds stash ops and scratch slots.
+                let (stashes, scratch_slots) = if ab {
+                    (0, 0)
+                } else {
+                    (u32::from(t[0] % 4), u32::from(t[1]))
+                };
+                let op_count = segments + stashes;
+                let profile = if f[0] & 1 == 0 {
+                    Profile::Zstd
+                } else {
+                    Profile::Tiny
+                };
                 Manifest {
                     device_class,
                     from_version,
                     to_version,
                     security_counter,
                     mode,
-                    profile: Profile::Zstd,
+                    profile,
                     segment_size,
                     source_size,
                     source_sha256: s,
                     target_size,
                     target_sha256: t,
-                    op_count: segments,
-                    first_op_sha256: if segments == 0 { [0; 32] } else { f },
+                    op_count,
+                    first_op_sha256: if op_count == 0 { [0; 32] } else { f },
                     release_notes_sha256: r,
+                    scratch_slots,
                 }
             },
         )
@@ -62,7 +75,8 @@ fn op_header() -> impl Strategy<Value = OpHeader> {
             Just(OpKind::Patch),
             Just(OpKind::New),
             Just(OpKind::Fill),
-            Just(OpKind::Skip)
+            Just(OpKind::Skip),
+            Just(OpKind::Stash)
         ],
         any::<bool>(),
         (any::<u8>(), 1u16..=16, any::<u32>(), any::<u32>()),
@@ -115,6 +129,22 @@ fn op_header() -> impl Strategy<Value = OpHeader> {
                     } else {
                         (payload_len, decoded_len)
                     };
+                if kind == OpKind::Stash {
+                    // One extent, no payload, the stashed bytes' hash twice.
+                    return OpHeader {
+                        kind,
+                        codec: Codec::Stored,
+                        fill_value: 0,
+                        extent_count: 1,
+                        payload_len: 0,
+                        decoded_len: 0,
+                        dst_offset,
+                        dst_len,
+                        dst_sha256: s,
+                        src_sha256: s,
+                        next_op_sha256: n,
+                    };
+                }
                 OpHeader {
                     kind,
                     codec,

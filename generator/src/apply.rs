@@ -14,7 +14,10 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use fota_format::op::{Codec, OpKind};
-use fota_format::{Error as FormatError, Label, Mode, Op, Package, PatchDecoder, PatchStep};
+use fota_format::{
+    Error as FormatError, InPlaceTracker, Label, Manifest, Mode, Op, Package, PatchDecoder,
+    PatchStep, SourcePiece, VerifiedPackage,
+};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -47,75 +50,155 @@ pub fn apply(
         what: "target size (fits this host's memory)",
         found: m.target_size,
     })?;
-    // A/B reads the untouched source; in-place reads and writes one image.
-    let in_place = m.mode == Mode::InPlace;
-    let mut target = if in_place {
-        let mut image = source.to_vec();
-        image.resize(target_len.max(source.len()), 0);
-        image
-    } else {
-        vec![0u8; target_len]
-    };
-    let mut written = vec![false; m.segment_count() as usize];
+    if m.mode == Mode::InPlace {
+        return apply_in_place(&pkg, source, target_len);
+    }
+    let mut target = vec![0u8; target_len];
     let mut segment = Vec::new();
+    let view = SourceView::Whole(source);
     for op in pkg.ops() {
         let op = op?;
-        let seg = (op.header.dst_offset / u64::from(m.segment_size)) as usize;
-        if std::mem::replace(&mut written[seg], true) {
-            return Err(FormatError::OpLayout {
-                op_index: op.index,
-                offset: op.offset,
-                what: "destination segment (each written once)",
-                expected: 0,
-                found: op.header.dst_offset,
-            });
-        }
-        apply_op(&op, if in_place { &target } else { source }, &mut segment)?;
+        apply_op(&op, &view, &mut segment)?;
         let dst = op.header.dst_offset as usize;
         target[dst..dst + segment.len()].copy_from_slice(&segment);
     }
-    target.truncate(target_len);
+    check_target(&m, target)
+}
+
+/// Checks the finished target against the manifest.
+fn check_target(m: &Manifest, mut target: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+    target.truncate(m.target_size as usize);
     if Sha256::digest(&target[..]).as_slice() != m.target_sha256 {
         return Err(FormatError::TargetHashMismatch);
     }
     Ok(target)
 }
 
-/// Produces the segment of one op into `out`, reading `image` for sources.
-fn apply_op(op: &Op<'_>, image: &[u8], out: &mut Vec<u8>) -> Result<(), FormatError> {
+/// In place: one image that starts as the source and is overwritten
+/// segment by segment, plus the scratch slots STASH ops fill; the shared
+/// [`InPlaceTracker`] checks every op's reads and writes and says where
+/// each source byte lives now.
+fn apply_in_place(
+    pkg: &VerifiedPackage<'_>,
+    source: &[u8],
+    target_len: usize,
+) -> Result<Vec<u8>, FormatError> {
+    let m = *pkg.manifest();
+    let seg = m.segment_size as usize;
+    let bitmap = InPlaceTracker::bitmap_len(&m);
+    let (mut written, mut overwritten) = (vec![0u8; bitmap], vec![0u8; bitmap]);
+    let mut slot_map = vec![0u32; m.scratch_slots as usize];
+    let mut tracker = InPlaceTracker::new(&m, &mut written, &mut overwritten, &mut slot_map)?;
+    let mut image = source.to_vec();
+    image.resize(target_len.max(source.len()), 0);
+    let mut scratch = vec![0u8; m.scratch_slots as usize * seg];
+    let mut segment = Vec::new();
+    for op in pkg.ops() {
+        let op = op?;
+        tracker.record(op.index, op.offset, &op.header, op.extents.as_slice())?;
+        let view = SourceView::InPlace {
+            image: &image,
+            scratch: &scratch,
+            tracker: &tracker,
+            segment_size: seg,
+        };
+        apply_op(&op, &view, &mut segment)?;
+        let dst = op.header.dst_offset as usize;
+        let out = if op.header.kind == OpKind::Stash {
+            &mut scratch[..]
+        } else {
+            &mut image[..]
+        };
+        out[dst..dst + segment.len()].copy_from_slice(&segment);
+    }
+    if !tracker.is_complete() {
+        return Err(FormatError::OpLayout {
+            op_index: m.op_count,
+            offset: 0,
+            what: "segments written (every target segment once)",
+            expected: m.segment_count(),
+            found: 0,
+        });
+    }
+    check_target(&m, image)
+}
+
+/// Where an op's source bytes come from.
+enum SourceView<'a> {
+    /// A/B: the untouched source image.
+    Whole(&'a [u8]),
+    /// In place: the image being overwritten and the scratch slots.
+    InPlace {
+        image: &'a [u8],
+        scratch: &'a [u8],
+        tracker: &'a InPlaceTracker<'a>,
+        segment_size: usize,
+    },
+}
+
+impl SourceView<'_> {
+    /// Appends source bytes `[offset, offset + len)` to `out`; `None` when
+    /// they are not available.
+    fn read(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Option<()> {
+        match self {
+            SourceView::Whole(src) => image_reader(src)(offset, len, out)?,
+            SourceView::InPlace {
+                image,
+                scratch,
+                tracker,
+                segment_size,
+            } => {
+                let (mut at, end) = (offset, offset.checked_add(len)?);
+                while at < end {
+                    let piece = tracker.locate(at, end - at)?;
+                    let (bytes, start) = match piece {
+                        SourcePiece::Image { offset, .. } => (image, offset as usize),
+                        SourcePiece::Scratch { slot, offset, .. } => {
+                            (scratch, slot as usize * segment_size + offset as usize)
+                        }
+                    };
+                    out.extend_from_slice(bytes.get(start..start + piece.len() as usize)?);
+                    at += piece.len();
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// Produces the segment of one op into `out`, reading sources through `view`.
+fn apply_op(op: &Op<'_>, view: &SourceView<'_>, out: &mut Vec<u8>) -> Result<(), FormatError> {
     let h = &op.header;
     let extents = op.extents.as_slice();
-    if !extents.is_empty() {
-        let mut hasher = Sha256::new();
-        for e in extents {
-            let range = e.offset as usize..(e.offset + e.len) as usize;
-            let bytes = image
-                .get(range)
-                .ok_or(FormatError::SourceExtentHashMismatch { op_index: op.index })?;
-            hasher.update(bytes);
-        }
-        if hasher.finalize().as_slice() != h.src_sha256 {
-            return Err(FormatError::SourceExtentHashMismatch { op_index: op.index });
-        }
+    let outside = FormatError::SourceExtentHashMismatch { op_index: op.index };
+    // The extents' bytes, concatenated: hashed here, and what COPY and STASH write.
+    let mut extent_bytes = Vec::new();
+    for e in extents {
+        view.read(e.offset, e.len, &mut extent_bytes)
+            .ok_or(outside)?;
+    }
+    if !extents.is_empty() && Sha256::digest(&extent_bytes).as_slice() != h.src_sha256 {
+        return Err(outside);
     }
     out.clear();
     match h.kind {
         OpKind::Fill => out.resize(h.dst_len as usize, h.fill_value),
-        OpKind::Skip => out.extend_from_slice(
-            &image[h.dst_offset as usize..(h.dst_offset + u64::from(h.dst_len)) as usize],
-        ),
-        OpKind::Copy => {
-            for e in extents {
-                out.extend_from_slice(&image[e.offset as usize..(e.offset + e.len) as usize]);
-            }
+        OpKind::Skip => {
+            view.read(h.dst_offset, h.dst_len.into(), out).ok_or(
+                FormatError::SegmentHashMismatch {
+                    op_index: op.index,
+                    dst_offset: h.dst_offset,
+                },
+            )?;
         }
+        OpKind::Copy | OpKind::Stash => *out = extent_bytes,
         OpKind::New => *out = decode_payload(op)?,
         OpKind::Patch => {
             let payload = decode_payload(op)?;
             out.reserve(h.dst_len as usize);
             let decoder =
                 PatchDecoder::new(op.index, &payload, h.dst_offset, h.dst_len.into(), extents)?;
-            run_patch(decoder, image, out)?;
+            run_patch(decoder, |src, len, out| view.read(src, len, out), out)?;
         }
     }
     if Sha256::digest(&out[..]).as_slice() != h.dst_sha256 {
@@ -127,38 +210,47 @@ fn apply_op(op: &Op<'_>, image: &[u8], out: &mut Vec<u8>) -> Result<(), FormatEr
     Ok(())
 }
 
-/// Runs a PATCH decoder to the end, reading source bytes from `image` and
-/// appending the produced bytes to `out`.
+/// Runs a PATCH decoder to the end, appending the produced bytes to `out`.
+/// `read(src, len, out)` appends source bytes `[src, src + len)` to `out`,
+/// or returns `None` when they are not available.
 ///
 /// # Errors
-/// What the decoder refuses. Reads are bounds-checked against `image` too,
-/// so a decoder built with extents larger than `image` fails cleanly.
+/// What the decoder refuses, and `PatchReadOutsideExtents` for a read
+/// `read` cannot serve (a decoder built with extents larger than the
+/// image fails cleanly).
 pub fn run_patch(
     mut decoder: PatchDecoder<'_>,
-    image: &[u8],
+    mut read: impl FnMut(u64, u64, &mut Vec<u8>) -> Option<()>,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
     while let Some(step) = decoder.next() {
         match step? {
             PatchStep::Add { src, len } => {
                 let at = out.len();
-                let range = usize::try_from(src)
-                    .ok()
-                    .zip(usize::try_from(src.saturating_add(len)).ok());
-                let bytes = range.and_then(|(s, e)| image.get(s..e)).ok_or(
-                    FormatError::PatchReadOutsideExtents {
+                if read(src, len, out).is_none() {
+                    out.truncate(at);
+                    return Err(FormatError::PatchReadOutsideExtents {
                         op_index: decoder.op_index(),
                         src_offset: src,
                         len,
-                    },
-                )?;
-                out.extend_from_slice(bytes);
+                    });
+                }
                 decoder.add_diff(&mut out[at..])?;
             }
             PatchStep::Literal(bytes) => out.extend_from_slice(bytes),
         }
     }
     Ok(())
+}
+
+/// A `read` for [`run_patch`] over one in-memory image.
+pub fn image_reader(image: &[u8]) -> impl FnMut(u64, u64, &mut Vec<u8>) -> Option<()> + '_ {
+    move |src, len, out| {
+        let start = usize::try_from(src).ok()?;
+        let end = usize::try_from(src.checked_add(len)?).ok()?;
+        out.extend_from_slice(image.get(start..end)?);
+        Some(())
+    }
 }
 
 /// First bytes of a standard zstd frame (RFC 8878).
@@ -169,6 +261,12 @@ fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
     let want = op.header.decoded_len as usize;
     let bytes = match op.header.codec {
         Codec::Stored => op.payload.to_vec(),
+        Codec::Tiny => {
+            return Err(FormatError::PayloadCodec {
+                op_index: op.index,
+                what: "tiny payloads are not decoded by this build",
+            })
+        }
         Codec::Zstd => {
             // Exactly one standard frame: no skippable or concatenated
             // frames, which a strict device decoder would refuse.
@@ -239,7 +337,7 @@ mod tests {
             len: 100,
         }];
         let decoder = PatchDecoder::new(4, &payload, 0, 10, &extents).unwrap();
-        let err = run_patch(decoder, &[0u8; 5], &mut Vec::new()).unwrap_err();
+        let err = run_patch(decoder, image_reader(&[0u8; 5]), &mut Vec::new()).unwrap_err();
         assert_eq!(
             err,
             FormatError::PatchReadOutsideExtents {
@@ -251,7 +349,7 @@ mod tests {
         // With the whole source there, the same patch applies.
         let decoder = PatchDecoder::new(4, &payload, 0, 10, &extents).unwrap();
         let mut out = Vec::new();
-        run_patch(decoder, &[2u8; 8], &mut out).unwrap();
+        run_patch(decoder, image_reader(&[2u8; 8]), &mut out).unwrap();
         assert_eq!(out, b"\x03\x03\x03\x03\x03\x03\x03\x03xy");
     }
 }

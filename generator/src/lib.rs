@@ -111,7 +111,7 @@ pub struct DiffOutput {
     /// Seconds in the suffix array, matching, coding and self-check.
     pub stage_seconds: StageSeconds,
     /// Per op kind, in [`OpKind`] order copy, patch, new, fill, skip.
-    pub by_kind: [(OpKind, KindStats); 5],
+    pub by_kind: [(OpKind, KindStats); OpKind::ALL.len()],
 }
 
 /// Time per pipeline stage.

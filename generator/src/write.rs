@@ -1,7 +1,7 @@
 //! Chaining, hashing and signing the planned ops into a package.
 
 use ed25519_dalek::SigningKey;
-use fota_format::op::OpHeader;
+use fota_format::op::{OpHeader, OpKind};
 use fota_format::{
     Header, Label, Manifest, Mode, Profile, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
     SIGNED_HEADER_LEN,
@@ -30,6 +30,7 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
         op_count: 0,
         first_op_sha256: [0; 32],
         release_notes_sha256: [0; 32],
+        scratch_slots: 0,
     }
 }
 
@@ -73,10 +74,16 @@ pub fn write_package(
             }
             h.finalize().into()
         };
-        let dst_end = op.dst_offset + u64::from(op.dst_len);
-        let dst = target
-            .get(op.dst_offset as usize..dst_end as usize)
-            .ok_or(outside("op segment end", dst_end, target.len()))?;
+        // A stash writes its source bytes to a scratch slot, not the target.
+        let dst_sha256 = if op.kind == OpKind::Stash {
+            src_sha256
+        } else {
+            let dst_end = op.dst_offset + u64::from(op.dst_len);
+            let dst = target
+                .get(op.dst_offset as usize..dst_end as usize)
+                .ok_or(outside("op segment end", dst_end, target.len()))?;
+            Sha256::digest(dst).into()
+        };
         let header = OpHeader {
             kind: op.kind,
             codec: op.codec,
@@ -86,7 +93,7 @@ pub fn write_package(
             decoded_len: op.decoded_len,
             dst_offset: op.dst_offset,
             dst_len: op.dst_len,
-            dst_sha256: Sha256::digest(dst).into(),
+            dst_sha256,
             src_sha256,
             next_op_sha256: next,
         };

@@ -257,11 +257,18 @@ fn crafted_packages_fail_the_specific_check() {
         "{e:?}"
     );
 
-    // An extra op, and a missing one: the op count is one per segment.
+    // An extra op, and a missing one: the op count is one per segment in
+    // A/B; in place (where stash ops come on top) the extra op writes a
+    // segment twice.
     let three = [good[0].clone(), good[1].clone(), good[1].clone()];
-    let e = refuse(&old, &signed(&old, &new, &three, Mode::InPlace));
+    let e = refuse(&old, &signed(&old, &new, &three, Mode::AB));
     assert!(
         matches!(e, Error::BadLength { what, .. } if what.contains("op count")),
+        "{e:?}"
+    );
+    let e = refuse(&old, &signed(&old, &new, &three, Mode::InPlace));
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("each written once")),
         "{e:?}"
     );
     let e = refuse(&old, &signed(&old, &new, &good[..1], Mode::AB));
@@ -441,23 +448,81 @@ fn in_place_ops_read_the_image_as_it_is_now() {
         payload: vec![],
         decoded_len: 0,
     };
-    // B|B: segment 1 is read before anything overwrites it.
+    let stash = |slot: u64, src: u64| PlannedOp {
+        kind: OpKind::Stash,
+        ..copy(slot * 256, src)
+    };
+    let skip = |dst: u64| PlannedOp {
+        kind: OpKind::Skip,
+        extents: vec![],
+        ..copy(dst, 0)
+    };
+    let apply_with = |new: &[u8], ops: &[PlannedOp], scratch_slots: u32| {
+        let m = Manifest {
+            scratch_slots,
+            ..manifest(&old, new, 256, Mode::InPlace)
+        };
+        let pkg = write_package(m, ops, &old, new, &key(1)).unwrap();
+        apply(
+            &old,
+            &pkg,
+            &[key(1).verifying_key()],
+            &DeviceIdentity::default(),
+        )
+    };
+    // B|B: segment 1 is read before anything overwrites it, then kept.
     let new = [b.clone(), b.clone()].concat();
-    let pkg = signed(&old, &new, &[copy(0, 256), copy(256, 256)], Mode::InPlace);
-    let out = apply(
-        &old,
-        &pkg,
-        &[key(1).verifying_key()],
-        &DeviceIdentity::default(),
-    )
-    .unwrap();
-    assert_eq!(out, new);
-    // B|A in that order reads segment 0 after op 0 overwrote it: caught by
-    // the op's source hash, not by the final target hash.
-    let new = [b, a].concat();
-    let pkg = signed(&old, &new, &[copy(0, 256), copy(256, 0)], Mode::InPlace);
     assert_eq!(
-        refuse(&old, &pkg),
-        Error::SourceExtentHashMismatch { op_index: 1 }
+        apply_with(&new, &[copy(0, 256), skip(256)], 0).unwrap(),
+        new
+    );
+    // B|A needs a cycle broken: reading segment 0 after op 0 overwrote it
+    // is refused by its layout, before anything is written...
+    let new = [b.clone(), a.clone()].concat();
+    let e = apply_with(&new, &[copy(0, 256), copy(256, 0)], 0).unwrap_err();
+    assert!(
+        matches!(e, Error::OpLayout { op_index: 1, what, .. } if what.contains("stashed")),
+        "{e:?}"
+    );
+    // ...and works with segment 0 stashed first: later reads of it come
+    // from the scratch slot.
+    let swap = [stash(0, 0), copy(0, 256), copy(256, 0)];
+    assert_eq!(apply_with(&new, &swap, 1).unwrap(), new);
+    // The stash slot must exist in the manifest.
+    let e = apply_with(&new, &swap, 0).unwrap_err();
+    assert!(
+        matches!(e, Error::OpLayout { op_index: 0, what, .. } if what.contains("slot")),
+        "{e:?}"
+    );
+    // An op may not read its own segment unless it was stashed: a power
+    // cut halfway would destroy its input.
+    let new = [a.clone(), b.clone()].concat();
+    let e = apply_with(&new, &[copy(0, 0), skip(256)], 0).unwrap_err();
+    assert!(
+        matches!(e, Error::OpLayout { op_index: 0, what, .. } if what.contains("stashed")),
+        "{e:?}"
+    );
+    assert_eq!(
+        apply_with(&new, &[stash(0, 0), copy(0, 0), skip(256)], 1).unwrap(),
+        new
+    );
+    // Stashing a segment that is already overwritten is refused.
+    let e = apply_with(&new, &[copy(0, 0), stash(0, 0), skip(256)], 1).unwrap_err();
+    assert!(matches!(e, Error::OpLayout { .. }), "{e:?}");
+    // A stash counts toward the op count but writes no segment: a package
+    // whose ops cover fewer segments than the target has is refused.
+    let new = [b.clone(), b.clone()].concat();
+    let e = apply_with(&new, &[stash(0, 256), copy(0, 256)], 1).unwrap_err();
+    assert!(
+        matches!(e, Error::OpLayout { what, .. } if what.contains("every target segment")),
+        "{e:?}"
+    );
+    // A stash slot reused while its first content is still needed.
+    let new = [b.clone(), a.clone()].concat();
+    let reuse = [stash(0, 0), stash(0, 256), copy(0, 256), copy(256, 0)];
+    let e = apply_with(&new, &reuse, 1).unwrap_err();
+    assert!(
+        matches!(e, Error::OpLayout { op_index: 3, what, .. } if what.contains("stashed")),
+        "{e:?}"
     );
 }
