@@ -114,6 +114,15 @@ impl<'a> InPlaceTracker<'a> {
         })
     }
 
+    /// Forgets every op recorded so far: every segment unwritten, every
+    /// slot empty (after a check pass, before the apply pass).
+    pub fn reset(&mut self) {
+        self.written.fill(0);
+        self.overwritten.fill(0);
+        self.slots.fill(0);
+        self.written_count = 0;
+    }
+
     /// True once every target segment has been written (or skipped).
     pub fn is_complete(&self) -> bool {
         self.written_count == self.target_segments

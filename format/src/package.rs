@@ -200,6 +200,19 @@ impl Extents {
         self.items.get(..self.len).unwrap_or(&[])
     }
 
+    /// Appends an extent; `false` (and nothing changes) when all
+    /// [`MAX_EXTENTS`] are taken.
+    pub fn push(&mut self, extent: Extent) -> bool {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = extent;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Total bytes the extents cover.
     pub fn total_len(&self) -> u64 {
         self.as_slice().iter().map(|e| e.len).sum()
@@ -237,6 +250,17 @@ impl OpChain {
             manifest: *manifest,
             next_index: 0,
             expected_hash: manifest.first_op_sha256,
+        }
+    }
+
+    /// Continues a chain at op `next_index`, whose hash must be
+    /// `expected_hash`: for an applier resuming from its journal, which
+    /// stored both when op `next_index - 1` committed.
+    pub fn resume(manifest: &Manifest, next_index: u32, expected_hash: [u8; 32]) -> Self {
+        OpChain {
+            manifest: *manifest,
+            next_index,
+            expected_hash,
         }
     }
 

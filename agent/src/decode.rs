@@ -1,0 +1,146 @@
+//! Producing a NEW or PATCH segment from a coded payload.
+//!
+//! `tiny` payloads stream: the decoder works on one package chunk at a
+//! time and reads its dictionary (source and output so far) back from
+//! flash. `zstd` payloads and stored PATCH payloads are decoded whole in
+//! memory, so they need the `std` feature (application processors).
+
+use fota_format::op::Codec;
+use fota_format::Error as FormatError;
+
+use crate::apply::{Out, Payload, ReadOp, Sources, Work};
+use crate::error::Result;
+use crate::flash::Flash;
+use crate::source::PackageSource;
+
+/// Runs op `op`'s payload into `out`.
+pub(crate) async fn run<F: Flash, P: PackageSource>(
+    flash: &mut F,
+    package: &mut P,
+    src: &Sources<'_>,
+    op: &ReadOp,
+    payload: &mut Payload,
+    out: &mut Out,
+    work: &mut Work<'_>,
+) -> Result<()> {
+    match op.header.codec {
+        Codec::Tiny => tiny(flash, package, src, op, payload, out, work).await,
+        Codec::Stored | Codec::Zstd => in_memory(flash, package, src, op, payload, out, work).await,
+    }
+}
+
+async fn tiny<F: Flash, P: PackageSource>(
+    _flash: &mut F,
+    _package: &mut P,
+    _src: &Sources<'_>,
+    op: &ReadOp,
+    _payload: &mut Payload,
+    _out: &mut Out,
+    _work: &mut Work<'_>,
+) -> Result<()> {
+    Err(FormatError::PayloadCodec {
+        op_index: op.index,
+        what: "tiny payloads are not decoded by this build yet",
+    }
+    .into())
+}
+
+#[cfg(not(feature = "std"))]
+async fn in_memory<F: Flash, P: PackageSource>(
+    _flash: &mut F,
+    _package: &mut P,
+    _src: &Sources<'_>,
+    op: &ReadOp,
+    _payload: &mut Payload,
+    _out: &mut Out,
+    _work: &mut Work<'_>,
+) -> Result<()> {
+    Err(FormatError::PayloadCodec {
+        op_index: op.index,
+        what: "zstd and stored PATCH payloads need the agent's std feature",
+    }
+    .into())
+}
+
+#[cfg(feature = "std")]
+async fn in_memory<F: Flash, P: PackageSource>(
+    flash: &mut F,
+    package: &mut P,
+    src: &Sources<'_>,
+    op: &ReadOp,
+    payload: &mut Payload,
+    out: &mut Out,
+    work: &mut Work<'_>,
+) -> Result<()> {
+    use fota_format::op::OpKind;
+    use fota_format::{PatchDecoder, PatchStep};
+    use std::vec::Vec;
+    let h = &op.header;
+    let mut coded = Vec::with_capacity(payload.remaining() as usize);
+    while let Some(n) = payload.next(package, work.pkg).await? {
+        coded.extend_from_slice(work.pkg.get(..n).unwrap_or(&[]));
+    }
+    let decoded = match h.codec {
+        Codec::Zstd => zstd_decode(op, &coded)?,
+        _ => coded,
+    };
+    if decoded.len() != h.decoded_len as usize {
+        return Err(FormatError::PayloadCodec {
+            op_index: op.index,
+            what: "payload decodes to another length than declared",
+        }
+        .into());
+    }
+    if h.kind == OpKind::New {
+        return out.push(flash, work.out, &decoded).await;
+    }
+    let mut decoder = PatchDecoder::new(
+        op.index,
+        &decoded,
+        h.dst_offset,
+        h.dst_len.into(),
+        op.extents.as_slice(),
+    )?;
+    while let Some(step) = decoder.next() {
+        match step? {
+            PatchStep::Add { src: at, len } => {
+                let mut pos = 0u64;
+                while pos < len {
+                    let n = (work.read.len() as u64).min(len - pos) as usize;
+                    let part = work.read.get_mut(..n).unwrap_or(&mut []);
+                    src.read(flash, at + pos, part, op.index).await?;
+                    decoder.add_diff(part)?;
+                    out.push(flash, work.out, part).await?;
+                    pos += n as u64;
+                }
+            }
+            PatchStep::Literal(bytes) => out.push(flash, work.out, bytes).await?,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "zstd")]
+fn zstd_decode(op: &ReadOp, coded: &[u8]) -> Result<std::vec::Vec<u8>> {
+    const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+    let err = |what| FormatError::PayloadCodec {
+        op_index: op.index,
+        what,
+    };
+    let one_frame = coded.starts_with(&MAGIC)
+        && zstd::zstd_safe::find_frame_compressed_size(coded) == Ok(coded.len());
+    if !one_frame {
+        return Err(err("payload is not exactly one zstd frame").into());
+    }
+    zstd::bulk::decompress(coded, op.header.decoded_len as usize)
+        .map_err(|_| err("zstd frame is corrupt or decodes to more than the declared length").into())
+}
+
+#[cfg(all(feature = "std", not(feature = "zstd")))]
+fn zstd_decode(op: &ReadOp, _coded: &[u8]) -> Result<std::vec::Vec<u8>> {
+    Err(FormatError::PayloadCodec {
+        op_index: op.index,
+        what: "zstd payloads need the agent's zstd feature",
+    }
+    .into())
+}

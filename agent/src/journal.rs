@@ -1,0 +1,298 @@
+//! The journal: append-only, CRC-protected progress records in two or more
+//! erase blocks of their own, written once each and never rewritten.
+//!
+//! ```text
+//! record, 64 bytes, padded with the erased value to the slot length
+//!  0 magic "fJ"   2 kind   3 zero   4 seq u32   8 next_op u32
+//! 12 pkg_offset u64   20 package id [8]   28 chain sha256 [32]
+//! 60 CRC-32 of bytes 0..60
+//! ```
+//!
+//! A record whose CRC does not match, or that cannot be read, is torn: it
+//! counts as not written, and its slot is never used again, because every
+//! run starts in a freshly erased block (round robin). The newest valid
+//! record (highest `seq`) is the state. Writing the record after op k is
+//! the commit point of op k.
+
+use crate::error::{Error, Region, Result};
+use crate::flash::{Block, Flash};
+use crate::layout::Range;
+
+/// Bytes of a record's content.
+pub const RECORD_LEN: usize = 64;
+/// Longest record slot supported (write or read sizes up to 512 bytes).
+pub const MAX_SLOT_LEN: usize = 512;
+const MAGIC: [u8; 2] = *b"fJ";
+
+/// What a record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// The update of this package started (nothing before it wrote flash
+    /// outside the journal); `next_op` is 0.
+    Begin = 1,
+    /// Ops before `next_op` are done.
+    Progress = 2,
+    /// Every op is done and the target verified.
+    Finished = 3,
+}
+
+/// One journal record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Kind.
+    pub kind: RecordKind,
+    /// Sequence number: the newest valid record wins.
+    pub seq: u32,
+    /// The first op not yet done.
+    pub next_op: u32,
+    /// Package offset of that op.
+    pub pkg_offset: u64,
+    /// The package this record belongs to (see [`package_id`]).
+    pub package_id: [u8; 8],
+    /// sha256 the op at `next_op` must have (the hash chain's state).
+    pub chain: [u8; 32],
+}
+
+/// CRC-32 (IEEE, reflected), bitwise: no table, a few hundred bytes of code.
+pub fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+impl Record {
+    /// Encodes the record's 64 bytes.
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        let fields: [&[u8]; 8] = [
+            &MAGIC,
+            &[self.kind as u8, 0],
+            &self.seq.to_le_bytes(),
+            &self.next_op.to_le_bytes(),
+            &self.pkg_offset.to_le_bytes(),
+            &self.package_id,
+            &self.chain,
+            &[],
+        ];
+        let mut at = 0;
+        for f in fields {
+            if let Some(dst) = out.get_mut(at..at + f.len()) {
+                dst.copy_from_slice(f);
+            }
+            at += f.len();
+        }
+        let crc = crc32(out.get(..60).unwrap_or(&[]));
+        if let Some(dst) = out.get_mut(60..64) {
+            dst.copy_from_slice(&crc.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes a record, `None` when it is torn, erased or not a record.
+    pub fn decode(bytes: &[u8]) -> Option<Record> {
+        let b: &[u8; RECORD_LEN] = bytes.get(..RECORD_LEN)?.try_into().ok()?;
+        let crc = u32::from_le_bytes(b[60..64].try_into().ok()?);
+        if b[..2] != MAGIC || b[3] != 0 || crc32(&b[..60]) != crc {
+            return None;
+        }
+        let kind = match b[2] {
+            1 => RecordKind::Begin,
+            2 => RecordKind::Progress,
+            3 => RecordKind::Finished,
+            _ => return None,
+        };
+        Some(Record {
+            kind,
+            seq: u32::from_le_bytes(b[4..8].try_into().ok()?),
+            next_op: u32::from_le_bytes(b[8..12].try_into().ok()?),
+            pkg_offset: u64::from_le_bytes(b[12..20].try_into().ok()?),
+            package_id: b[20..28].try_into().ok()?,
+            chain: b[28..60].try_into().ok()?,
+        })
+    }
+}
+
+/// The id binding journal records to one package: the first 8 bytes of
+/// sha256 over its signed header and manifest.
+pub fn package_id(signed_header: &[u8], manifest: &[u8]) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(signed_header);
+    h.update(manifest);
+    let d = h.finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    id
+}
+
+/// Length of a record slot on this flash: the record rounded up to the
+/// write and read sizes.
+pub fn slot_len<F: Flash>(flash: &F) -> u64 {
+    let unit = lcm(flash.write_size().max(1) as u64, flash.read_size().max(1) as u64);
+    (RECORD_LEN as u64).div_ceil(unit) * unit
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x.max(1) * b
+}
+
+/// The journal's write position during a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Journal {
+    range: Range,
+    slot_len: u64,
+    /// The block records are appended to.
+    block: Block,
+    /// Next free slot's address.
+    next: u64,
+    /// Sequence number of the next record.
+    seq: u32,
+}
+
+/// What a scan of the journal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// The newest valid record, if any.
+    pub newest: Option<Record>,
+    /// Start of the block holding it.
+    pub newest_block: u64,
+}
+
+fn flash_err(addr: u64) -> impl Fn(crate::flash::FlashError) -> Error {
+    move |error| Error::Flash {
+        region: Region::Journal,
+        addr,
+        error,
+    }
+}
+
+impl Journal {
+    /// Reads every slot of every journal block and returns the newest valid
+    /// record. Unreadable slots count as torn.
+    ///
+    /// # Errors
+    /// None from the flash (read failures are torn records); kept as a
+    /// `Result` for drivers that fail hard.
+    pub async fn scan<F: Flash>(flash: &mut F, range: Range) -> Result<Scan> {
+        let slot = slot_len(flash);
+        let mut buf = [0u8; MAX_SLOT_LEN];
+        let mut best: Option<Record> = None;
+        let mut best_block = range.start;
+        let mut at = range.start;
+        while at < range.end() {
+            let Some(block) = flash.block_at(at) else {
+                break;
+            };
+            let mut s = block.start;
+            while s + slot <= block.end() {
+                // Only the record's first 64 bytes matter; read them in
+                // read-size units.
+                let n = read_len(flash).min(MAX_SLOT_LEN);
+                let dst = buf.get_mut(..n).unwrap_or(&mut []);
+                if flash.read(s, dst).await.is_ok() {
+                    if let Some(r) = Record::decode(&buf) {
+                        if best.is_none_or(|b| r.seq > b.seq) {
+                            best = Some(r);
+                            best_block = block.start;
+                        }
+                    }
+                }
+                s += slot;
+            }
+            at = block.end();
+        }
+        Ok(Scan {
+            newest: best,
+            newest_block: best_block,
+        })
+    }
+
+    /// Starts a run: erases the block after the newest record's (round
+    /// robin) and writes `first` there with the next sequence number.
+    /// This is the only erase of a block that may hold live records, and
+    /// it never touches the block with the newest one.
+    ///
+    /// # Errors
+    /// Flash failures.
+    pub async fn start<F: Flash>(
+        flash: &mut F,
+        range: Range,
+        scan: &Scan,
+        first: Record,
+    ) -> Result<Journal> {
+        let block = next_block(flash, range, scan.newest_block);
+        flash
+            .erase(block.start, block.end())
+            .await
+            .map_err(flash_err(block.start))?;
+        let mut j = Journal {
+            range,
+            slot_len: slot_len(flash),
+            block,
+            next: block.start,
+            seq: scan.newest.map_or(1, |r| r.seq.wrapping_add(1)),
+        };
+        j.append(flash, first).await?;
+        Ok(j)
+    }
+
+    /// Appends a record (its `seq` is set here). When the block is full,
+    /// moves to the next block, erasing it first.
+    ///
+    /// # Errors
+    /// Flash failures.
+    pub async fn append<F: Flash>(&mut self, flash: &mut F, mut record: Record) -> Result<()> {
+        if self.next + self.slot_len > self.block.end() {
+            let block = next_block(flash, self.range, self.block.start);
+            flash
+                .erase(block.start, block.end())
+                .await
+                .map_err(flash_err(block.start))?;
+            self.block = block;
+            self.next = block.start;
+        }
+        record.seq = self.seq;
+        let bytes = record.encode();
+        // Pad to the slot with the erased value: programming it changes nothing.
+        let mut slot = [flash.erased_value(); MAX_SLOT_LEN];
+        let n = (self.slot_len as usize).min(slot.len());
+        if let Some(dst) = slot.get_mut(..RECORD_LEN) {
+            dst.copy_from_slice(&bytes);
+        }
+        let at = self.next;
+        let data = slot.get(..n).unwrap_or(&[]);
+        flash.write(at, data).await.map_err(flash_err(at))?;
+        self.next += self.slot_len;
+        self.seq = self.seq.wrapping_add(1);
+        Ok(())
+    }
+}
+
+/// Bytes to read for a record's content: 64 rounded up to the read size.
+fn read_len<F: Flash>(flash: &F) -> usize {
+    let rs = flash.read_size().max(1);
+    RECORD_LEN.div_ceil(rs) * rs
+}
+
+/// The journal block after the one starting at `after`, wrapping.
+fn next_block<F: Flash>(flash: &F, range: Range, after: u64) -> Block {
+    let first = flash.block_at(range.start).unwrap_or(Block {
+        start: range.start,
+        len: range.len,
+    });
+    match flash.block_at(after) {
+        Some(b) if b.end() < range.end() => flash.block_at(b.end()).unwrap_or(first),
+        _ => first,
+    }
+}
