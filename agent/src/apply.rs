@@ -122,6 +122,20 @@ pub async fn apply<F: Flash, P: PackageSource>(
 
     // Trust before touch: nothing below writes until the journal's Begin.
     let mut hm = [0u8; HEADER_LEN + MANIFEST_LEN];
+    if package.len() < hm.len() as u64 {
+        // Parse what there is, for the precise error (magic, version...).
+        let n = package.len() as usize;
+        let part = hm.get_mut(..n).unwrap_or(&mut []);
+        read_pkg(package, 0, part).await?;
+        Header::parse(part)?;
+        return Err(FormatError::Truncated {
+            offset: HEADER_LEN as u64,
+            needed: MANIFEST_LEN as u64,
+            available: package.len().saturating_sub(HEADER_LEN as u64),
+            what: "manifest",
+        }
+        .into());
+    }
     read_pkg(package, 0, &mut hm).await?;
     let header = Header::parse(&hm)?;
     let total = header.package_len().unwrap_or(u64::MAX);
@@ -284,9 +298,11 @@ pub async fn apply<F: Flash, P: PackageSource>(
         // Skip work already done (only the op a cut may have interrupted
         // can be): its destination already hashes right.
         let (region, dst) = ctx.destination(&op.header);
+        // A segment that cannot be read (a torn word on ECC flash) is not done.
         let already = first
-            && hash_flash(flash, region, dst, op.header.dst_len.into(), work.read).await?
-                == op.header.dst_sha256;
+            && hash_flash(flash, region, dst, op.header.dst_len.into(), work.read)
+                .await
+                .is_ok_and(|h| h == op.header.dst_sha256);
         first = false;
         if already {
             report.ops_found_done += 1;

@@ -215,7 +215,8 @@ impl Layout {
         for i in 0..segments {
             let start = target.start + i * seg;
             let end = start + m.segment_len(i);
-            let end_ok = i + 1 < segments || is_block_bound(flash, end) || end == target.end();
+            // The last segment may end inside a block: its erase covers the block.
+            let end_ok = i + 1 == segments || is_block_bound(flash, end);
             if !is_block_bound(flash, start) || !end_ok {
                 return Err(layout_err(
                     "segment bounds (on erase-block bounds; the segment size must be a multiple of the erase size)",

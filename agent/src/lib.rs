@@ -35,6 +35,8 @@ pub mod error;
 pub mod flash;
 pub mod journal;
 pub mod layout;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod source;
 
 pub use apply::{apply, work_len, Buffers, Config, Report, CHUNK};

@@ -1,0 +1,136 @@
+//! Pairs, packages and layouts for the agent's tests.
+#![allow(dead_code)]
+
+use ed25519_dalek::SigningKey;
+use fota_agent::sim::{Geometry, Rng, Setup};
+use fota_agent::{Config, Layout, Range, Slots};
+use fota_format::{Label, Mode};
+use fota_generator::DiffOptions;
+
+/// The signing key of every test package.
+pub fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7; 32])
+}
+
+/// An old/new pair shaped like firmware: instruction-like words with
+/// relative offsets, a block inserted near the middle (so what follows
+/// moves), a few changed constants and an erased tail.
+pub fn pair(len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng::new(seed);
+    let mut old: Vec<u8> = Vec::with_capacity(len);
+    while old.len() < len * 7 / 8 {
+        old.push([0x4b, 0xf0, 0x9a, 0x2d][rng.below(4) as usize]);
+        old.extend_from_slice(&(rng.below(1 << 12) as u16).to_le_bytes());
+        old.push(0x47);
+    }
+    old.resize(len, 0xff);
+    let mut new = old.clone();
+    let at = len / 3;
+    let inserted: Vec<u8> = (0..len / 40).map(|_| rng.next_u64() as u8).collect();
+    new.splice(at..at, inserted);
+    for i in (len / 8..len / 8 + 40).step_by(4) {
+        new[i] ^= 0x21;
+    }
+    new.truncate(len + len / 64);
+    (old, new)
+}
+
+/// Generator options for small packages with many ops.
+pub fn opts(mode: Mode, segment: u32) -> DiffOptions {
+    DiffOptions {
+        threads: 1,
+        segment_size: segment,
+        level: 3,
+        device_class: Label::new("test-board").unwrap(),
+        ..DiffOptions::default()
+    }
+    .with_mode(mode)
+}
+
+/// Extension so tests read the same whether or not a mode field exists.
+pub trait WithMode {
+    /// Sets the package mode.
+    fn with_mode(self, mode: Mode) -> Self;
+}
+
+impl WithMode for DiffOptions {
+    fn with_mode(self, mode: Mode) -> Self {
+        assert_eq!(mode, Mode::AB, "in-place packages come from the planner");
+        self
+    }
+}
+
+/// A/B layout on uniform blocks: source slot, target slot, 2 journal blocks.
+pub fn ab_setup<'a>(
+    old: &[u8],
+    new: &'a [u8],
+    package: &'a [u8],
+    keys: &'a [ed25519_dalek::VerifyingKey],
+    erase: u64,
+    write: usize,
+) -> Setup<'a> {
+    let slot = (old.len().max(new.len()) as u64).div_ceil(erase) * erase;
+    let blocks = (2 * slot / erase) as usize + 2;
+    let geometry = Geometry::uniform(blocks, erase, write, 1);
+    Setup {
+        geometry,
+        initial: vec![(0, old.to_vec())],
+        layout: Layout {
+            slots: Slots::AB {
+                source: Range::new(0, slot),
+                target: Range::new(slot, slot),
+            },
+            journal: Range::new(2 * slot, 2 * erase),
+        },
+        package,
+        config: Config {
+            layout: Layout {
+                slots: Slots::AB {
+                    source: Range::new(0, slot),
+                    target: Range::new(slot, slot),
+                },
+                journal: Range::new(2 * slot, 2 * erase),
+            },
+            trusted: keys,
+            device_class: Label::new("test-board").unwrap(),
+            security_counter: 0,
+        },
+        expected: new,
+    }
+}
+
+/// In-place layout on uniform blocks: the image, a scratch area of
+/// `scratch_blocks`, 2 journal blocks.
+pub fn in_place_setup<'a>(
+    old: &[u8],
+    new: &'a [u8],
+    package: &'a [u8],
+    keys: &'a [ed25519_dalek::VerifyingKey],
+    erase: u64,
+    write: usize,
+    scratch_blocks: u64,
+) -> Setup<'a> {
+    let image = (old.len().max(new.len()) as u64).div_ceil(erase) * erase;
+    let scratch = scratch_blocks * erase;
+    let blocks = ((image + scratch) / erase) as usize + 2;
+    let layout = Layout {
+        slots: Slots::InPlace {
+            image: Range::new(0, image),
+            scratch: Range::new(image, scratch),
+        },
+        journal: Range::new(image + scratch, 2 * erase),
+    };
+    Setup {
+        geometry: Geometry::uniform(blocks, erase, write, 1),
+        initial: vec![(0, old.to_vec())],
+        layout,
+        package,
+        config: Config {
+            layout,
+            trusted: keys,
+            device_class: Label::new("test-board").unwrap(),
+            security_counter: 0,
+        },
+        expected: new,
+    }
+}
