@@ -30,8 +30,11 @@ extern crate std;
 
 mod apply;
 mod block_on;
+pub mod boot;
 mod decode;
 pub mod error;
+#[cfg(feature = "std")]
+pub mod file;
 pub mod flash;
 pub mod journal;
 pub mod layout;
@@ -41,6 +44,7 @@ pub mod source;
 
 pub use apply::{apply, work_len, Buffers, Config, Report, CHUNK};
 pub use block_on::block_on;
+pub use boot::{BootControl, BootState, BootStatus};
 pub use error::{Error, Region, Result};
 pub use flash::{AsyncNorFlashAdapter, Block, Flash, FlashError, NorFlashAdapter};
 pub use layout::{Layout, Range, Slots};

@@ -27,6 +27,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show a package's manifest and its ops by kind (the signature is not checked).
     Inspect(InspectArgs),
+    /// Apply PKG the way a device does, to files standing for its flash:
+    /// power-cut safe, resumed by running the same command again.
+    Flash(FlashArgs),
 }
 
 /// `fota keygen`.
@@ -143,4 +146,47 @@ pub struct InspectArgs {
     pub json: bool,
     /// The package.
     pub package: PathBuf,
+}
+
+/// `fota flash`: in place (`--image IMG`) or A/B (`--source OLD --image SLOT`).
+#[derive(Debug, Args)]
+pub struct FlashArgs {
+    /// Trusted public key (PEM).
+    #[arg(long, value_name = "PUB")]
+    pub pubkey: PathBuf,
+    /// A/B: the running image, read only. Without it the update is in place.
+    #[arg(long, value_name = "OLD")]
+    pub source: Option<PathBuf>,
+    /// The flash slot written: in place it starts as the old image; A/B it
+    /// is created or extended as needed. Ends up starting with the new image.
+    #[arg(long, value_name = "IMG")]
+    pub image: PathBuf,
+    /// The agent's own flash: the journal and, in place, the scratch area.
+    #[arg(long, value_name = "STATE")]
+    pub state: PathBuf,
+    /// Erase block size of the modelled flash, in bytes.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub erase_size: u64,
+    /// Program unit of the modelled flash, in bytes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub write_size: usize,
+    /// A/B: how to mark the new slot pending for the bootloader.
+    #[arg(long, value_enum, default_value_t = BootArg::None)]
+    pub boot: BootArg,
+    /// Device checks.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The package.
+    pub package: PathBuf,
+}
+
+/// `--boot` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootArg {
+    /// Leave boot state alone.
+    None,
+    /// MCUboot image trailer at the end of SLOT (test boot).
+    Mcuboot,
+    /// A state file next to STATE (STATE.boot).
+    File,
 }

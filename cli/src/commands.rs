@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Apply(a) => apply(a),
         Command::Verify(a) => verify(a),
         Command::Inspect(a) => inspect(a),
+        Command::Flash(a) => crate::flash::run(a),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod flash;
 mod human;
 
 use std::process::ExitCode;
