@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Firmware over the air: make, apply and check signed delta packages.
 #[derive(Debug, Parser)]
@@ -77,9 +77,13 @@ pub struct DiffArgs {
     /// Destination segment size in bytes: a multiple of the device's erase block.
     #[arg(long, value_name = "BYTES", default_value_t = fota_generator::DEFAULT_SEGMENT_SIZE)]
     pub segment_size: u32,
-    /// zstd level of payloads, 1 to 22.
+    /// zstd level of payloads, 1 to 22 (profile zstd).
     #[arg(long, value_name = "L", default_value_t = fota_generator::DEFAULT_LEVEL)]
     pub level: i32,
+    /// Codec profile the device decodes: zstd (application processors) or
+    /// tiny (microcontrollers: no RAM window, 64 bytes of decoder state).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Zstd)]
+    pub profile: ProfileArg,
     /// Release notes file: its sha256 goes into the signed manifest.
     #[arg(long, value_name = "FILE")]
     pub release_notes: Option<PathBuf>,
@@ -96,6 +100,24 @@ pub struct DiffArgs {
     /// Where to write the package.
     #[arg(short = 'o', long = "output", value_name = "PKG")]
     pub output: PathBuf,
+}
+
+/// `--profile` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    /// zstd payloads.
+    Zstd,
+    /// tiny payloads.
+    Tiny,
+}
+
+impl From<ProfileArg> for fota_format::Profile {
+    fn from(p: ProfileArg) -> Self {
+        match p {
+            ProfileArg::Zstd => fota_format::Profile::Zstd,
+            ProfileArg::Tiny => fota_format::Profile::Tiny,
+        }
+    }
 }
 
 /// `fota apply`.

@@ -124,6 +124,7 @@ fn diff(a: DiffArgs) -> Result<()> {
         threads: a.threads.unwrap_or(0),
         segment_size: a.segment_size,
         level: a.level,
+        profile: a.profile.into(),
         device_class: label("--device-class", &a.device_class)?,
         from_version: label("--from-version", &a.from_version)?,
         to_version: label("--to-version", &a.to_version)?,

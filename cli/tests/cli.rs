@@ -370,3 +370,66 @@ fn refusals_name_the_file_and_what_was_expected() {
     );
     assert!(!env.path("p2").exists());
 }
+
+#[test]
+fn tiny_profile_diff_inspect_apply() {
+    let env = Env::new();
+    for (name, seg) in [("t", "4096"), ("t-big", "4194304")] {
+        env.ok(&[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--profile",
+            "tiny",
+            "--segment-size",
+            seg,
+            "old",
+            "new",
+            "-o",
+            name,
+        ]);
+        env.ok(&["apply", "--pubkey", "k/fota.pub", "old", name, "-o", "out"]);
+        assert_eq!(
+            std::fs::read(env.path("out")).unwrap(),
+            std::fs::read(env.path("new")).unwrap()
+        );
+        let text = env.ok(&["inspect", name]);
+        assert!(text.contains("Tiny"), "{text}");
+        let j: serde_json::Value =
+            serde_json::from_str(&env.ok(&["inspect", "--json", name])).unwrap();
+        assert_eq!(j["profile"], "Tiny");
+        let new_len = std::fs::metadata(env.path("new")).unwrap().len();
+        let pkg_len = std::fs::metadata(env.path(name)).unwrap().len();
+        assert!(pkg_len * 3 < new_len, "{name}: {pkg_len} of {new_len}");
+    }
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--json",
+        "old",
+        "new",
+        "-o",
+        "z",
+    ]))
+    .unwrap();
+    assert!(j["package_bytes"].as_u64().is_some());
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "z"])).unwrap();
+    assert_eq!(j["profile"], "Zstd");
+    // clap refuses an unknown profile (its usage error spans several lines).
+    let out = env.run(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--profile",
+        "lz4",
+        "old",
+        "new",
+        "-o",
+        "bad",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--profile") && e.contains("tiny"), "{e}");
+    assert!(!env.path("bad").exists());
+}

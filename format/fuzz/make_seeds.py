@@ -3,6 +3,7 @@
 
     cargo build --release -p fota          # from the repository root
     python3 format/fuzz/make_seeds.py [path/to/fota]
+    python3 format/fuzz/make_seeds.py --tiny-only [path/to/fota]
 
 Needs the `fota` binary (default: target/release/fota) and the `zstd` CLI
 (to pull decoded PATCH payloads out of zstd ops). Images are pseudo-random
@@ -11,6 +12,8 @@ src/lib.rs (FUZZ_KEY_SEED), so they verify in the `parse_package` target.
 The ed25519 signature is deterministic, so a rerun writes the same files
 unless the generator's output changes. Old seeds are removed first, except
 files named `crash-*` / `regress-*` (regression inputs from fuzzing).
+`--tiny-only` regenerates only the tiny-profile seeds (`pkg-*-tiny` and
+corpus/tiny_decoder/).
 """
 
 import base64
@@ -24,16 +27,19 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-FOTA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target", "release", "fota")
+ARGS = [a for a in sys.argv[1:] if a != "--tiny-only"]
+TINY_ONLY = "--tiny-only" in sys.argv[1:]
+FOTA = ARGS[0] if ARGS else os.path.join(ROOT, "target", "release", "fota")
 
 # Must match FUZZ_KEY_SEED in src/lib.rs. A test key, public on purpose.
 KEY_SEED = bytes.fromhex("237257ed17f4951c0630fea0f00534fe48aa86a5de17095f1621e65548a7b8c0")
 
 HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, EXTENT_LEN = 96, 272, 128, 16
-PATCH, STORED, ZSTD = 2, 0, 1
+PATCH, NEW, STORED, ZSTD, TINY = 2, 3, 0, 1, 2
 
 PKG_DIR = os.path.join(HERE, "corpus", "parse_package")
 PATCH_DIR = os.path.join(HERE, "corpus", "patch_decoder")
+TINY_DIR = os.path.join(HERE, "corpus", "tiny_decoder")
 
 
 def pem_key(path):
@@ -111,24 +117,46 @@ def patch_seed(flags_misuse, seed, dst_off, dst_len, extents, payload):
     return out + payload
 
 
+def fota_diff(key, o, n, out, seg, extra):
+    subprocess.run(
+        [FOTA, "diff", "--key", key, "--threads", "1", "--segment-size", str(seg)] + extra
+        + ["--device-class", "fuzz-board", "--from-version", "1.0",
+           "--to-version", "1.1", "--security-counter", "3", o, n, "-o", out],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return open(out, "rb").read()
+
+
+def write_pair(tmp, name, old, new):
+    o, n = os.path.join(tmp, name + ".old"), os.path.join(tmp, name + ".new")
+    open(o, "wb").write(old)
+    open(n, "wb").write(new)
+    return o, n
+
+
 def make_packages(tmp, key):
     pairs = images()
     made = {}
     for name, (old, new) in pairs.items():
-        o, n = os.path.join(tmp, name + ".old"), os.path.join(tmp, name + ".new")
-        open(o, "wb").write(old)
-        open(n, "wb").write(new)
+        o, n = write_pair(tmp, name, old, new)
         for seg, level in ((256, 1), (1024, 19), (256, 19)):
             if seg == 256 and level == 19 and name not in ("code-shift", "moved-block", "edits"):
                 continue
             out = os.path.join(tmp, "%s-s%d-l%d.fota" % (name, seg, level))
-            subprocess.run(
-                [FOTA, "diff", "--key", key, "--threads", "1", "--segment-size", str(seg),
-                 "--level", str(level), "--device-class", "fuzz-board", "--from-version", "1.0",
-                 "--to-version", "1.1", "--security-counter", "3", o, n, "-o", out],
-                check=True, stdout=subprocess.DEVNULL,
-            )
-            made[os.path.basename(out)[: -len(".fota")]] = open(out, "rb").read()
+            made[os.path.basename(out)[: -len(".fota")]] = fota_diff(key, o, n, out, seg, ["--level", str(level)])
+    return made
+
+
+def make_tiny_packages(tmp, key):
+    """Profile tiny packages: PATCH and NEW ops with tiny streams."""
+    pairs = images()
+    made = {}
+    for name in ("edits", "moved-block", "code-shift", "insert", "text", "empty-old"):
+        old, new = pairs[name]
+        o, n = write_pair(tmp, name, old, new)
+        for seg in (256, 1024):
+            out = os.path.join(tmp, "%s-s%d-tiny.fota" % (name, seg))
+            made[os.path.basename(out)[: -len(".fota")]] = fota_diff(key, o, n, out, seg, ["--profile", "tiny"])
     return made
 
 
@@ -244,13 +272,87 @@ def hand_patches():
     return s
 
 
+def tiny_cmd(tag, length, *args):
+    """A tiny command header (SPEC.md §5b.1): tag, length, varint args."""
+    if length < 32:
+        out = bytes([(tag << 5) | (length - 1)])
+    else:
+        out = bytes([(tag << 5) | 31]) + varint(length - 32)
+    return out + b"".join(varint(a) for a in args)
+
+
+def hand_tiny():
+    s = {}
+    ex = bytes.fromhex("01aabb812021030560" "00cc420900fe00" "00dd")
+    # The worked example of SPEC.md §5b.4.
+    s["spec-example"] = patch_seed(0, 5, 0x100, 12, [(0x110, 8)], ex)
+    s["spec-repeat"] = patch_seed(0, 9, 0, 8, [], bytes.fromhex("0361626364a303"))
+    s["spec-overlap"] = patch_seed(0, 1, 0, 8, [], bytes.fromhex("0061a600"))
+    # Long commands with extended lengths, a copy from a second extent and
+    # a long overlapping output copy.
+    long = (tiny_cmd(0, 40) + bytes(range(40)) + tiny_cmd(4, 100, zigzag(5000))
+            + tiny_cmd(5, 300, 0) + tiny_cmd(2, 33, zigzag(-5100)) + bytes(range(1, 34)))
+    s["long-commands"] = patch_seed(0, 77, 0, 473, [(0, 40), (4990, 200)], long)
+    # Refused, one reason each.
+    s["bad-tag6"] = patch_seed(0, 5, 0x100, 12, [(0x110, 8)], ex[:3] + b"\xc1" + ex[4:])
+    s["bad-outside"] = patch_seed(0, 5, 0x100, 12, [(0x110, 4)], ex)
+    s["bad-trailing"] = patch_seed(0, 5, 0x100, 12, [(0x110, 8)], ex + b"\0")
+    s["bad-short"] = patch_seed(0, 5, 0x100, 12, [(0x110, 8)], ex[:-1])
+    s["bad-past-segment"] = patch_seed(0, 5, 0x100, 11, [(0x110, 8)], ex)
+    s["bad-nonminimal"] = patch_seed(0, 5, 0x100, 12, [(0x110, 8)], ex[:4] + b"\xa0\x00" + ex[5:])
+    s["bad-back-too-far"] = patch_seed(0, 3, 0, 8, [], bytes.fromhex("0061a601"))
+    s["bad-new-reads-source"] = patch_seed(0, 5, 0x100, 12, [], ex)
+    return s
+
+
+def make_tiny_seeds(tmp, key):
+    for name in os.listdir(PKG_DIR):
+        if name.endswith("-tiny"):
+            os.remove(os.path.join(PKG_DIR, name))
+    clean(TINY_DIR)
+    pkgs = make_tiny_packages(tmp, key)
+    streams = {}
+    for name, pkg in sorted(pkgs.items()):
+        write(PKG_DIR, "pkg-%s" % name, pkg)
+        for i, (_pos, kind, codec, dst_off, dst_len, extents, payload, _dlen) in enumerate(ops(pkg)):
+            if codec != TINY:
+                continue
+            seed = patch_seed(0, i * 37 % 256, dst_off, dst_len, extents, payload)
+            label = "patch" if kind == PATCH else "new"
+            streams.setdefault(hashlib.sha1(payload).hexdigest(), ("%s-op%d-%s" % (name, i, label), seed))
+    by_size = sorted(streams.values(), key=lambda p: (len(p[1]), p[0]))
+    picked = [p for p in by_size if p[0].endswith("-patch")][:8] + [p for p in by_size if p[0].endswith("-new")][:3]
+    for name, data in picked:
+        write(TINY_DIR, "from-" + name, data)
+    for name, data in hand_tiny().items():
+        write(TINY_DIR, "hand-" + name, data)
+
+
+def report():
+    total = 0
+    for d in (PKG_DIR, PATCH_DIR, TINY_DIR):
+        files = os.listdir(d)
+        size = sum(os.path.getsize(os.path.join(d, f)) for f in files)
+        total += size
+        print("%s: %d files, %d bytes" % (os.path.relpath(d, ROOT), len(files), size))
+    print("total %d bytes" % total)
+
+
 def main():
+    if TINY_ONLY:
+        with tempfile.TemporaryDirectory() as tmp:
+            key = os.path.join(tmp, "fuzz.key")
+            pem_key(key)
+            make_tiny_seeds(tmp, key)
+        report()
+        return
     clean(PKG_DIR)
     clean(PATCH_DIR)
     with tempfile.TemporaryDirectory() as tmp:
         key = os.path.join(tmp, "fuzz.key")
         pem_key(key)
         pkgs = make_packages(tmp, key)
+        make_tiny_seeds(tmp, key)
     patch_payloads = {}
     for name, pkg in sorted(pkgs.items()):
         write(PKG_DIR, "pkg-%s" % name, pkg)
@@ -272,13 +374,7 @@ def main():
         write(PATCH_DIR, "from-" + name, data)
     for name, data in hand_patches().items():
         write(PATCH_DIR, "hand-" + name, data)
-    total = 0
-    for d in (PKG_DIR, PATCH_DIR):
-        files = os.listdir(d)
-        size = sum(os.path.getsize(os.path.join(d, f)) for f in files)
-        total += size
-        print("%s: %d files, %d bytes" % (os.path.relpath(d, ROOT), len(files), size))
-    print("total %d bytes" % total)
+    report()
 
 
 if __name__ == "__main__":

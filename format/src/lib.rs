@@ -21,8 +21,11 @@
 //! [`Error`] naming the byte offset and what was expected; none panics on
 //! any input (fuzzed: `fuzz/`).
 //!
-//! Non-features: compression codecs live with the code that decodes them
-//! (host applier, agent); this crate only names them.
+//! Non-features: general-purpose compression codecs (zstd) live with the
+//! code that decodes them (host applier, agent); this crate only names
+//! them. The `tiny` codec is the exception: its streaming decoder
+//! ([`tiny::TinyDecoder`]) is part of the format, since every device of the
+//! tiny profile runs exactly it.
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -38,6 +41,7 @@ pub mod op;
 pub mod package;
 pub mod patch;
 pub mod sign;
+pub mod tiny;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{Error, Result};
@@ -48,3 +52,4 @@ pub use manifest::{Manifest, Mode, Profile, MANIFEST_LEN};
 pub use op::{Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER_LEN};
 pub use package::{Extents, Op, OpChain, OpIter, Package, VerifiedPackage};
 pub use patch::{PatchDecoder, PatchStep};
+pub use tiny::{TinyCommand, TinyDecoder, TinyStep};

@@ -66,6 +66,20 @@ fn patch_decoder_seeds() {
 }
 
 #[test]
+fn tiny_decoder_seeds() {
+    for (name, data) in seeds("tiny_decoder") {
+        let outcome = exercise::tiny_decoder(&data);
+        // Streams taken from real packages and the hand-made good ones
+        // decode; the hand-made bad ones are refused.
+        if name.starts_with("from-") || (name.starts_with("hand-") && !name.contains("-bad-")) {
+            assert!(matches!(outcome, Some(Ok(_))), "{name}: {outcome:?}");
+        } else if name.starts_with("hand-") {
+            assert!(matches!(outcome, Some(Err(_))), "{name}: {outcome:?}");
+        }
+    }
+}
+
+#[test]
 fn repair_makes_a_mutated_package_verify() {
     // The `parse_package` target re-signs and re-chains mutated packages so
     // that mutations reach the op rules; check that repair works on a

@@ -15,8 +15,8 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use fota_format::op::{Codec, OpKind};
 use fota_format::{
-    Error as FormatError, InPlaceTracker, Label, Manifest, Mode, Op, Package, PatchDecoder,
-    PatchStep, SourcePiece, VerifiedPackage,
+    Error as FormatError, Extent, InPlaceTracker, Label, Manifest, Mode, Op, Package, PatchDecoder,
+    PatchStep, SourcePiece, TinyDecoder, TinyStep, VerifiedPackage,
 };
 use sha2::{Digest, Sha256};
 
@@ -192,6 +192,17 @@ fn apply_op(op: &Op<'_>, view: &SourceView<'_>, out: &mut Vec<u8>) -> Result<(),
             )?;
         }
         OpKind::Copy | OpKind::Stash => *out = extent_bytes,
+        OpKind::New | OpKind::Patch if h.codec == Codec::Tiny => {
+            out.reserve(h.dst_len as usize);
+            let decoder = TinyDecoder::new(op.index, h.dst_offset, h.dst_len.into());
+            run_tiny(
+                decoder,
+                op.payload,
+                extents,
+                |src, len, out| view.read(src, len, out),
+                out,
+            )?;
+        }
         OpKind::New => *out = decode_payload(op)?,
         OpKind::Patch => {
             let payload = decode_payload(op)?;
@@ -243,6 +254,71 @@ pub fn run_patch(
     Ok(())
 }
 
+/// Runs a tiny decoder over the whole `payload`, appending the segment to
+/// `out` (which must hold only this op's output so far, usually nothing).
+/// `read(src, len, out)` appends source bytes `[src, src + len)` to `out`,
+/// or returns `None` when they are not available.
+///
+/// # Errors
+/// What the decoder refuses (a payload that ends early or has bytes after
+/// the segment is complete included), and `PatchReadOutsideExtents` for a
+/// read `read` cannot serve.
+pub fn run_tiny(
+    mut decoder: TinyDecoder,
+    payload: &[u8],
+    extents: &[Extent],
+    mut read: impl FnMut(u64, u64, &mut Vec<u8>) -> Option<()>,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let base = out.len();
+    let mut pos = 0usize;
+    loop {
+        let input = payload.get(pos..).unwrap_or(&[]);
+        let (used, step) = decoder.step(input, extents)?;
+        pos += used;
+        match step {
+            TinyStep::NeedInput | TinyStep::End => break,
+            TinyStep::Literal { len } => out.extend_from_slice(&payload[pos - len..pos]),
+            TinyStep::AddSource { src, len } => {
+                let at = out.len();
+                if read(src, len as u64, out).is_none() {
+                    out.truncate(at);
+                    return Err(FormatError::PatchReadOutsideExtents {
+                        op_index: decoder.op_index(),
+                        src_offset: src,
+                        len: len as u64,
+                    });
+                }
+                for (b, d) in out[at..].iter_mut().zip(&payload[pos - len..pos]) {
+                    *b = b.wrapping_add(*d);
+                }
+            }
+            TinyStep::CopySource { src, len } => {
+                let at = out.len();
+                if read(src, len, out).is_none() {
+                    out.truncate(at);
+                    return Err(FormatError::PatchReadOutsideExtents {
+                        op_index: decoder.op_index(),
+                        src_offset: src,
+                        len,
+                    });
+                }
+            }
+            TinyStep::CopyOutput { back, len } => {
+                // The decoder checked 1 <= back <= bytes produced so far.
+                let from = out.len() - back as usize;
+                for i in 0..len as usize {
+                    let b = out[from + i];
+                    out.push(b);
+                }
+            }
+        }
+    }
+    decoder.finish(payload.len() as u64)?;
+    debug_assert_eq!(out.len() - base, decoder.produced() as usize);
+    Ok(())
+}
+
 /// A `read` for [`run_patch`] over one in-memory image.
 pub fn image_reader(image: &[u8]) -> impl FnMut(u64, u64, &mut Vec<u8>) -> Option<()> + '_ {
     move |src, len, out| {
@@ -261,10 +337,11 @@ fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
     let want = op.header.decoded_len as usize;
     let bytes = match op.header.codec {
         Codec::Stored => op.payload.to_vec(),
+        // Tiny payloads produce their segment directly (`run_tiny`).
         Codec::Tiny => {
             return Err(FormatError::PayloadCodec {
                 op_index: op.index,
-                what: "tiny payloads are not decoded by this build",
+                what: "a tiny payload is a command stream, not a buffer to decode",
             })
         }
         Codec::Zstd => {

@@ -23,12 +23,13 @@ pub mod mmap;
 pub mod plan;
 pub mod progress;
 pub mod suffix;
+pub mod tiny;
 pub mod write;
 
 use std::time::Instant;
 
 use ed25519_dalek::SigningKey;
-use fota_format::{Label, Manifest, Mode, OpKind};
+use fota_format::{Label, Manifest, Mode, OpKind, Profile};
 
 pub use apply::{apply, write_atomically, DeviceIdentity};
 pub use error::{Error, Result};
@@ -52,8 +53,11 @@ pub struct DiffOptions {
     pub threads: usize,
     /// Destination segment size (a multiple of the device's erase block).
     pub segment_size: u32,
-    /// zstd level of op payloads (1 to 22).
+    /// zstd level of op payloads (1 to 22; profile zstd only).
     pub level: i32,
+    /// Codec profile: zstd for application processors, tiny for
+    /// microcontrollers (see `fota_format::tiny`).
+    pub profile: Profile,
     /// Device class the package is for.
     pub device_class: Label,
     /// Version of the old image.
@@ -77,6 +81,7 @@ impl Default for DiffOptions {
             threads: 0,
             segment_size: DEFAULT_SEGMENT_SIZE,
             level: DEFAULT_LEVEL,
+            profile: Profile::Zstd,
             device_class: Label::EMPTY,
             from_version: Label::EMPTY,
             to_version: Label::EMPTY,
@@ -168,7 +173,12 @@ pub fn diff_with_progress(
         progress.stage(Stage::Match, new.len() as u64);
         let blocks = matcher::find_blocks(&index, new, opts.match_params, progress);
         stages.matching = t.elapsed().as_secs_f64();
-        drop(index);
+        // The tiny coder also matches literals against the whole source.
+        let index = (opts.profile == Profile::Tiny).then_some(index);
+        let coding = match &index {
+            Some(ix) => plan::Coding::Tiny { source: Some(ix) },
+            None => plan::Coding::Zstd { level: opts.level },
+        };
         let t = Instant::now();
         progress.stage(Stage::Code, new.len() as u64);
         let ops = plan::plan_ops(
@@ -176,7 +186,7 @@ pub fn diff_with_progress(
             new,
             &blocks,
             opts.segment_size as usize,
-            opts.level,
+            coding,
             progress,
         )?;
         stages.coding = t.elapsed().as_secs_f64();
@@ -188,6 +198,7 @@ pub fn diff_with_progress(
         to_version: opts.to_version,
         security_counter: opts.security_counter,
         release_notes_sha256: opts.release_notes_sha256,
+        profile: opts.profile,
         ..write::image_manifest(old, new, opts.segment_size, Mode::AB)
     };
     let package = write::write_package(manifest, &ops, old, new, key)?;

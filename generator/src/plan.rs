@@ -4,6 +4,9 @@
 //! (control, diff and extra streams), and the cheapest of COPY, FILL, PATCH
 //! and NEW on the wire is kept. Segments are coded independently (each op
 //! must be re-doable on its own after a power cut), in parallel.
+//!
+//! Under the tiny profile ([`Coding::Tiny`]) PATCH and NEW segments are
+//! tiny streams instead (see [`crate::tiny`]), or NEW stored.
 
 use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
 use fota_format::patch::{write_varint, zigzag, MAX_VARINT_LEN};
@@ -13,6 +16,24 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::matcher::Block;
 use crate::progress::Progress;
+use crate::suffix::SuffixIndex;
+use crate::tiny::encode_segment;
+
+/// How payloads are coded: the manifest's profile and its knobs.
+#[derive(Clone, Copy)]
+pub enum Coding<'a> {
+    /// Profile zstd: PATCH streams and NEW bytes as zstd frames (or stored).
+    Zstd {
+        /// zstd level, 1 to 22.
+        level: i32,
+    },
+    /// Profile tiny: PATCH and NEW segments as tiny streams (or NEW stored).
+    Tiny {
+        /// The old image's suffix array, so literal bytes may match anywhere
+        /// in the source; `None` keeps source reads to the matcher's blocks.
+        source: Option<&'a SuffixIndex<'a>>,
+    },
+}
 
 /// One coded op before it is chained and hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,7 +301,7 @@ fn plan_segment(
     blocks: &[Block],
     start: usize,
     end: usize,
-    level: i32,
+    coding: Coding<'_>,
 ) -> Result<PlannedOp> {
     let seg = &new[start..end];
     let dst_len = seg.len() as u32;
@@ -321,6 +342,12 @@ fn plan_segment(
             });
         }
     }
+    let level = match coding {
+        Coding::Zstd { level } => level,
+        Coding::Tiny { source } => {
+            return Ok(plan_tiny(old, new, blocks, start, end, source, base));
+        }
+    };
     let literal_share = streams.extra.len() as f64 / seg.len() as f64;
     let extents = merge_extents(&streams.reads, seg.len() as u64);
     let mut best: Option<PlannedOp> = None;
@@ -360,6 +387,51 @@ fn plan_segment(
     })
 }
 
+/// Profile tiny, once FILL and COPY did not apply: the smaller of a PATCH
+/// tiny stream (blocks and source matches) and NEW (a tiny stream without
+/// source commands, or the bytes stored when that is not smaller).
+fn plan_tiny(
+    old: &[u8],
+    new: &[u8],
+    blocks: &[Block],
+    start: usize,
+    end: usize,
+    source: Option<&SuffixIndex<'_>>,
+    base: impl Fn(OpKind) -> PlannedOp,
+) -> PlannedOp {
+    let seg = &new[start..end];
+    let dst_len = seg.len() as u32;
+    let fresh = encode_segment(old, new, &[], start, end, None);
+    let mut best = if fresh.payload.len() < seg.len() {
+        PlannedOp {
+            codec: Codec::Tiny,
+            payload: fresh.payload,
+            decoded_len: dst_len,
+            ..base(OpKind::New)
+        }
+    } else {
+        PlannedOp {
+            payload: seg.to_vec(),
+            decoded_len: dst_len,
+            ..base(OpKind::New)
+        }
+    };
+    let patch = encode_segment(old, new, blocks, start, end, source);
+    if !patch.reads.is_empty() {
+        let op = PlannedOp {
+            codec: Codec::Tiny,
+            extents: merge_extents(&patch.reads, seg.len() as u64),
+            payload: patch.payload,
+            decoded_len: dst_len,
+            ..base(OpKind::Patch)
+        };
+        if op.variable_len() < best.variable_len() {
+            best = op;
+        }
+    }
+    best
+}
+
 /// Codes every segment of `new` (segment `i` starts at `i * segment_size`).
 /// Runs on the current rayon pool; the result does not depend on its size.
 /// Reports each coded segment's length to `progress`.
@@ -368,7 +440,7 @@ pub fn plan_ops(
     new: &[u8],
     blocks: &[Block],
     segment_size: usize,
-    level: i32,
+    coding: Coding<'_>,
     progress: &dyn Progress,
 ) -> Result<Vec<PlannedOp>> {
     let starts: Vec<usize> = (0..new.len()).step_by(segment_size.max(1)).collect();
@@ -376,7 +448,7 @@ pub fn plan_ops(
         .par_iter()
         .map(|&s| {
             let end = (s + segment_size).min(new.len());
-            let op = plan_segment(old, new, blocks, s, end, level);
+            let op = plan_segment(old, new, blocks, s, end, coding);
             progress.advance((end - s) as u64);
             op
         })

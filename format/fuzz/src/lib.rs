@@ -7,7 +7,9 @@
 //! panic", the asserts check what the parsers promise: an op the chain
 //! accepts lies inside the manifest's images, a patch reads only its
 //! extents and produces exactly its segment, and `PatchDecoder` agrees
-//! with a naive reference decoder ([`reference_patch`]) byte for byte.
+//! with a naive reference decoder ([`reference_patch`]) byte for byte;
+//! likewise `TinyDecoder`, fed in chunks of any size, agrees with
+//! [`reference_tiny`].
 
 use std::sync::OnceLock;
 
@@ -15,7 +17,8 @@ use fota_format::op::parse_extent;
 use fota_format::sign::{key_id, sign};
 use fota_format::{
     Codec, Extent, Label, Manifest, Mode, Op, OpKind, Package, PatchDecoder, PatchStep, SigningKey,
-    VerifyingKey, EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN,
+    TinyDecoder, TinyStep, VerifyingKey, EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
+    SIGNED_HEADER_LEN,
 };
 use sha2::{Digest, Sha256};
 
@@ -185,6 +188,17 @@ fn check_op(m: &Manifest, op: &Op<'_>) {
                 misuse: Misuse::None,
             };
             let _ = run_patch(&run, op.payload, || MAX_CHUNK, None);
+        }
+        // Output is kept for back references: bound it as the target does.
+        (OpKind::Patch | OpKind::New, Codec::Tiny) if u64::from(h.dst_len) <= MAX_FUZZ_DST_LEN => {
+            let run = TinyRun {
+                op_index: op.index,
+                dst_offset: h.dst_offset,
+                dst_len: h.dst_len.into(),
+                extents: op.extents.as_slice(),
+                source: zero_source,
+            };
+            let _ = run_tiny(&run, op.payload, || 256, None);
         }
         _ => {}
     }
@@ -648,4 +662,252 @@ impl SplitMix {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+// ------------------------------------------------------------- tiny payloads
+
+/// Largest input chunk handed to `TinyDecoder::step` by the `tiny_decoder`
+/// target (a device's transfer buffer is about this size).
+pub const MAX_TINY_CHUNK: usize = 300;
+
+/// The `tiny_decoder` target. Input layout as [`PatchInput`] (the misuse
+/// bits are ignored), the payload being a tiny stream (SPEC.md §5b). Runs
+/// `TinyDecoder` to the end, handing it the payload in pseudo-random chunks
+/// of 1 to [`MAX_TINY_CHUNK`] bytes over a patterned source image, and
+/// compares verdict and output with [`reference_tiny`], a plain decoder
+/// written from the spec, and with a second run fed the whole payload at
+/// once. Returns `None` when the input is too short, else the verdict.
+pub fn tiny_decoder(data: &[u8]) -> Option<fota_format::Result<u64>> {
+    let input = PatchInput::split(data)?;
+    let mut rng = SplitMix(u64::from(input.seed) ^ 0x2545_f491_4f6c_dd1d);
+    let chunks = move || {
+        let r = rng.next();
+        match r % 4 {
+            0 => 1,
+            1 => 1 + (r >> 8) as usize % 16,
+            _ => 1 + (r >> 8) as usize % MAX_TINY_CHUNK,
+        }
+    };
+    let run = TinyRun {
+        op_index: 0,
+        dst_offset: input.dst_offset,
+        dst_len: input.dst_len,
+        extents: &input.extents,
+        source: pattern_source,
+    };
+    let mut out = Vec::new();
+    let result = run_tiny(&run, input.payload, chunks, Some(&mut out));
+    let mut whole = Vec::new();
+    let at_once = run_tiny(&run, input.payload, || usize::MAX, Some(&mut whole));
+    assert_eq!(result, at_once, "the verdict depends on the chunking");
+    let expected = reference_tiny(
+        input.payload,
+        input.dst_offset,
+        input.dst_len,
+        &input.extents,
+        pattern_source,
+    );
+    match (&result, &expected) {
+        (Ok(n), Some(want)) => {
+            assert_eq!(*n, input.dst_len);
+            assert!(out == *want, "decoded bytes differ from the reference");
+            assert!(whole == *want, "decoded bytes depend on the chunking");
+        }
+        (Err(_), None) => {}
+        (got, want) => panic!(
+            "TinyDecoder says {got:?}, the reference decoder {}",
+            if want.is_some() { "accepts" } else { "refuses" }
+        ),
+    }
+    Some(result)
+}
+
+/// What [`run_tiny`] decodes.
+#[derive(Debug, Clone, Copy)]
+pub struct TinyRun<'e> {
+    /// Op index reported in errors.
+    pub op_index: u32,
+    /// Target offset of the segment (where the source cursor starts).
+    pub dst_offset: u64,
+    /// Segment length.
+    pub dst_len: u64,
+    /// Extents the op may read.
+    pub extents: &'e [Extent],
+    /// The source image, byte by byte.
+    pub source: fn(u64) -> u8,
+}
+
+/// Runs a `TinyDecoder` over `payload` as a device would: a window of the
+/// payload of `next_chunk()` bytes at a time (refilled when the decoder
+/// has consumed it), then `finish`. Appends the output to `out` when
+/// given. Checks every step against the decoder's contract: `NeedInput`
+/// consumes all input, literal and add steps lie inside the input given,
+/// source steps inside one extent, back references inside the output,
+/// output never past `dst_len` and exactly `dst_len` on success, and the
+/// decoder refuses every call after a refusal.
+pub fn run_tiny(
+    run: &TinyRun<'_>,
+    payload: &[u8],
+    mut next_chunk: impl FnMut() -> usize,
+    out: Option<&mut Vec<u8>>,
+) -> fota_format::Result<u64> {
+    let mut decoder = TinyDecoder::new(run.op_index, run.dst_offset, run.dst_len);
+    // Recent output is needed for back references; keep it all (bounded by
+    // MAX_FUZZ_DST_LEN in the target, by the segment in packages).
+    let mut produced: Vec<u8> = Vec::new();
+    let (mut pos, mut end) = (0usize, 0usize);
+    loop {
+        if end <= pos {
+            end = pos.saturating_add(next_chunk().max(1)).min(payload.len());
+        }
+        let input = payload.get(pos..end).unwrap_or(&[]);
+        let (used, step) = match decoder.step(input, run.extents) {
+            Ok(s) => s,
+            Err(e) => {
+                assert!(
+                    decoder.step(&[0], run.extents).is_err(),
+                    "the decoder refuses after a refusal"
+                );
+                return Err(e);
+            }
+        };
+        assert!(used <= input.len(), "consumed more than given");
+        pos += used;
+        let given = &payload[pos - used..pos];
+        match step {
+            TinyStep::NeedInput => {
+                assert_eq!(used, input.len(), "NeedInput leaves input unconsumed");
+                if pos == payload.len() {
+                    break;
+                }
+            }
+            TinyStep::End => break,
+            TinyStep::Literal { len } => {
+                assert!(
+                    len >= 1 && len <= used,
+                    "literal of {len} from {used} bytes"
+                );
+                produced.extend_from_slice(&given[used - len..]);
+            }
+            TinyStep::AddSource { src, len } => {
+                assert!(len >= 1 && len <= used, "add of {len} from {used} bytes");
+                assert!(inside(run.extents, src, len as u64), "add outside extents");
+                for (i, d) in given[used - len..].iter().enumerate() {
+                    produced.push((run.source)(src + i as u64).wrapping_add(*d));
+                }
+            }
+            TinyStep::CopySource { src, len } => {
+                assert!(len >= 1, "empty copy");
+                assert!(inside(run.extents, src, len), "copy outside extents");
+                assert!(len <= run.dst_len, "copy longer than the segment");
+                produced.extend((0..len).map(|i| (run.source)(src + i)));
+            }
+            TinyStep::CopyOutput { back, len } => {
+                assert!(
+                    back >= 1 && back <= produced.len() as u64,
+                    "bad back {back}"
+                );
+                assert!(len <= run.dst_len, "copy longer than the segment");
+                let from = produced.len() - back as usize;
+                for i in 0..len as usize {
+                    let b = produced[from + i];
+                    produced.push(b);
+                }
+            }
+        }
+        assert!(
+            produced.len() as u64 <= run.dst_len,
+            "tiny stream produced {} bytes of a {}-byte segment",
+            produced.len(),
+            run.dst_len
+        );
+        assert_eq!(produced.len() as u64, decoder.produced());
+    }
+    decoder.finish(payload.len() as u64)?;
+    assert_eq!(
+        produced.len() as u64,
+        run.dst_len,
+        "accepted stream did not fill its segment"
+    );
+    if let Some(out) = out {
+        out.extend_from_slice(&produced);
+    }
+    Ok(run.dst_len)
+}
+
+/// The tiny stream decoded the obvious way, with allocation, from SPEC.md
+/// §5b: the oracle for the streaming [`TinyDecoder`]. `None` when the
+/// payload is not a valid stream for this segment and these extents.
+pub fn reference_tiny(
+    payload: &[u8],
+    dst_offset: u64,
+    dst_len: u64,
+    extents: &[Extent],
+    source: fn(u64) -> u8,
+) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut pos = 0usize;
+    let mut cursor = dst_offset;
+    while (out.len() as u64) < dst_len {
+        let byte = *payload.get(pos)?;
+        pos += 1;
+        let (tag, code) = (byte >> 5, byte & 31);
+        let len = if code < 31 {
+            u64::from(code) + 1
+        } else {
+            32u64.checked_add(ref_varint(payload, &mut pos)?)?
+        };
+        if len > dst_len - out.len() as u64 {
+            return None;
+        }
+        match tag {
+            0 => {
+                let end = pos.checked_add(usize::try_from(len).ok()?)?;
+                out.extend_from_slice(payload.get(pos..end)?);
+                pos = end;
+            }
+            1..=4 => {
+                let delta = if tag == 2 || tag == 4 {
+                    let z = ref_varint(payload, &mut pos)?;
+                    ((z >> 1) as i64) ^ -((z & 1) as i64)
+                } else {
+                    0
+                };
+                let src = cursor.checked_add_signed(delta)?;
+                let src_end = src.checked_add(len)?;
+                // An extent whose end overflows is invalid and contains nothing.
+                let covered = extents.iter().any(|e| {
+                    e.offset
+                        .checked_add(e.len)
+                        .is_some_and(|e_end| src >= e.offset && src_end <= e_end)
+                });
+                if !covered {
+                    return None;
+                }
+                if tag <= 2 {
+                    let end = pos.checked_add(usize::try_from(len).ok()?)?;
+                    let diff = payload.get(pos..end)?;
+                    pos = end;
+                    for (i, d) in diff.iter().enumerate() {
+                        out.push(source(src + i as u64).wrapping_add(*d));
+                    }
+                } else {
+                    out.extend((0..len).map(|i| source(src + i)));
+                }
+                cursor = src + len;
+            }
+            5 => {
+                let back = ref_varint(payload, &mut pos)?.checked_add(1)?;
+                if back > out.len() as u64 {
+                    return None;
+                }
+                let from = out.len() - back as usize;
+                for i in 0..len as usize {
+                    out.push(out[from + i]);
+                }
+            }
+            _ => return None,
+        }
+    }
+    (pos == payload.len()).then_some(out)
 }
