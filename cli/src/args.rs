@@ -74,7 +74,8 @@ pub struct DiffArgs {
     /// Anti-rollback counter of NEW.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub security_counter: u64,
-    /// Destination segment size in bytes: a multiple of the device's erase block.
+    /// Destination segment size in bytes: a multiple of the device's erase block
+    /// (in place, left at the default: one erase block).
     #[arg(long, value_name = "BYTES", default_value_t = fota_generator::DEFAULT_SEGMENT_SIZE)]
     pub segment_size: u32,
     /// zstd level of payloads, 1 to 22 (profile zstd).
@@ -87,6 +88,17 @@ pub struct DiffArgs {
     /// Release notes file: its sha256 goes into the signed manifest.
     #[arg(long, value_name = "FILE")]
     pub release_notes: Option<PathBuf>,
+    /// Update mode: ab (the target goes to another slot) or in-place (the
+    /// target overwrites OLD; ops are ordered and stashed to allow that).
+    #[arg(long, value_enum, default_value_t = ModeArg::Ab)]
+    pub mode: ModeArg,
+    /// The device's erase block in bytes (in place: segments are whole erase blocks).
+    #[arg(long, value_name = "BYTES", default_value_t = fota_generator::DEFAULT_ERASE_SIZE)]
+    pub erase_size: u32,
+    /// In place: scratch bytes the device has for stashes (default: the larger of 2
+    /// erase blocks and 2 % of the larger image).
+    #[arg(long, value_name = "BYTES")]
+    pub scratch_size: Option<u64>,
     /// Skip applying the package to OLD before writing it (faster, less safe).
     #[arg(long)]
     pub no_self_check: bool,
@@ -168,6 +180,24 @@ pub struct InspectArgs {
     pub json: bool,
     /// The package.
     pub package: PathBuf,
+}
+
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// A/B: the target goes to another slot.
+    Ab,
+    /// In place: the target overwrites the source.
+    InPlace,
+}
+
+impl From<ModeArg> for fota_format::Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Ab => fota_format::Mode::AB,
+            ModeArg::InPlace => fota_format::Mode::InPlace,
+        }
+    }
 }
 
 /// `fota flash`: in place (`--image IMG`) or A/B (`--source OLD --image SLOT`).

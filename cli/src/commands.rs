@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use fota_format::{Error as FormatError, Label, Manifest, OpKind, Package};
+use fota_format::{Error as FormatError, Label, Manifest, Mode, OpKind, Package};
 use fota_generator::mmap::MappedFile;
 use fota_generator::{keys, DeviceIdentity, DiffOptions};
 use serde_json::json;
@@ -131,6 +131,9 @@ fn diff(a: DiffArgs) -> Result<()> {
         security_counter: a.security_counter,
         release_notes_sha256,
         self_check: !a.no_self_check,
+        mode: a.mode.into(),
+        erase_size: a.erase_size,
+        scratch_size: a.scratch_size,
         ..DiffOptions::default()
     };
     let bar = Bar::new();
@@ -158,6 +161,12 @@ fn diff(a: DiffArgs) -> Result<()> {
                 "seconds": out.seconds, "threads": out.threads,
                 "stage_seconds": {"index": st.index, "matching": st.matching, "coding": st.coding, "self_check": st.self_check},
                 "ops": ops,
+                "mode": format!("{:?}", opts.mode), "segment_size": opts.effective_segment_size(),
+                "in_place": out.in_place.map(|p| json!({
+                    "stash_ops": p.stash_ops, "stash_high_water": p.stash_high_water,
+                    "scratch_slots": p.scratch_slots, "scratch_slots_available": p.scratch_slots_available,
+                    "replanned_ops": p.replanned_ops,
+                })),
             })
         );
     } else {
@@ -170,6 +179,18 @@ fn diff(a: DiffArgs) -> Result<()> {
             out.seconds,
             out.threads
         );
+        if let Some(p) = out.in_place {
+            let seg = u64::from(opts.effective_segment_size());
+            println!(
+                "in place: {}-byte segments, {} stash ops, at most {} of {} scratch slots live ({} bytes), {} ops re-planned for lack of scratch",
+                human::bytes(seg),
+                p.stash_ops,
+                p.stash_high_water,
+                p.scratch_slots_available,
+                human::bytes(u64::from(p.stash_high_water) * seg),
+                p.replanned_ops
+            );
+        }
     }
     Ok(())
 }
@@ -249,7 +270,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
     let pkg = Package::parse(&bytes).map_err(blame_pkg)?;
     let m = pkg.manifest_unverified().map_err(blame_pkg)?;
     let kinds = OpKind::ALL;
-    let mut stats = [(0u64, 0u64, 0u64); 5];
+    let mut stats = [(0u64, 0u64, 0u64); OpKind::ALL.len()];
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
         let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
@@ -258,6 +279,11 @@ fn inspect(a: InspectArgs) -> Result<()> {
         stats[i].2 += op.header.total_len();
     }
     let h = pkg.header();
+    let stash_ops = kinds
+        .iter()
+        .zip(stats)
+        .find(|(k, _)| **k == OpKind::Stash)
+        .map_or(0, |(_, (n, _, _))| n);
     if a.json {
         let ops: serde_json::Map<String, serde_json::Value> = kinds
             .iter()
@@ -280,6 +306,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 "source_size": m.source_size, "source_sha256": human::hex(&m.source_sha256),
                 "target_size": m.target_size, "target_sha256": human::hex(&m.target_sha256),
                 "op_count": m.op_count, "release_notes_sha256": human::hex(&m.release_notes_sha256),
+                "scratch_slots": m.scratch_slots, "stash_ops": stash_ops,
                 "ops": ops,
             })
         );
@@ -305,6 +332,14 @@ fn inspect(a: InspectArgs) -> Result<()> {
     println!("security ctr   {}", m.security_counter);
     println!("mode, profile  {:?}, {:?}", m.mode, m.profile);
     println!("segment size   {}", human::bytes(m.segment_size.into()));
+    if m.mode == Mode::InPlace {
+        println!(
+            "scratch        {} slots ({} bytes), {} stash ops",
+            m.scratch_slots,
+            human::bytes(u64::from(m.scratch_slots) * u64::from(m.segment_size)),
+            stash_ops
+        );
+    }
     println!(
         "source         {} bytes, sha256 {}",
         human::bytes(m.source_size),

@@ -372,6 +372,132 @@ fn refusals_name_the_file_and_what_was_expected() {
 }
 
 #[test]
+fn in_place_diff_inspect_apply_and_bad_options() {
+    let env = Env::new();
+    let diff_json = |extra: &[&str], out: &str| -> serde_json::Value {
+        let mut args = vec!["diff", "--key", "k/fota.key", "--json"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["old", "new", "-o", out]);
+        serde_json::from_str(&env.ok(&args)).unwrap()
+    };
+    let ab = diff_json(&[], "ab");
+    let ab_4k = diff_json(&["--segment-size", "4096"], "ab4k");
+    let ip = diff_json(
+        &[
+            "--mode",
+            "in-place",
+            "--erase-size",
+            "4096",
+            "--scratch-size",
+            "8192",
+        ],
+        "ip",
+    );
+    assert_eq!(ip["mode"], "InPlace");
+    assert_eq!(ip["segment_size"], 4096);
+    let stats = &ip["in_place"];
+    assert_eq!(stats["scratch_slots_available"], 2);
+    assert!(stats["stash_high_water"].as_u64().unwrap() <= 2);
+    assert_eq!(stats["stash_ops"], ip["ops"]["stash"]["ops"]);
+    assert!(ab["in_place"].is_null());
+    println!(
+        "sample pair: A/B {} B (4 MiB segments), A/B {} B (4 KiB segments), in place {} B \
+         (4 KiB segments, {} stash ops, high-water {} of 2 slots, {} re-planned)",
+        ab["package_bytes"],
+        ab_4k["package_bytes"],
+        ip["package_bytes"],
+        stats["stash_ops"],
+        stats["stash_high_water"],
+        stats["replanned_ops"]
+    );
+
+    env.ok(&["apply", "--pubkey", "k/fota.pub", "old", "ip", "-o", "out"]);
+    assert_eq!(
+        std::fs::read(env.path("out")).unwrap(),
+        std::fs::read(env.path("new")).unwrap()
+    );
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "ip"])).unwrap();
+    assert_eq!(j["mode"], "InPlace");
+    assert_eq!(j["scratch_slots"], stats["scratch_slots"]);
+    assert_eq!(j["stash_ops"], stats["stash_ops"]);
+    let text = env.ok(&["inspect", "ip"]);
+    assert!(
+        text.contains("InPlace") && text.contains("scratch ") && text.contains("stash ops"),
+        "{text}"
+    );
+    let human = env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--mode",
+        "in-place",
+        "old",
+        "new",
+        "-o",
+        "ip2",
+    ]);
+    assert!(
+        human.contains("in place:") && human.contains("stash ops"),
+        "{human}"
+    );
+
+    // Options the format or the device cannot honour exit with 2 and say why.
+    let e = env.fails(
+        &[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--mode",
+            "in-place",
+            "--segment-size",
+            "6144",
+            "old",
+            "new",
+            "-o",
+            "bad",
+        ],
+        2,
+    );
+    assert!(
+        e.contains("--segment-size") && e.contains("erase blocks"),
+        "{e}"
+    );
+    let e = env.fails(
+        &[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--mode",
+            "in-place",
+            "--scratch-size",
+            "100",
+            "old",
+            "new",
+            "-o",
+            "bad",
+        ],
+        2,
+    );
+    assert!(e.contains("--scratch-size"), "{e}");
+    let e = env.fails(
+        &[
+            "diff",
+            "--key",
+            "k/fota.key",
+            "--scratch-size",
+            "8192",
+            "old",
+            "new",
+            "-o",
+            "bad",
+        ],
+        2,
+    );
+    assert!(e.contains("in-place"), "{e}");
+    assert!(!env.path("bad").exists());
+}
+
+#[test]
 fn tiny_profile_diff_inspect_apply() {
     let env = Env::new();
     for (name, seg) in [("t", "4096"), ("t-big", "4194304")] {

@@ -51,6 +51,10 @@ pub enum Error {
         "internal error: the package does not reproduce the new image ({0}); please report this"
     )]
     SelfCheck(fota_format::Error),
+    /// The in-place op order broke a rule of the format's simulator
+    /// (`fota_format::InPlaceTracker`): a bug, reported rather than shipped.
+    #[error("internal error: the in-place op order is refused ({0}); please report this")]
+    InPlaceOrder(fota_format::Error),
 }
 
 impl Error {

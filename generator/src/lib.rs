@@ -7,7 +7,9 @@
 //! ```text
 //! mmap ──> suffix (suffix array of old) ──> matcher (approximate blocks,
 //!   parallel over fixed chunks of new) ──> plan (one op per segment,
-//!   cheapest of copy/fill/patch/new, zstd) ──> write (hash chain, sign)
+//!   cheapest of copy/fill/patch/new, zstd) ──> inplace (in-place mode
+//!   only: SKIP, order, STASH; checked by the format's simulator)
+//!   ──> write (hash chain, sign)
 //!   ──> apply (self-check: the package must reproduce the new image)
 //! ```
 //!
@@ -17,6 +19,7 @@
 
 pub mod apply;
 pub mod error;
+pub mod inplace;
 pub mod keys;
 pub mod matcher;
 pub mod mmap;
@@ -33,6 +36,7 @@ use fota_format::{Label, Manifest, Mode, OpKind, Profile};
 
 pub use apply::{apply, write_atomically, DeviceIdentity};
 pub use error::{Error, Result};
+pub use inplace::InPlaceStats;
 pub use matcher::MatchParams;
 pub use progress::{NoProgress, Progress, Stage};
 
@@ -46,12 +50,19 @@ pub const DEFAULT_SEGMENT_SIZE: u32 = 4 << 20;
 /// Default zstd level for payloads.
 pub const DEFAULT_LEVEL: i32 = 19;
 
+/// Default erase block size of the device: 4 KiB, the sector of most NOR
+/// flash.
+pub const DEFAULT_ERASE_SIZE: u32 = 4096;
+
 /// What to put in the manifest and how hard to work.
 #[derive(Debug, Clone)]
 pub struct DiffOptions {
     /// Worker threads; 0 uses every core.
     pub threads: usize,
     /// Destination segment size (a multiple of the device's erase block).
+    /// In place, the A/B default [`DEFAULT_SEGMENT_SIZE`] stands for "not
+    /// chosen" and the segment is one erase block instead (see
+    /// [`DiffOptions::effective_segment_size`]).
     pub segment_size: u32,
     /// zstd level of op payloads (1 to 22; profile zstd only).
     pub level: i32,
@@ -73,6 +84,16 @@ pub struct DiffOptions {
     /// Apply the finished package to the old image and compare with the new
     /// one before returning it (on by default; costs one host apply).
     pub self_check: bool,
+    /// A/B (the target goes to another slot) or in place (the target
+    /// overwrites the source; ops are ordered and stashed to allow that).
+    pub mode: Mode,
+    /// The device's erase block in bytes: in place, segments are whole
+    /// erase blocks (A/B packages do not use it).
+    pub erase_size: u32,
+    /// In place: bytes of scratch the device has for stashes; `None` is
+    /// max(2 erase blocks, 2 % of the larger image). Used in whole
+    /// segments, at least one.
+    pub scratch_size: Option<u64>,
 }
 
 impl Default for DiffOptions {
@@ -89,7 +110,57 @@ impl Default for DiffOptions {
             release_notes_sha256: [0; 32],
             match_params: MatchParams::default(),
             self_check: true,
+            mode: Mode::AB,
+            erase_size: DEFAULT_ERASE_SIZE,
+            scratch_size: None,
         }
+    }
+}
+
+impl DiffOptions {
+    /// The segment size of the package: `segment_size`, except in place
+    /// when it is left at [`DEFAULT_SEGMENT_SIZE`]: then the smallest valid
+    /// segment made of whole erase blocks (`erase_size` itself for any
+    /// power of two from 256 B), so a stash and the rework after a power
+    /// cut stay one erase block.
+    pub fn effective_segment_size(&self) -> u32 {
+        use fota_format::manifest::SEGMENT_ALIGN;
+        if self.mode != Mode::InPlace || self.segment_size != DEFAULT_SEGMENT_SIZE {
+            return self.segment_size;
+        }
+        let (a, b) = (u64::from(self.erase_size.max(1)), u64::from(SEGMENT_ALIGN));
+        let (mut x, mut y) = (a, b);
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        u32::try_from(a / x * b).unwrap_or(u32::MAX)
+    }
+
+    /// In place: the scratch slots (of `segment_size` bytes) stashes may
+    /// use, for images of `old_len` and `new_len` bytes: `scratch_size`,
+    /// or by default max(2 erase blocks, 2 % of the larger image), rounded
+    /// down to whole segments and at least one.
+    ///
+    /// # Errors
+    /// [`Error::Option`] when an explicit `scratch_size` holds no segment.
+    pub fn scratch_slots(&self, segment_size: u32, old_len: u64, new_len: u64) -> Result<u32> {
+        let seg = u64::from(segment_size.max(1));
+        let slots = match self.scratch_size {
+            Some(bytes) if bytes < seg => {
+                return Err(Error::Option {
+                    option: "--scratch-size",
+                    reason: format!(
+                        "{bytes} bytes hold no {seg}-byte segment; in place needs at least one"
+                    ),
+                })
+            }
+            Some(bytes) => bytes / seg,
+            None => {
+                let two_percent = old_len.max(new_len) / 50;
+                (u64::from(self.erase_size) * 2).max(two_percent) / seg
+            }
+        };
+        Ok(u32::try_from(slots.max(1)).unwrap_or(u32::MAX))
     }
 }
 
@@ -115,8 +186,10 @@ pub struct DiffOutput {
     pub seconds: f64,
     /// Seconds in the suffix array, matching, coding and self-check.
     pub stage_seconds: StageSeconds,
-    /// Per op kind, in [`OpKind`] order copy, patch, new, fill, skip.
+    /// Per op kind, in [`OpKind`] order copy, patch, new, fill, skip, stash.
     pub by_kind: [(OpKind, KindStats); OpKind::ALL.len()],
+    /// In place: stashes, scratch slots and re-planned ops; `None` for A/B.
+    pub in_place: Option<InPlaceStats>,
 }
 
 /// Time per pipeline stage.
@@ -154,7 +227,13 @@ pub fn diff_with_progress(
     progress: &dyn Progress,
 ) -> Result<DiffOutput> {
     let started = Instant::now();
+    check_mode_options(opts)?;
     check_options(opts)?;
+    let segment_size = opts.effective_segment_size();
+    let slots = match opts.mode {
+        Mode::AB => 0,
+        Mode::InPlace => opts.scratch_slots(segment_size, old.len() as u64, new.len() as u64)?,
+    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -164,7 +243,7 @@ pub fn diff_with_progress(
         })?;
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
-    let ops = pool.install(|| -> Result<_> {
+    let (ops, mut in_place) = pool.install(|| -> Result<_> {
         let t = Instant::now();
         progress.stage(Stage::Index, 0);
         let index = suffix::SuffixIndex::build(old)?;
@@ -181,16 +260,23 @@ pub fn diff_with_progress(
         };
         let t = Instant::now();
         progress.stage(Stage::Code, new.len() as u64);
-        let ops = plan::plan_ops(
-            old,
-            new,
-            &blocks,
-            opts.segment_size as usize,
-            coding,
-            progress,
-        )?;
+        let ops = plan::plan_ops(old, new, &blocks, segment_size as usize, coding, progress)?;
+        let planned = match opts.mode {
+            Mode::AB => (ops, None),
+            Mode::InPlace => {
+                // Re-coding without some sources must read only the blocks given.
+                let recoding = match coding {
+                    plan::Coding::Tiny { .. } => plan::Coding::Tiny { source: None },
+                    c => c,
+                };
+                let code =
+                    |b: &[matcher::Block], s, e| plan::plan_segment(old, new, b, s, e, recoding);
+                let p = inplace::plan_in_place(old, new, &blocks, segment_size, slots, ops, &code)?;
+                (p.ops, Some(p.stats))
+            }
+        };
         stages.coding = t.elapsed().as_secs_f64();
-        Ok(ops)
+        Ok(planned)
     })?;
     let manifest = Manifest {
         device_class: opts.device_class,
@@ -199,8 +285,15 @@ pub fn diff_with_progress(
         security_counter: opts.security_counter,
         release_notes_sha256: opts.release_notes_sha256,
         profile: opts.profile,
-        ..write::image_manifest(old, new, opts.segment_size, Mode::AB)
+        scratch_slots: in_place.map_or(0, |p| p.scratch_slots),
+        ..write::image_manifest(old, new, segment_size, opts.mode)
     };
+    if let Some(stats) = in_place.as_mut() {
+        // The format's own rules, before anything is written.
+        let mut m = manifest;
+        m.op_count = u32::try_from(ops.len()).unwrap_or(u32::MAX);
+        stats.stash_high_water = inplace::simulate(&m, &ops)?;
+    }
     let package = write::write_package(manifest, &ops, old, new, key)?;
     if opts.self_check {
         let t = Instant::now();
@@ -232,12 +325,52 @@ pub fn diff_with_progress(
         seconds: started.elapsed().as_secs_f64(),
         stage_seconds: stages,
         by_kind,
+        in_place,
     })
+}
+
+/// Checks the mode, erase size and scratch options.
+fn check_mode_options(opts: &DiffOptions) -> Result<()> {
+    use fota_format::manifest::MAX_SEGMENT_SIZE;
+    let erase = opts.erase_size;
+    if erase == 0 || erase > MAX_SEGMENT_SIZE {
+        return Err(Error::Option {
+            option: "--erase-size",
+            reason: format!("{erase} is not from 1 to {MAX_SEGMENT_SIZE}"),
+        });
+    }
+    match opts.mode {
+        Mode::AB if opts.scratch_size.is_some() => Err(Error::Option {
+            option: "--scratch-size",
+            reason: "only in-place packages use scratch (add --mode in-place)".into(),
+        }),
+        Mode::AB => Ok(()),
+        Mode::InPlace => {
+            let seg = opts.effective_segment_size();
+            if seg > MAX_SEGMENT_SIZE {
+                return Err(Error::Option {
+                    option: "--erase-size",
+                    reason: format!(
+                        "{erase}: no segment of whole erase blocks is a multiple of 256 up to {MAX_SEGMENT_SIZE}"
+                    ),
+                });
+            }
+            if seg % erase != 0 {
+                return Err(Error::Option {
+                    option: "--segment-size",
+                    reason: format!(
+                        "{seg} is not a whole number of erase blocks ({erase} bytes); in place every segment is erased alone"
+                    ),
+                });
+            }
+            Ok(())
+        }
+    }
 }
 
 fn check_options(opts: &DiffOptions) -> Result<()> {
     use fota_format::manifest::{MAX_SEGMENT_SIZE, MIN_SEGMENT_SIZE, SEGMENT_ALIGN};
-    let s = opts.segment_size;
+    let s = opts.effective_segment_size();
     if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&s) || s % SEGMENT_ALIGN != 0 {
         return Err(Error::Option {
             option: "--segment-size",

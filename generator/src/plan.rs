@@ -295,7 +295,7 @@ fn code_payload(parts: &[&[u8]], level: i32) -> Result<(Codec, Vec<u8>, u32)> {
 }
 
 /// Codes one segment, choosing the smallest op.
-fn plan_segment(
+pub fn plan_segment(
     old: &[u8],
     new: &[u8],
     blocks: &[Block],
