@@ -22,15 +22,15 @@ use ed25519_dalek::VerifyingKey;
 use fota_format::op::{parse_extent, Codec, OpHeader, OpKind};
 use fota_format::package::raw_op_len;
 use fota_format::{
-    Error as FormatError, Extents, Header, InPlaceTracker, Label, Manifest, Mode, OpChain,
-    Profile, SourcePiece, EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN,
+    Error as FormatError, Extents, Header, InPlaceTracker, Label, Manifest, Mode, OpChain, Profile,
+    SourcePiece, EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, SIGNED_HEADER_LEN,
 };
 use sha2::{Digest, Sha256};
 
+use crate::decode;
 use crate::error::{Error, Region, Result};
 use crate::flash::Flash;
 use crate::journal::{self, Journal, Record, RecordKind};
-use crate::decode;
 use crate::layout::Layout;
 use crate::source::PackageSource;
 
@@ -426,7 +426,8 @@ async fn run_op<F: Flash, P: PackageSource>(
             work.read.fill(h.fill_value);
             while out.produced < out.len {
                 let n = (work.read.len() as u64).min(out.len - out.produced) as usize;
-                out.push(flash, work.out, work.read.get(..n).unwrap_or(&[])).await?;
+                out.push(flash, work.out, work.read.get(..n).unwrap_or(&[]))
+                    .await?;
             }
         }
         OpKind::Copy | OpKind::Stash => {
@@ -443,7 +444,8 @@ async fn run_op<F: Flash, P: PackageSource>(
         }
         OpKind::New if h.codec == Codec::Stored => {
             while let Some(n) = payload.next(package, work.pkg).await? {
-                out.push(flash, work.out, work.pkg.get(..n).unwrap_or(&[])).await?;
+                out.push(flash, work.out, work.pkg.get(..n).unwrap_or(&[]))
+                    .await?;
             }
         }
         OpKind::New | OpKind::Patch => {
@@ -513,13 +515,13 @@ impl Sources<'_> {
         let mut done = 0usize;
         while done < out.len() {
             let at = offset + done as u64;
-            let piece = tracker
-                .locate(at, (out.len() - done) as u64)
-                .ok_or(FormatError::PatchReadOutsideExtents {
+            let piece = tracker.locate(at, (out.len() - done) as u64).ok_or(
+                FormatError::PatchReadOutsideExtents {
                     op_index,
                     src_offset: at,
                     len: (out.len() - done) as u64,
-                })?;
+                },
+            )?;
             let (region, addr) = match piece {
                 SourcePiece::Image { offset, .. } => {
                     (Region::Target, self.layout.target().start + offset)
@@ -696,6 +698,7 @@ impl Payload {
     }
 
     /// Payload bytes left.
+    #[cfg(feature = "std")]
     pub(crate) fn remaining(&self) -> u64 {
         self.end - self.pos
     }
@@ -896,10 +899,7 @@ async fn read_flash<F: Flash>(
         }
         flash.read(base, piece).await.map_err(err(base))?;
         let n = (piece.len() - skip).min(out.len() - done);
-        if let (Some(dst), Some(src)) = (
-            out.get_mut(done..done + n),
-            piece.get(skip..skip + n),
-        ) {
+        if let (Some(dst), Some(src)) = (out.get_mut(done..done + n), piece.get(skip..skip + n)) {
             dst.copy_from_slice(src);
         }
         done += n;
@@ -934,4 +934,3 @@ async fn check_target<F: Flash>(
     }
     Ok(())
 }
-

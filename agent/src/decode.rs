@@ -6,6 +6,7 @@
 //! memory, so they need the `std` feature (application processors).
 
 use fota_format::op::Codec;
+use fota_format::tiny::{TinyDecoder, TinyStep};
 use fota_format::Error as FormatError;
 
 use crate::apply::{Out, Payload, ReadOp, Sources, Work};
@@ -30,19 +31,104 @@ pub(crate) async fn run<F: Flash, P: PackageSource>(
 }
 
 async fn tiny<F: Flash, P: PackageSource>(
-    _flash: &mut F,
-    _package: &mut P,
-    _src: &Sources<'_>,
+    flash: &mut F,
+    package: &mut P,
+    src: &Sources<'_>,
     op: &ReadOp,
-    _payload: &mut Payload,
-    _out: &mut Out,
-    _work: &mut Work<'_>,
+    payload: &mut Payload,
+    out: &mut Out,
+    work: &mut Work<'_>,
 ) -> Result<()> {
-    Err(FormatError::PayloadCodec {
-        op_index: op.index,
-        what: "tiny payloads are not decoded by this build yet",
+    let h = &op.header;
+    let extents = op.extents.as_slice();
+    let mut decoder = TinyDecoder::new(op.index, h.dst_offset, h.dst_len.into());
+    // The current package chunk is work.pkg[start..have].
+    let (mut start, mut have) = (0usize, 0usize);
+    loop {
+        let input = work.pkg.get(start..have).unwrap_or(&[]);
+        let (used, step) = decoder.step(input, extents)?;
+        start += used;
+        match step {
+            TinyStep::NeedInput => match payload.next(package, work.pkg).await? {
+                Some(n) => (start, have) = (0, n),
+                None => break,
+            },
+            TinyStep::End => break,
+            TinyStep::Literal { len } => {
+                let bytes = work.pkg.get(start - len..start).unwrap_or(&[]);
+                out.push(flash, work.out, bytes).await?;
+            }
+            TinyStep::CopySource { src: at, len } => {
+                let mut pos = 0u64;
+                while pos < len {
+                    let n = (work.read.len() as u64).min(len - pos) as usize;
+                    let part = work.read.get_mut(..n).unwrap_or(&mut []);
+                    src.read(flash, at + pos, part, op.index).await?;
+                    out.push(flash, work.out, part).await?;
+                    pos += n as u64;
+                }
+            }
+            TinyStep::AddSource { src: at, len } => {
+                // len is at most the input chunk, so it fits work.read.
+                let part = work.read.get_mut(..len).unwrap_or(&mut []);
+                src.read(flash, at, part, op.index).await?;
+                let diffs = work.pkg.get(start - len..start).unwrap_or(&[]);
+                for (b, d) in part.iter_mut().zip(diffs) {
+                    *b = b.wrapping_add(*d);
+                }
+                out.push(flash, work.out, part).await?;
+            }
+            TinyStep::CopyOutput { back, len } => {
+                copy_output(flash, out, work, back, len).await?;
+            }
+        }
     }
-    .into())
+    decoder.finish(h.payload_len.into())?;
+    Ok(())
+}
+
+/// LZ77 copy from the segment's own output, `back` bytes behind, with
+/// overlap: a short period is read once and repeated.
+async fn copy_output<F: Flash>(
+    flash: &mut F,
+    out: &mut Out,
+    work: &mut Work<'_>,
+    back: u64,
+    len: u64,
+) -> Result<()> {
+    let chunk = work.read.len() as u64;
+    let from = out.produced().saturating_sub(back);
+    if back < len && back <= chunk / 2 {
+        let period = back as usize;
+        let pattern = work.read.get_mut(..period).unwrap_or(&mut []);
+        out.read_back(flash, work.out, from, pattern).await?;
+        let span = (chunk / back * back) as usize;
+        for i in period..span {
+            if let Some(b) = work.read.get(i - period).copied() {
+                if let Some(d) = work.read.get_mut(i) {
+                    *d = b;
+                }
+            }
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = (span as u64).min(left) as usize;
+            out.push(flash, work.out, work.read.get(..n).unwrap_or(&[]))
+                .await?;
+            left -= n as u64;
+        }
+        return Ok(());
+    }
+    let mut pos = 0u64;
+    while pos < len {
+        // Never past what is already produced: at most `back` at a time.
+        let n = chunk.min(len - pos).min(back) as usize;
+        let part = work.read.get_mut(..n).unwrap_or(&mut []);
+        out.read_back(flash, work.out, from + pos, part).await?;
+        out.push(flash, work.out, part).await?;
+        pos += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "std"))]
@@ -132,8 +218,9 @@ fn zstd_decode(op: &ReadOp, coded: &[u8]) -> Result<std::vec::Vec<u8>> {
     if !one_frame {
         return Err(err("payload is not exactly one zstd frame").into());
     }
-    zstd::bulk::decompress(coded, op.header.decoded_len as usize)
-        .map_err(|_| err("zstd frame is corrupt or decodes to more than the declared length").into())
+    zstd::bulk::decompress(coded, op.header.decoded_len as usize).map_err(|_| {
+        err("zstd frame is corrupt or decodes to more than the declared length").into()
+    })
 }
 
 #[cfg(all(feature = "std", not(feature = "zstd")))]

@@ -108,12 +108,10 @@ impl<F: NorFlash> Flash for NorFlashAdapter<F> {
     }
     async fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), FlashError> {
         use embedded_storage::nor_flash::NorFlashError;
-        self.0
-            .read(to_u32(addr)?, buf)
-            .map_err(|e| match e.kind() {
-                NorFlashErrorKind::Other => FlashError::ReadFailed,
-                k => kind_to_error(k),
-            })
+        self.0.read(to_u32(addr)?, buf).map_err(|e| match e.kind() {
+            NorFlashErrorKind::Other => FlashError::ReadFailed,
+            k => kind_to_error(k),
+        })
     }
     async fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), FlashError> {
         use embedded_storage::nor_flash::NorFlashError;

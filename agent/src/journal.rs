@@ -135,7 +135,10 @@ pub fn package_id(signed_header: &[u8], manifest: &[u8]) -> [u8; 8] {
 /// Length of a record slot on this flash: the record rounded up to the
 /// write and read sizes.
 pub fn slot_len<F: Flash>(flash: &F) -> u64 {
-    let unit = lcm(flash.write_size().max(1) as u64, flash.read_size().max(1) as u64);
+    let unit = lcm(
+        flash.write_size().max(1) as u64,
+        flash.read_size().max(1) as u64,
+    );
     (RECORD_LEN as u64).div_ceil(unit) * unit
 }
 

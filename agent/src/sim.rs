@@ -15,8 +15,8 @@
 //! k ops of that trace (the agent is deterministic), so every single cut
 //! costs one resume, not one whole update.
 
-use std::vec;
 use std::string::String;
+use std::vec;
 use std::vec::Vec;
 
 use crate::flash::{Block, Flash, FlashError};
@@ -359,8 +359,10 @@ impl SimFlash {
         self.bytes_programmed += data.len() as u64;
     }
 
-    /// Counts an op and fires the cut when it is due. `Ok(true)` = do it.
-    fn tick(&mut self, op: &TraceOp) -> Result<bool, FlashError> {
+    /// Counts an op and fires the cut when it is due; `make` builds the
+    /// op's record only when a trace or the cut needs it (so a run without
+    /// either allocates nothing).
+    fn tick(&mut self, make: impl FnOnce() -> TraceOp) -> Result<(), FlashError> {
         if self.dead {
             return Err(FlashError::PowerLost);
         }
@@ -372,15 +374,16 @@ impl SimFlash {
         self.ops += 1;
         if let Some((at, variant, seed)) = self.cut {
             if n == at {
-                self.apply_faulty(op, variant, seed);
+                let op = make();
+                self.apply_faulty(&op, variant, seed);
                 self.dead = true;
                 return Err(FlashError::PowerLost);
             }
         }
         if let Some(t) = self.trace.as_mut() {
-            t.push(op.clone());
+            t.push(make());
         }
-        Ok(true)
+        Ok(())
     }
 
     fn check_range(&self, addr: u64, len: usize, unit: usize) -> Result<(), FlashError> {
@@ -432,11 +435,10 @@ impl Flash for SimFlash {
     }
     async fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), FlashError> {
         self.check_range(addr, data.len(), self.geometry.write_size)?;
-        let op = TraceOp::Write {
+        self.tick(|| TraceOp::Write {
             addr,
             data: data.to_vec(),
-        };
-        self.tick(&op)?;
+        })?;
         self.do_write(addr, data);
         Ok(())
     }
@@ -448,8 +450,7 @@ impl Flash for SimFlash {
         if !bound(from) || !bound(to) {
             return Err(FlashError::NotAligned);
         }
-        let op = TraceOp::Erase { from, to };
-        self.tick(&op)?;
+        self.tick(|| TraceOp::Erase { from, to })?;
         self.do_erase(from, to);
         Ok(())
     }
@@ -484,6 +485,9 @@ pub struct CampaignReport {
     pub failures: Vec<String>,
     /// Highest erase count of any block in the clean run.
     pub max_erases_clean: u32,
+    /// Highest erase count of a target (image) block in the clean run:
+    /// at most 1, and 0 for blocks the update leaves unchanged.
+    pub max_target_erases_clean: u32,
     /// Highest erase count of any block over a cut run plus its resume.
     pub max_erases_with_cut: u32,
     /// Most ops a resume executed again (or found done) before it committed
@@ -562,11 +566,17 @@ impl Setup<'_> {
     ///
     /// # Errors
     /// When the clean run itself fails.
-    pub fn single_cuts(&self, name: &str, stride: usize, seed: u64) -> crate::Result<CampaignReport> {
+    pub fn single_cuts(
+        &self,
+        name: &str,
+        stride: usize,
+        seed: u64,
+    ) -> crate::Result<CampaignReport> {
         let (clean, trace) = self.golden()?;
         let mut report = CampaignReport {
             clean_ops: trace.len() as u64,
             max_erases_clean: clean.erase_counts().iter().copied().max().unwrap_or(0),
+            max_target_erases_clean: self.max_erases_in(&clean, self.layout.target()),
             ..CampaignReport::default()
         };
         let mut state = self.fresh_flash();
@@ -603,8 +613,27 @@ impl Setup<'_> {
         Ok(report)
     }
 
+    /// Highest erase count of the blocks inside `range`.
+    pub fn max_erases_in(&self, flash: &SimFlash, range: crate::Range) -> u32 {
+        let mut at = range.start;
+        let mut worst = 0;
+        while at < range.end() {
+            let Some(b) = flash.block_at(at) else { break };
+            if let Some(i) = flash.block_index(b.start) {
+                worst = worst.max(flash.erase_counts()[i]);
+            }
+            at = b.end();
+        }
+        worst
+    }
+
     /// Replays one failure id's cut (`variant`, `k`, `seed` as printed).
-    pub fn replay(&self, variant: CutVariant, k: usize, seed: u64) -> Result<crate::Report, String> {
+    pub fn replay(
+        &self,
+        variant: CutVariant,
+        k: usize,
+        seed: u64,
+    ) -> Result<crate::Report, String> {
         let (_, trace) = self.golden().map_err(|e| std::format!("{e}"))?;
         let mut state = self.fresh_flash();
         for op in trace.iter().take(k) {

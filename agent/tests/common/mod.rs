@@ -4,7 +4,7 @@
 use ed25519_dalek::SigningKey;
 use fota_agent::sim::{Geometry, Rng, Setup};
 use fota_agent::{Config, Layout, Range, Slots};
-use fota_format::{Label, Mode};
+use fota_format::{Label, Mode, Profile};
 use fota_generator::DiffOptions;
 
 /// The signing key of every test package.
@@ -35,28 +35,25 @@ pub fn pair(len: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     (old, new)
 }
 
-/// Generator options for small packages with many ops.
+/// Generator options for small packages with many ops: segments of one
+/// erase block.
 pub fn opts(mode: Mode, segment: u32) -> DiffOptions {
     DiffOptions {
         threads: 1,
         segment_size: segment,
+        erase_size: segment,
         level: 3,
+        mode,
         device_class: Label::new("test-board").unwrap(),
         ..DiffOptions::default()
     }
-    .with_mode(mode)
 }
 
-/// Extension so tests read the same whether or not a mode field exists.
-pub trait WithMode {
-    /// Sets the package mode.
-    fn with_mode(self, mode: Mode) -> Self;
-}
-
-impl WithMode for DiffOptions {
-    fn with_mode(self, mode: Mode) -> Self {
-        assert_eq!(mode, Mode::AB, "in-place packages come from the planner");
-        self
+/// [`opts`] with the tiny codec profile.
+pub fn tiny_opts(mode: Mode, segment: u32) -> DiffOptions {
+    DiffOptions {
+        profile: Profile::Tiny,
+        ..opts(mode, segment)
     }
 }
 

@@ -1,0 +1,109 @@
+//! R4: no heap between the start and the end of an update (tiny profile),
+//! and the agent's fixed state stays small.
+//!
+//! The counting allocator is the one `unsafe` here: a global allocator
+//! cannot be written without it.
+#![allow(unsafe_code)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::{in_place_setup, key, pair, tiny_opts};
+use fota_agent::{apply, block_on, work_len, Buffers, Flash, SlicePackage};
+use fota_format::Mode;
+
+/// Counts allocations while `COUNTING` is set.
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: AllocLayout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn a_tiny_in_place_update_allocates_nothing() {
+    let (old, new) = pair(16 * 1024, 11);
+    let pkg = fota_generator::diff(&old, &new, &key(), &tiny_opts(Mode::InPlace, 1024))
+        .unwrap()
+        .package;
+    let keys = [key().verifying_key()];
+    let setup = in_place_setup(&old, &new, &pkg, &keys, 1024, 4, 4);
+    let mut flash = setup.fresh_flash();
+    let mut work = vec![0u8; work_len(flash.write_size(), flash.read_size())];
+    let (mut w, mut o) = (vec![0u8; 64], vec![0u8; 64]);
+    let mut slots = vec![0u32; 16];
+    let mut package = SlicePackage(&pkg);
+    let config = setup.config;
+    ALLOCATIONS.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    let result = block_on(apply(
+        &mut flash,
+        &mut package,
+        &config,
+        Buffers {
+            work: &mut work,
+            written: &mut w,
+            overwritten: &mut o,
+            slots: &mut slots,
+        },
+    ));
+    COUNTING.store(false, Ordering::SeqCst);
+    result.unwrap();
+    assert!(setup.is_done(&flash));
+    assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0);
+    // The caller's memory for this update: work chunks, bitmaps, slots.
+    println!(
+        "work {} B, bitmaps 2 x {} B, slots {} B",
+        work.len(),
+        w.len(),
+        4 * slots.len()
+    );
+}
+
+#[test]
+fn the_update_state_is_small() {
+    let (old, new) = pair(4 * 1024, 12);
+    let pkg = fota_generator::diff(&old, &new, &key(), &tiny_opts(Mode::InPlace, 1024))
+        .unwrap()
+        .package;
+    let keys = [key().verifying_key()];
+    let setup = in_place_setup(&old, &new, &pkg, &keys, 1024, 4, 4);
+    let mut flash = setup.fresh_flash();
+    let mut package = SlicePackage(&pkg);
+    let (mut work, mut w, mut o, mut s) = ([0u8; 768], [0u8; 8], [0u8; 8], [0u32; 4]);
+    let fut = apply(
+        &mut flash,
+        &mut package,
+        &setup.config,
+        Buffers {
+            work: &mut work,
+            written: &mut w,
+            overwritten: &mut o,
+            slots: &mut s,
+        },
+    );
+    // Everything the update keeps between flash operations lives in this
+    // future (buffers are the caller's and counted apart).
+    let state = std::mem::size_of_val(&fut);
+    println!("apply state: {state} B");
+    drop(fut);
+    assert!(state <= 4096, "{state}");
+}
