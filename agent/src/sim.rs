@@ -490,8 +490,9 @@ pub struct CampaignReport {
     pub max_target_erases_clean: u32,
     /// Highest erase count of any block over a cut run plus its resume.
     pub max_erases_with_cut: u32,
-    /// Most ops a resume executed again (or found done) before it committed
-    /// a new op, over all single cuts.
+    /// R3: most ops a resume did (executed, or checked and found done)
+    /// beyond the ops that were not yet committed when the cut came, over
+    /// all single cuts: the work the cut cost.
     pub max_rework_ops: u32,
 }
 
@@ -562,7 +563,7 @@ impl Setup<'_> {
     /// Exhaustive single cuts: for every op `k` of the golden trace (every
     /// `stride`-th when `stride` > 1) and every variant, the state after
     /// `k` ops plus the faulty op `k`, then one resume. `name` prefixes
-    /// replay ids `name:variant:k:seed`.
+    /// replay ids `name:variant@k/seed` (see [`Setup::replay`]).
     ///
     /// # Errors
     /// When the clean run itself fails.
@@ -579,8 +580,20 @@ impl Setup<'_> {
             max_target_erases_clean: self.max_erases_in(&clean, self.layout.target()),
             ..CampaignReport::default()
         };
+        let op_count = fota_format::Package::parse(self.package)
+            .and_then(|p| p.manifest_unverified())
+            .map_or(0, |m| m.op_count);
+        let journal = self.layout.journal;
+        // Journal records written before each op: Begin, then one per op.
+        let mut records = 0u32;
         let mut state = self.fresh_flash();
         for (k, op) in trace.iter().enumerate() {
+            let committed = records.saturating_sub(1).min(op_count);
+            if let TraceOp::Write { addr, .. } = op {
+                if (journal.start..journal.end()).contains(addr) {
+                    records += 1;
+                }
+            }
             if k % stride.max(1) == 0 {
                 for (vi, variant) in CutVariant::ALL.into_iter().enumerate() {
                     let applies = match variant {
@@ -597,14 +610,24 @@ impl Setup<'_> {
                     f.apply_faulty(op, variant, s);
                     match self.resume_and_check(&mut f) {
                         Ok(r) => {
-                            let rework = r.ops_executed.min(1) + r.ops_found_done;
+                            let remaining = op_count - committed;
+                            let rework =
+                                (r.ops_executed + r.ops_found_done).saturating_sub(remaining);
                             report.max_rework_ops = report.max_rework_ops.max(rework);
                             let worst = f.erase_counts().iter().copied().max().unwrap_or(0);
                             report.max_erases_with_cut = report.max_erases_with_cut.max(worst);
                         }
-                        Err(why) => report
-                            .failures
-                            .push(std::format!("{name}:{}:{k}:{s}: {why}", variant.name())),
+                        Err(why) => report.failures.push(std::format!(
+                            "{}: {why}",
+                            replay_id(
+                                name,
+                                &[Cut {
+                                    variant,
+                                    k: k as u64,
+                                    seed: s
+                                }]
+                            )
+                        )),
                     }
                 }
             }
@@ -627,20 +650,186 @@ impl Setup<'_> {
         worst
     }
 
-    /// Replays one failure id's cut (`variant`, `k`, `seed` as printed).
-    pub fn replay(
+    /// Runs the update with the cuts of `schedule` in turn: each cut
+    /// fires at op `k` counted from the start of its own run (the first
+    /// run, then each resume), then one final resume must end bit-exact.
+    /// The same schedule always gives the same result (the agent and the
+    /// simulator are deterministic), which is what replay ids rely on.
+    ///
+    /// # Errors
+    /// Why the final state is wrong, or the run that failed otherwise.
+    pub fn run_schedule(&self, schedule: &[Cut]) -> Result<crate::Report, String> {
+        let mut flash = self.fresh_flash();
+        for (i, cut) in schedule.iter().enumerate() {
+            flash.power_on();
+            flash.cut_at(cut.k, cut.variant, cut.seed);
+            match self.run(&mut flash) {
+                Err(crate::Error::Flash {
+                    error: FlashError::PowerLost,
+                    ..
+                }) => {}
+                // The cut came after the update ended: nothing to cut.
+                Ok(_) if !flash.is_dead() => {}
+                Ok(_) => return Err(std::format!("cut {i} fired but the run succeeded")),
+                Err(e) => return Err(std::format!("run {i} (before its cut): {e}")),
+            }
+        }
+        self.resume_and_check(&mut flash)
+    }
+
+    /// Replays a failure id as printed by the campaigns
+    /// (`name:variant@k/seed,variant@k/seed,...`; the name is ignored).
+    ///
+    /// # Errors
+    /// A malformed id, or the replayed failure.
+    pub fn replay(&self, id: &str) -> Result<crate::Report, String> {
+        let schedule = parse_replay_id(id).ok_or_else(|| std::format!("bad replay id {id:?}"))?;
+        self.run_schedule(&schedule)
+    }
+
+    /// R2: a first cut at `points` evenly spaced ops of the clean run
+    /// (every op when the run has fewer), each variant in turn, then a
+    /// second cut at every op of the resume, in every variant, then a
+    /// final resume. Golden traces at both levels.
+    ///
+    /// # Errors
+    /// When the clean run itself fails.
+    pub fn double_cuts(
         &self,
-        variant: CutVariant,
-        k: usize,
+        name: &str,
+        points: usize,
         seed: u64,
-    ) -> Result<crate::Report, String> {
-        let (_, trace) = self.golden().map_err(|e| std::format!("{e}"))?;
+    ) -> crate::Result<CampaignReport> {
+        let (_, trace) = self.golden()?;
+        let mut report = CampaignReport {
+            clean_ops: trace.len() as u64,
+            ..CampaignReport::default()
+        };
+        let n = trace.len();
+        let step = (n / points.max(1)).max(1);
         let mut state = self.fresh_flash();
-        for op in trace.iter().take(k) {
+        let mut next = 0usize;
+        for (k1, op) in trace.iter().enumerate() {
+            if k1 == next {
+                next += step;
+                let v1 = CutVariant::ALL[(k1 / step) % 4];
+                let s1 = seed ^ (k1 as u64).wrapping_mul(0x9e37_79b9);
+                let mut first = state.clone();
+                first.apply_faulty(op, v1, s1);
+                // The resume's own golden trace.
+                let mut probe = first.clone();
+                probe.power_on();
+                probe.reset_counters();
+                probe.trace = Some(Vec::new());
+                if let Err(e) = self.run(&mut probe) {
+                    report.failures.push(std::format!(
+                        "{name}:{}@{k1}/{s1}: resume without a second cut: {e}",
+                        v1.name()
+                    ));
+                    state.apply_op(op);
+                    continue;
+                }
+                let trace2 = probe.trace.take().unwrap_or_default();
+                let mut second = first.clone();
+                for (k2, op2) in trace2.iter().enumerate() {
+                    for (vi, v2) in CutVariant::ALL.into_iter().enumerate() {
+                        report.cuts_tried[vi] += 1;
+                        let s2 = s1 ^ (k2 as u64 + 1).wrapping_mul(0x85eb_ca6b) ^ vi as u64;
+                        let mut f = second.clone();
+                        f.apply_faulty(op2, v2, s2);
+                        if let Err(why) = self.resume_and_check(&mut f) {
+                            report.failures.push(std::format!(
+                                "{name}:{}@{k1}/{s1},{}@{k2}/{s2}: {why}",
+                                v1.name(),
+                                v2.name()
+                            ));
+                        }
+                    }
+                    second.apply_op(op2);
+                }
+            }
             state.apply_op(op);
         }
-        let op = trace.get(k).ok_or("cut past the trace")?;
-        state.apply_faulty(op, variant, seed);
-        self.resume_and_check(&mut state)
+        Ok(report)
     }
+
+    /// R2: `runs` seeded runs with 1–10 cuts each at random ops (all
+    /// variants), each ending with a resume that must be bit-exact.
+    ///
+    /// # Errors
+    /// When the clean run itself fails.
+    pub fn random_cuts(&self, name: &str, runs: u64, seed: u64) -> crate::Result<CampaignReport> {
+        let (_, trace) = self.golden()?;
+        let n = trace.len() as u64;
+        let mut report = CampaignReport {
+            clean_ops: n,
+            ..CampaignReport::default()
+        };
+        let mut rng = Rng::new(seed);
+        for _ in 0..runs {
+            let cuts = 1 + rng.below(10) as usize;
+            let schedule: Vec<Cut> = (0..cuts)
+                .map(|_| {
+                    let variant = CutVariant::ALL[rng.below(4) as usize];
+                    Cut {
+                        variant,
+                        k: rng.below(n + 1),
+                        seed: rng.next_u64(),
+                    }
+                })
+                .collect();
+            for c in &schedule {
+                if let Some(i) = CutVariant::ALL.iter().position(|v| *v == c.variant) {
+                    report.cuts_tried[i] += 1;
+                }
+            }
+            if let Err(why) = self.run_schedule(&schedule) {
+                report
+                    .failures
+                    .push(std::format!("{}: {why}", replay_id(name, &schedule)));
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// One cut of a schedule: at op `k` of its run, with `variant`; `seed`
+/// drives the torn variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// What the cut leaves.
+    pub variant: CutVariant,
+    /// Op of its run (program or erase, from 0) the cut hits.
+    pub k: u64,
+    /// Seed of the torn outcome.
+    pub seed: u64,
+}
+
+/// The replay id of a schedule: `name:variant@k/seed,...`.
+pub fn replay_id(name: &str, schedule: &[Cut]) -> String {
+    let mut id = std::format!("{name}:");
+    for (i, c) in schedule.iter().enumerate() {
+        if i > 0 {
+            id.push(',');
+        }
+        id.push_str(&std::format!("{}@{}/{}", c.variant.name(), c.k, c.seed));
+    }
+    id
+}
+
+/// Parses a replay id back into its schedule.
+pub fn parse_replay_id(id: &str) -> Option<Vec<Cut>> {
+    // Failure lines carry ": reason" after the id; names may not hold ':'.
+    let cuts = id.split(':').nth(1)?.trim();
+    cuts.split(',')
+        .map(|c| {
+            let (variant, rest) = c.split_once('@')?;
+            let (k, seed) = rest.split_once('/')?;
+            Some(Cut {
+                variant: *CutVariant::ALL.iter().find(|v| v.name() == variant)?,
+                k: k.trim().parse().ok()?,
+                seed: seed.trim().parse().ok()?,
+            })
+        })
+        .collect()
 }

@@ -30,6 +30,9 @@ pub enum Command {
     /// Apply PKG the way a device does, to files standing for its flash:
     /// power-cut safe, resumed by running the same command again.
     Flash(FlashArgs),
+    /// Run the power-cut campaign on an update in a simulated flash: a cut
+    /// at every program and erase (four outcomes each), then a resume.
+    Sim(SimArgs),
 }
 
 /// `fota keygen`.
@@ -241,4 +244,46 @@ pub enum BootArg {
     Mcuboot,
     /// A state file next to STATE (STATE.boot).
     File,
+}
+
+/// `fota sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Trusted public key (PEM).
+    #[arg(long, value_name = "PUB")]
+    pub pubkey: PathBuf,
+    /// Layout to simulate; must match the package (default: the package's).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Erase block size, in bytes (the package's segment size must be a multiple).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub erase_size: u64,
+    /// Program unit, in bytes.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub write_size: usize,
+    /// Read unit, in bytes.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub read_size: usize,
+    /// Value of an erased byte (255 or 0).
+    #[arg(long, value_name = "V", default_value_t = 255)]
+    pub erased: u8,
+    /// Cut points: `all` (every program and erase), or about N evenly spaced.
+    #[arg(long, value_name = "all|N", default_value = "all")]
+    pub cuts: String,
+    /// Also this many seeded runs with 1 to 10 random cuts each.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub random: u64,
+    /// Seed of the torn outcomes and the random runs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+    /// Re-run one failure by its replay id (as printed) and stop.
+    #[arg(long, value_name = "ID")]
+    pub replay: Option<String>,
+    /// Device checks.
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The old image (the source the package applies to).
+    pub old: PathBuf,
+    /// The package.
+    pub package: PathBuf,
 }

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify(a),
         Command::Inspect(a) => inspect(a),
         Command::Flash(a) => crate::flash::run(a),
+        Command::Sim(a) => crate::sim::run(a),
     }
 }
 

@@ -210,17 +210,27 @@ fn summary(r: &Report) -> String {
 /// Reads the header and manifest and checks the signature: the layout is
 /// sized from a manifest only once it is trusted. The agent checks all of
 /// it again before writing.
-fn read_manifest(
+pub(crate) fn read_manifest(
     package: &mut FilePackage,
+    trusted: &[fota_format::VerifyingKey],
+    path: &Path,
+) -> Result<Manifest> {
+    read_manifest_of(package, trusted, path).map_err(|e| match package.take_error() {
+        Some(io) => io.into(),
+        None => e,
+    })
+}
+
+/// [`read_manifest`] from any package source.
+pub(crate) fn read_manifest_of(
+    package: &mut impl PackageSource,
     trusted: &[fota_format::VerifyingKey],
     path: &Path,
 ) -> Result<Manifest> {
     let refuse = |e: FormatError| anyhow::Error::new(e).context(path.display().to_string());
     let mut hm = vec![0u8; (HEADER_LEN + MANIFEST_LEN).min(package.len() as usize)];
     if !fota_agent::block_on(package.read(0, &mut hm)) {
-        return Err(package
-            .take_error()
-            .map_or_else(|| anyhow!("{}: cannot read", path.display()), Into::into));
+        return Err(anyhow!("{}: cannot read", path.display()));
     }
     let header = Header::parse(&hm).map_err(refuse)?;
     if hm.len() < HEADER_LEN + MANIFEST_LEN {

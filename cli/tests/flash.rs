@@ -545,3 +545,103 @@ fn sigkill_at_50_random_instants_in_place_and_ab() {
     );
     assert_spread(&c.progress);
 }
+
+#[test]
+fn sim_runs_the_power_cut_campaign_and_replays() {
+    let env = Env::new();
+    env.packages();
+    let out = env.ok(&[
+        "sim",
+        "--pubkey",
+        "k/fota.pub",
+        "--erase-size",
+        ERASE,
+        "--cuts",
+        "60",
+        "--random",
+        "20",
+        "old",
+        "pi",
+    ]);
+    assert!(out.contains("in-place update"), "{out}");
+    assert!(out.contains("failures           0"), "{out}");
+    assert!(out.contains("cuts torn-erase"), "{out}");
+    assert!(out.contains("20 random multi-cut runs"), "{out}");
+    let out = env.ok(&[
+        "sim",
+        "--pubkey",
+        "k/fota.pub",
+        "--mode",
+        "ab",
+        "--erase-size",
+        ERASE,
+        "--write-size",
+        "8",
+        "--erased",
+        "0",
+        "--cuts",
+        "40",
+        "old",
+        "p",
+    ]);
+    assert!(
+        out.contains("A/B update") && out.contains("failures           0"),
+        "{out}"
+    );
+    let out = env.ok(&[
+        "sim",
+        "--pubkey",
+        "k/fota.pub",
+        "--erase-size",
+        ERASE,
+        "--replay",
+        "x:torn-program@9/4,done@30/2",
+        "old",
+        "pi",
+    ]);
+    assert!(out.contains("bit-exact after resume"), "{out}");
+    // Wrong mode, segments that are not whole erase blocks, a bad id.
+    let e = env.fails(
+        &[
+            "sim",
+            "--pubkey",
+            "k/fota.pub",
+            "--mode",
+            "ab",
+            "--erase-size",
+            ERASE,
+            "old",
+            "pi",
+        ],
+        2,
+    );
+    assert!(e.contains("--mode"), "{e}");
+    let e = env.fails(
+        &[
+            "sim",
+            "--pubkey",
+            "k/fota.pub",
+            "--erase-size",
+            "512",
+            "old",
+            "pi",
+        ],
+        2,
+    );
+    assert!(e.contains("whole erase blocks"), "{e}");
+    let e = env.fails(
+        &[
+            "sim",
+            "--pubkey",
+            "k/fota.pub",
+            "--erase-size",
+            ERASE,
+            "--replay",
+            "nonsense",
+            "old",
+            "pi",
+        ],
+        2,
+    );
+    assert!(e.contains("bad replay id"), "{e}");
+}
