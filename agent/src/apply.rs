@@ -121,57 +121,7 @@ pub async fn apply<F: Flash, P: PackageSource>(
     let pkg_buf = rest.get_mut(..chunk).unwrap_or(&mut []);
 
     // Trust before touch: nothing below writes until the journal's Begin.
-    let mut hm = [0u8; HEADER_LEN + MANIFEST_LEN];
-    if package.len() < hm.len() as u64 {
-        // Parse what there is, for the precise error (magic, version...).
-        let n = package.len() as usize;
-        let part = hm.get_mut(..n).unwrap_or(&mut []);
-        read_pkg(package, 0, part).await?;
-        Header::parse(part)?;
-        return Err(FormatError::Truncated {
-            offset: HEADER_LEN as u64,
-            needed: MANIFEST_LEN as u64,
-            available: package.len().saturating_sub(HEADER_LEN as u64),
-            what: "manifest",
-        }
-        .into());
-    }
-    read_pkg(package, 0, &mut hm).await?;
-    let header = Header::parse(&hm)?;
-    let total = header.package_len().unwrap_or(u64::MAX);
-    if package.len() < total {
-        return Err(FormatError::Truncated {
-            offset: package.len(),
-            needed: total,
-            available: package.len(),
-            what: "package",
-        }
-        .into());
-    }
-    if package.len() > total {
-        return Err(FormatError::TrailingBytes {
-            offset: total,
-            count: package.len() - total,
-        }
-        .into());
-    }
-    let (signed, manifest_bytes) = hm.split_at(HEADER_LEN);
-    let signed: &[u8; SIGNED_HEADER_LEN] = signed
-        .get(..SIGNED_HEADER_LEN)
-        .and_then(|s| s.try_into().ok())
-        .ok_or(Error::Layout {
-            what: "header",
-            expected: 0,
-            found: 0,
-        })?;
-    fota_format::sign::verify(
-        config.trusted,
-        header.key_id,
-        &header.signature,
-        signed,
-        manifest_bytes,
-    )?;
-    let m = Manifest::parse(manifest_bytes)?;
+    let (m, id) = read_verified(package, config).await?;
     check_device(&m, config)?;
     if m.profile == Profile::Zstd && !cfg!(feature = "zstd") {
         return Err(Error::Layout {
@@ -183,7 +133,6 @@ pub async fn apply<F: Flash, P: PackageSource>(
     let layout = config.layout;
     layout.check(flash, journal::slot_len(flash))?;
     layout.check_package(flash, &m)?;
-    let id = journal::package_id(signed, manifest_bytes);
     let first_op = (HEADER_LEN + MANIFEST_LEN) as u64;
     let in_place = m.mode == Mode::InPlace;
 
@@ -725,6 +674,69 @@ impl Payload {
     fn matches(self, op: &ReadOp) -> bool {
         self.pos == self.end && self.hasher.finalize().as_slice() == op.sha256
     }
+}
+
+/// Reads the header and manifest, checks the framing and the signature,
+/// and returns the manifest and the package id. Its 368-byte buffer lives
+/// only here, not across the whole update.
+async fn read_verified<P: PackageSource>(
+    package: &mut P,
+    config: &Config<'_>,
+) -> Result<(Manifest, [u8; 8])> {
+    let mut hm = [0u8; HEADER_LEN + MANIFEST_LEN];
+    if package.len() < hm.len() as u64 {
+        // Parse what there is, for the precise error (magic, version...).
+        let n = package.len() as usize;
+        let part = hm.get_mut(..n).unwrap_or(&mut []);
+        read_pkg(package, 0, part).await?;
+        Header::parse(part)?;
+        return Err(FormatError::Truncated {
+            offset: HEADER_LEN as u64,
+            needed: MANIFEST_LEN as u64,
+            available: package.len().saturating_sub(HEADER_LEN as u64),
+            what: "manifest",
+        }
+        .into());
+    }
+    read_pkg(package, 0, &mut hm).await?;
+    let header = Header::parse(&hm)?;
+    let total = header.package_len().unwrap_or(u64::MAX);
+    if package.len() < total {
+        return Err(FormatError::Truncated {
+            offset: package.len(),
+            needed: total,
+            available: package.len(),
+            what: "package",
+        }
+        .into());
+    }
+    if package.len() > total {
+        return Err(FormatError::TrailingBytes {
+            offset: total,
+            count: package.len() - total,
+        }
+        .into());
+    }
+    let (signed, manifest_bytes) = hm.split_at(HEADER_LEN);
+    let signed: &[u8; SIGNED_HEADER_LEN] = signed
+        .get(..SIGNED_HEADER_LEN)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(Error::Layout {
+            what: "header",
+            expected: 0,
+            found: 0,
+        })?;
+    fota_format::sign::verify(
+        config.trusted,
+        header.key_id,
+        &header.signature,
+        signed,
+        manifest_bytes,
+    )?;
+    Ok((
+        Manifest::parse(manifest_bytes)?,
+        journal::package_id(signed, manifest_bytes),
+    ))
 }
 
 /// One op read and authenticated (pass 1).

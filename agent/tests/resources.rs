@@ -105,5 +105,7 @@ fn the_update_state_is_small() {
     let state = std::mem::size_of_val(&fut);
     println!("apply state: {state} B");
     drop(fut);
-    assert!(state <= 4096, "{state}");
+    // R4 asks for 1,024 B; not met yet (see the closing note).
+    // This bound keeps it from growing while it is brought down.
+    assert!(state <= 3_300, "{state}");
 }
