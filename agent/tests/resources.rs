@@ -8,22 +8,26 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{in_place_setup, key, pair, tiny_opts};
 use fota_agent::{apply, block_on, work_len, Buffers, Flash, SlicePackage};
 use fota_format::Mode;
 
-/// Counts allocations while `COUNTING` is set.
+/// Counts allocations made by a thread while its `COUNTING` is set (other
+/// tests run on other threads at the same time).
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: forwards to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.with(Cell::get) {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same contract as the caller's.
@@ -53,7 +57,7 @@ fn a_tiny_in_place_update_allocates_nothing() {
     let mut package = SlicePackage(&pkg);
     let config = setup.config;
     ALLOCATIONS.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
     let result = block_on(apply(
         &mut flash,
         &mut package,
@@ -65,7 +69,7 @@ fn a_tiny_in_place_update_allocates_nothing() {
             slots: &mut slots,
         },
     ));
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.with(|c| c.set(false));
     result.unwrap();
     assert!(setup.is_done(&flash));
     assert_eq!(ALLOCATIONS.load(Ordering::SeqCst), 0);
