@@ -902,7 +902,10 @@ async fn read_flash<F: Flash>(
         let a = addr + done as u64;
         let base = a - a % rs;
         let skip = (a - base) as usize;
-        let span = (bounce.len() as u64 / rs * rs) as usize;
+        // Only the read units that hold wanted bytes: a unit past them may
+        // be unreadable (a word torn by a cut) without failing this read.
+        let wanted = (skip + out.len() - done).div_ceil(rs as usize) * rs as usize;
+        let span = ((bounce.len() as u64 / rs * rs) as usize).min(wanted);
         let piece = bounce.get_mut(..span).unwrap_or(&mut []);
         let readable = span.min((flash.capacity().saturating_sub(base) / rs * rs) as usize);
         let piece = piece.get_mut(..readable).unwrap_or(&mut []);

@@ -164,6 +164,16 @@ pub struct SimFlash {
     pub read_only: bool,
     /// Programs and erases refused because of `read_only`.
     pub writes_refused: u64,
+    /// When set, the only address ranges `[start, end)` programs and
+    /// erases may touch (for the agent: the layout's writable regions, see
+    /// [`Setup::write_window`]). A program or erase not wholly inside one
+    /// window is refused with `WriteFailed`, changes nothing, is not
+    /// counted as an op, and is counted in `writes_outside_window`: tests
+    /// assert that count is 0 (R12: no write outside the layout, whatever
+    /// the persistent state).
+    pub write_window: Option<Vec<(u64, u64)>>,
+    /// Programs and erases refused because of `write_window`.
+    pub writes_outside_window: u64,
 }
 
 impl SimFlash {
@@ -192,6 +202,8 @@ impl SimFlash {
             double_writes: 0,
             read_only: false,
             writes_refused: 0,
+            write_window: None,
+            writes_outside_window: 0,
         }
     }
 
@@ -224,6 +236,7 @@ impl SimFlash {
         self.bytes_programmed = 0;
         self.double_writes = 0;
         self.writes_refused = 0;
+        self.writes_outside_window = 0;
         if let Some(t) = self.trace.as_mut() {
             t.clear();
         }
@@ -386,6 +399,19 @@ impl SimFlash {
         Ok(())
     }
 
+    /// Refuses (and counts) a program or erase of `[from, to)` that is not
+    /// wholly inside one range of `write_window`.
+    fn check_window(&mut self, from: u64, to: u64) -> Result<(), FlashError> {
+        let Some(windows) = &self.write_window else {
+            return Ok(());
+        };
+        if windows.iter().any(|&(s, e)| s <= from && to <= e) {
+            return Ok(());
+        }
+        self.writes_outside_window += 1;
+        Err(FlashError::WriteFailed)
+    }
+
     fn check_range(&self, addr: u64, len: usize, unit: usize) -> Result<(), FlashError> {
         let end = addr
             .checked_add(len as u64)
@@ -435,6 +461,7 @@ impl Flash for SimFlash {
     }
     async fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), FlashError> {
         self.check_range(addr, data.len(), self.geometry.write_size)?;
+        self.check_window(addr, addr + data.len() as u64)?;
         self.tick(|| TraceOp::Write {
             addr,
             data: data.to_vec(),
@@ -450,6 +477,7 @@ impl Flash for SimFlash {
         if !bound(from) || !bound(to) {
             return Err(FlashError::NotAligned);
         }
+        self.check_window(from, to)?;
         self.tick(|| TraceOp::Erase { from, to })?;
         self.do_erase(from, to);
         Ok(())
@@ -504,6 +532,18 @@ impl Setup<'_> {
             f.load(*addr, bytes);
         }
         f
+    }
+
+    /// The ranges the agent may program or erase with this layout (target,
+    /// scratch, journal; never an A/B source slot), as
+    /// [`SimFlash::write_window`] takes them.
+    pub fn write_window(&self) -> Vec<(u64, u64)> {
+        let l = &self.layout;
+        [l.target(), l.scratch(), l.journal]
+            .into_iter()
+            .filter(|r| r.len > 0)
+            .map(|r| (r.start, r.end()))
+            .collect()
     }
 
     /// Runs the agent on `flash` until it returns.

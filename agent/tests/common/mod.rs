@@ -131,3 +131,29 @@ pub fn in_place_setup<'a>(
         expected: new,
     }
 }
+
+/// A setup on any geometry and layout (mixed sector sizes, erased value
+/// 0x00, any write and read size): `old` is loaded at the layout's source
+/// (the A/B source slot, or the in-place image).
+pub fn setup_on<'a>(
+    old: &[u8],
+    new: &'a [u8],
+    package: &'a [u8],
+    keys: &'a [ed25519_dalek::VerifyingKey],
+    geometry: Geometry,
+    layout: Layout,
+) -> Setup<'a> {
+    Setup {
+        geometry,
+        initial: vec![(layout.source().start, old.to_vec())],
+        layout,
+        package,
+        config: Config {
+            layout,
+            trusted: keys,
+            device_class: Label::new("test-board").unwrap(),
+            security_counter: 0,
+        },
+        expected: new,
+    }
+}
