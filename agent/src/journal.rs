@@ -42,7 +42,7 @@ pub enum RecordKind {
 pub struct Record {
     /// Kind.
     pub kind: RecordKind,
-    /// Sequence number: the newest valid record wins.
+    /// Sequence number: the newest valid record wins ([`is_newer`]).
     pub seq: u32,
     /// The first op not yet done.
     pub next_op: u32,
@@ -205,7 +205,7 @@ impl Journal {
                 let dst = buf.get_mut(..n).unwrap_or(&mut []);
                 if flash.read(s, dst).await.is_ok() {
                     if let Some(r) = Record::decode(&buf) {
-                        if best.is_none_or(|b| r.seq > b.seq) {
+                        if best.is_none_or(|b| is_newer(r.seq, b.seq)) {
                             best = Some(r);
                             best_block = block.start;
                         }
@@ -282,6 +282,14 @@ impl Journal {
     }
 }
 
+/// Whether sequence number `a` comes after `b`, in serial-number
+/// arithmetic (RFC 1982): numbers wrap past `u32::MAX`, and the records a
+/// journal holds at once span far less than 2^31, so the newest one is
+/// still found after a wrap.
+pub fn is_newer(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
 /// Bytes to read for a record's content: 64 rounded up to the read size.
 fn read_len<F: Flash>(flash: &F) -> usize {
     let rs = flash.read_size().max(1);
@@ -297,5 +305,41 @@ fn next_block<F: Flash>(flash: &F, range: Range, after: u64) -> Block {
     match flash.block_at(after) {
         Some(b) if b.end() < range.end() => flash.block_at(b.end()).unwrap_or(first),
         _ => first,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_across_the_wrap() {
+        assert!(is_newer(1, 0));
+        assert!(!is_newer(0, 1));
+        assert!(!is_newer(5, 5));
+        assert!(is_newer(0, u32::MAX));
+        assert!(is_newer(3, u32::MAX - 3));
+        assert!(!is_newer(u32::MAX - 3, 3));
+    }
+
+    #[test]
+    fn records_round_trip_and_any_flip_is_torn() {
+        let r = Record {
+            kind: RecordKind::Progress,
+            seq: 7,
+            next_op: 3,
+            pkg_offset: 1234,
+            package_id: [1, 2, 3, 4, 5, 6, 7, 8],
+            chain: [9; 32],
+        };
+        let bytes = r.encode();
+        assert_eq!(Record::decode(&bytes), Some(r));
+        for bit in 0..RECORD_LEN * 8 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(Record::decode(&b), None, "bit {bit}");
+        }
+        assert_eq!(Record::decode(&[0xff; RECORD_LEN]), None);
+        assert_eq!(Record::decode(&[0; RECORD_LEN]), None);
     }
 }

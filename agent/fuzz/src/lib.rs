@@ -20,10 +20,9 @@
 //!   or writes a word twice without an erase;
 //! - it returns `Ok` but the target is not the new image bit for bit, or
 //!   a second run does not find the update finished without writing
-//!   (after a planted record whose sequence number is within 2^16 of
-//!   `u32::MAX`, [`Input::near_seq_wrap`], only that the image survives
-//!   the second run: the journal's sequence numbers wrap, a known
-//!   limitation);
+//!   (after planted records whose sequence numbers lie half the space
+//!   apart, [`Input::near_seq_wrap`], only that the image survives the
+//!   second run: no record is the newest then);
 //! - it fails with a flash error other than an unreadable word
 //!   (misaligned or out-of-bounds ops are bugs), or a layout error (the
 //!   layout is fixed and fits);
@@ -410,14 +409,24 @@ impl Input {
         out
     }
 
-    /// Whether a planted record has a sequence number within 2^16 of
-    /// `u32::MAX`: the update's own records then wrap to 0 and lose to it
-    /// in the journal scan (a known limitation: such a record needs 2^32
-    /// records of history or a forged CRC).
+    /// Whether planted records have sequence numbers 2^30 or more apart
+    /// (serial-number distance): the journal compares sequence numbers in
+    /// serial arithmetic (wrapping past `u32::MAX` is fine), which has no
+    /// newest record among numbers half the space apart. Only forged
+    /// records (a valid CRC written by someone else) can do that.
     pub fn near_seq_wrap(&self) -> bool {
-        self.patches
-            .iter()
-            .any(|p| matches!(p, Patch::Record { seq, .. } if *seq > u32::MAX - 0x1_0000))
+        let seqs = || {
+            self.patches.iter().filter_map(|p| match p {
+                Patch::Record { seq, .. } => Some(*seq),
+                _ => None,
+            })
+        };
+        seqs().any(|a| {
+            seqs().any(|b| {
+                let d = a.wrapping_sub(b);
+                d.min(d.wrapping_neg()) >= 1 << 30
+            })
+        })
     }
 
     /// Whether the state is one a device can reach: no patch but junk in
@@ -574,10 +583,9 @@ pub fn resume(data: &[u8]) -> Option<Outcome> {
             flash.reset_counters();
             let again = setup.run(&mut flash);
             if input.near_seq_wrap() {
-                // Known limitation: the run's records wrapped past
-                // u32::MAX, so the scan takes an older one for the newest
-                // and the second run may redo ops. It must not harm the
-                // image.
+                // Forged records half the sequence space apart: no newest
+                // one exists, so the second run may redo ops. It must not
+                // harm the image.
                 assert_eq!(flash.writes_outside_window, 0);
                 assert!(setup.is_done(&flash), "after a wrap: {again:?}");
             } else {
