@@ -22,7 +22,9 @@
 //! The core is `async` over [`Flash`] and [`PackageSource`]; blocking
 //! drivers run it with [`block_on`].
 #![no_std]
-#![forbid(unsafe_code)]
+// Only the C ABI (`ffi` feature) needs unsafe code, in its module alone.
+#![cfg_attr(not(feature = "ffi"), forbid(unsafe_code))]
+#![cfg_attr(feature = "ffi", deny(unsafe_code))]
 #![warn(missing_docs)]
 
 #[cfg(feature = "std")]
@@ -33,6 +35,9 @@ mod block_on;
 pub mod boot;
 mod decode;
 pub mod error;
+#[cfg(feature = "ffi")]
+#[allow(unsafe_code)]
+pub mod ffi;
 #[cfg(feature = "std")]
 pub mod file;
 pub mod flash;
