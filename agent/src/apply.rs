@@ -121,7 +121,7 @@ pub async fn apply<F: Flash, P: PackageSource>(
     let pkg_buf = rest.get_mut(..chunk).unwrap_or(&mut []);
 
     // Trust before touch: nothing below writes until the journal's Begin.
-    let (m, id) = read_verified(package, config).await?;
+    let (m, id) = read_manifest(package, config.trusted).await?;
     check_device(&m, config)?;
     if m.profile == Profile::Zstd && !cfg!(feature = "zstd") {
         return Err(Error::Layout {
@@ -676,12 +676,18 @@ impl Payload {
     }
 }
 
-/// Reads the header and manifest, checks the framing and the signature,
-/// and returns the manifest and the package id. Its 368-byte buffer lives
-/// only here, not across the whole update.
-async fn read_verified<P: PackageSource>(
+/// Reads the header and manifest, checks the framing (the package's
+/// length included) and the signature, and returns the manifest and the
+/// package id that binds journal records to it. [`apply`] starts with it;
+/// a caller that sizes its layout from the manifest uses it too. Its
+/// 368-byte buffer lives only here, not across the whole update.
+///
+/// # Errors
+/// [`Error::Package`] (framing, `UnknownKey`, `BadSignature`, manifest
+/// rules) or [`Error::PackageRead`].
+pub async fn read_manifest<P: PackageSource>(
     package: &mut P,
-    config: &Config<'_>,
+    trusted: &[VerifyingKey],
 ) -> Result<(Manifest, [u8; 8])> {
     let mut hm = [0u8; HEADER_LEN + MANIFEST_LEN];
     if package.len() < hm.len() as u64 {
@@ -727,7 +733,7 @@ async fn read_verified<P: PackageSource>(
             found: 0,
         })?;
     fota_format::sign::verify(
-        config.trusted,
+        trusted,
         header.key_id,
         &header.signature,
         signed,
@@ -790,7 +796,8 @@ async fn read_op<P: PackageSource>(
         }
         .into());
     }
-    let (header, extents, _) = read_op_header(package, at, buf).await?;
+    let header = OpHeader::parse(&raw, at)?;
+    let extents = read_extents(package, at, &header, buf).await?;
     chain.check(&header, extents.as_slice(), &sha256, at)?;
     Ok(ReadOp {
         index,
@@ -811,6 +818,17 @@ async fn read_op_header<P: PackageSource>(
     let mut raw = [0u8; OP_HEADER_LEN];
     read_pkg(package, at, &mut raw).await?;
     let header = OpHeader::parse(&raw, at)?;
+    let extents = read_extents(package, at, &header, buf).await?;
+    Ok((header, extents, header.total_len()))
+}
+
+/// Reads and parses the extents that follow the op header at `at`.
+async fn read_extents<P: PackageSource>(
+    package: &mut P,
+    at: u64,
+    header: &OpHeader,
+    buf: &mut [u8],
+) -> Result<Extents> {
     let mut extents = Extents::default();
     for i in 0..u64::from(header.extent_count) {
         let off = at + OP_HEADER_LEN as u64 + i * EXTENT_LEN as u64;
@@ -818,7 +836,7 @@ async fn read_op_header<P: PackageSource>(
         read_pkg(package, off, rec).await?;
         extents.push(parse_extent(rec, off)?);
     }
-    Ok((header, extents, header.total_len()))
+    Ok(extents)
 }
 
 async fn read_pkg<P: PackageSource>(package: &mut P, offset: u64, buf: &mut [u8]) -> Result<()> {

@@ -23,10 +23,7 @@ use fota_agent::{
     Block, BootControl, Buffers, Config, Error as AgentError, Flash, FlashError, Layout,
     PackageSource, Range, Region, Report, Slots,
 };
-use fota_format::{
-    Error as FormatError, Header, InPlaceTracker, Label, Manifest, Mode, HEADER_LEN, MANIFEST_LEN,
-    SIGNED_HEADER_LEN,
-};
+use fota_format::{Error as FormatError, InPlaceTracker, Label, Manifest, Mode};
 use fota_generator::keys;
 
 use crate::args::{BootArg, FlashArgs};
@@ -221,38 +218,19 @@ pub(crate) fn read_manifest(
     })
 }
 
-/// [`read_manifest`] from any package source.
+/// [`read_manifest`] from any package source: the agent's own check.
 pub(crate) fn read_manifest_of(
     package: &mut impl PackageSource,
     trusted: &[fota_format::VerifyingKey],
     path: &Path,
 ) -> Result<Manifest> {
-    let refuse = |e: FormatError| anyhow::Error::new(e).context(path.display().to_string());
-    let mut hm = vec![0u8; (HEADER_LEN + MANIFEST_LEN).min(package.len() as usize)];
-    if !fota_agent::block_on(package.read(0, &mut hm)) {
-        return Err(anyhow!("{}: cannot read", path.display()));
+    match fota_agent::block_on(fota_agent::read_manifest(package, trusted)) {
+        Ok((m, _)) => Ok(m),
+        Err(AgentError::Package(e)) => {
+            Err(anyhow::Error::new(e).context(path.display().to_string()))
+        }
+        Err(e) => Err(anyhow!("{}: {e}", path.display())),
     }
-    let header = Header::parse(&hm).map_err(refuse)?;
-    if hm.len() < HEADER_LEN + MANIFEST_LEN {
-        return Err(refuse(FormatError::Truncated {
-            offset: HEADER_LEN as u64,
-            needed: MANIFEST_LEN as u64,
-            available: hm.len().saturating_sub(HEADER_LEN) as u64,
-            what: "manifest",
-        }));
-    }
-    let (signed, manifest) = hm.split_at(HEADER_LEN);
-    let mut signed_header = [0u8; SIGNED_HEADER_LEN];
-    signed_header.copy_from_slice(&signed[..SIGNED_HEADER_LEN]);
-    fota_format::sign::verify(
-        trusted,
-        header.key_id,
-        &header.signature,
-        &signed_header,
-        manifest,
-    )
-    .map_err(refuse)?;
-    Manifest::parse(manifest).map_err(refuse)
 }
 
 /// The regions mapped and the layout over them.
