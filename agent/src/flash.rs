@@ -80,6 +80,24 @@ fn kind_to_error(kind: NorFlashErrorKind) -> FlashError {
     }
 }
 
+/// A read failure: `Other` is what drivers report for an unreadable
+/// (ECC) word.
+fn read_error(kind: NorFlashErrorKind) -> FlashError {
+    match kind {
+        NorFlashErrorKind::Other => FlashError::ReadFailed,
+        k => kind_to_error(k),
+    }
+}
+
+/// The block holding `addr` on a flash of uniform `erase_size` blocks.
+fn uniform_block(addr: u64, erase_size: usize, capacity: u64) -> Option<Block> {
+    let size = erase_size as u64;
+    (addr < capacity && size > 0).then(|| Block {
+        start: addr - addr % size,
+        len: size,
+    })
+}
+
 fn to_u32(v: u64) -> Result<u32, FlashError> {
     u32::try_from(v).map_err(|_| FlashError::OutOfBounds)
 }
@@ -100,18 +118,13 @@ impl<F: NorFlash> Flash for NorFlashAdapter<F> {
         self.0.capacity() as u64
     }
     fn block_at(&self, addr: u64) -> Option<Block> {
-        let size = F::ERASE_SIZE as u64;
-        (addr < self.capacity() && size > 0).then(|| Block {
-            start: addr - addr % size,
-            len: size,
-        })
+        uniform_block(addr, F::ERASE_SIZE, self.capacity())
     }
     async fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), FlashError> {
         use embedded_storage::nor_flash::NorFlashError;
-        self.0.read(to_u32(addr)?, buf).map_err(|e| match e.kind() {
-            NorFlashErrorKind::Other => FlashError::ReadFailed,
-            k => kind_to_error(k),
-        })
+        self.0
+            .read(to_u32(addr)?, buf)
+            .map_err(|e| read_error(e.kind()))
     }
     async fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), FlashError> {
         use embedded_storage::nor_flash::NorFlashError;
@@ -143,21 +156,14 @@ impl<F: embedded_storage_async::nor_flash::NorFlash> Flash for AsyncNorFlashAdap
         self.0.capacity() as u64
     }
     fn block_at(&self, addr: u64) -> Option<Block> {
-        let size = F::ERASE_SIZE as u64;
-        (addr < self.capacity() && size > 0).then(|| Block {
-            start: addr - addr % size,
-            len: size,
-        })
+        uniform_block(addr, F::ERASE_SIZE, self.capacity())
     }
     async fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), FlashError> {
         use embedded_storage::nor_flash::NorFlashError;
         self.0
             .read(to_u32(addr)?, buf)
             .await
-            .map_err(|e| match e.kind() {
-                NorFlashErrorKind::Other => FlashError::ReadFailed,
-                k => kind_to_error(k),
-            })
+            .map_err(|e| read_error(e.kind()))
     }
     async fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), FlashError> {
         use embedded_storage::nor_flash::NorFlashError;
