@@ -2,70 +2,11 @@
 //! codes, one-line errors naming the file, and no output left behind on
 //! refusal. Runs on the bundled sample pair, built with the host compiler.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+use common::Env;
 
 impl Env {
-    /// Builds the sample pair and a key pair in a fresh temporary folder.
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/sample/build.sh");
-        let st = Command::new("bash")
-            .arg(&script)
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "sample build failed: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        let env = Env { dir };
-        env.ok(&["keygen", "k"]);
-        env
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_fota"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "fota {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail with `code`; returns its one stderr line.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "fota {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "one line on stderr, got: {err}");
-        assert!(err.starts_with("error: "), "{err}");
-        err
-    }
-
     fn diff(&self) {
         self.ok(&[
             "diff",

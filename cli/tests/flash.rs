@@ -4,9 +4,12 @@
 //! the command killed at 50 seeded random instants, rerun each time, must
 //! end with a bit-exact image.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
+
+use common::Env;
 use std::time::{Duration, Instant};
 
 /// Microseconds the command sleeps before each program and erase in the
@@ -17,83 +20,7 @@ const DELAY_US: &str = "300";
 /// 36 KB sample has hundreds of flash operations.
 const ERASE: &str = "256";
 
-struct Env {
-    dir: tempfile::TempDir,
-}
-
 impl Env {
-    /// Builds the sample pair and a key pair in a fresh temporary folder.
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../corpus/sample/build.sh");
-        let st = Command::new("bash")
-            .arg(&script)
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            st.status.success(),
-            "sample build failed: {}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-        let env = Env { dir };
-        env.ok(&["keygen", "k"]);
-        env
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.path(name)).unwrap()
-    }
-
-    /// The file's bytes, empty when it does not exist.
-    fn read_or_empty(&self, name: &str) -> Vec<u8> {
-        self.snapshot(name).unwrap_or_default()
-    }
-
-    /// The file's bytes, `None` when it does not exist.
-    fn snapshot(&self, name: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(name)).ok()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fota"));
-        c.args(args).current_dir(self.dir.path());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "fota {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must fail with `code`; returns its stderr.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "fota {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "one line on stderr, got: {err}");
-        err
-    }
-
     /// A/B package `p` and in-place package `pi`, 256-byte segments.
     fn packages(&self) {
         let common = ["--key", "k/fota.key", "--segment-size", ERASE];

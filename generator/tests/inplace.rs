@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{firmware_pair, key, small_opts, Rng};
+use common::{diff_and_apply, firmware_pair, key, small_opts, Rng};
 use fota_format::op::OpKind;
 use fota_format::{Mode, Package};
 use fota_generator::plan::PlannedOp;
-use fota_generator::{apply, diff, inplace, DeviceIdentity, DiffOptions, DiffOutput};
+use fota_generator::{diff, inplace, DiffOptions, DiffOutput};
 use proptest::prelude::*;
 
 /// In place on 1 KiB erase blocks (so segments are 1 KiB), `slots` slots of scratch.
@@ -61,16 +61,7 @@ fn count(out: &DiffOutput, kind: OpKind) -> u64 {
 /// Diffs in place, applies, and checks the package against the simulator
 /// and the figures the generator reported.
 fn round_trip(old: &[u8], new: &[u8], opts: &DiffOptions) -> DiffOutput {
-    let k = key(3);
-    let out = diff(old, new, &k, opts).unwrap();
-    let applied = apply(
-        old,
-        &out.package,
-        &[k.verifying_key()],
-        &DeviceIdentity::default(),
-    )
-    .unwrap();
-    assert!(applied == new, "in-place package does not reproduce new");
+    let out = diff_and_apply(old, new, opts, 3);
     let stats = out.in_place.expect("in-place figures");
     let (m, ops) = planned_ops(&out.package);
     assert_eq!(m.mode, Mode::InPlace);

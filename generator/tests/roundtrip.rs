@@ -3,22 +3,12 @@
 
 mod common;
 
-use common::{firmware_pair, key, small_opts};
-use fota_generator::{apply, diff, DeviceIdentity, DiffOptions};
+use common::{diff_and_apply, firmware_pair, key, small_opts};
+use fota_generator::{diff, DiffOptions};
 use proptest::prelude::*;
 
 fn round_trip(old: &[u8], new: &[u8], opts: &DiffOptions) -> Vec<u8> {
-    let k = key(1);
-    let out = diff(old, new, &k, opts).unwrap();
-    let applied = apply(
-        old,
-        &out.package,
-        &[k.verifying_key()],
-        &DeviceIdentity::default(),
-    )
-    .unwrap();
-    assert_eq!(applied, new);
-    out.package
+    diff_and_apply(old, new, opts, 1).package
 }
 
 proptest! {

@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::{firmware_pair, key, small_opts};
+use common::{diff_and_apply, firmware_pair, key, small_opts};
 use fota_format::{Codec, Extent, OpKind, Package, Profile, TinyDecoder, TinyStep};
 use fota_generator::matcher::{find_blocks, MatchParams};
 use fota_generator::suffix::SuffixIndex;
 use fota_generator::tiny::encode_segment;
-use fota_generator::{apply, diff, DeviceIdentity, DiffOptions, NoProgress};
+use fota_generator::{diff, DiffOptions, NoProgress};
 use proptest::prelude::*;
 
 fn tiny_opts() -> DiffOptions {
@@ -180,15 +180,7 @@ proptest! {
 /// and tiny payloads.
 fn round_trip(old: &[u8], new: &[u8], opts: &DiffOptions) -> Vec<u8> {
     let k = key(3);
-    let out = diff(old, new, &k, opts).unwrap();
-    let applied = apply(
-        old,
-        &out.package,
-        &[k.verifying_key()],
-        &DeviceIdentity::default(),
-    )
-    .unwrap();
-    assert_eq!(applied, new);
+    let out = diff_and_apply(old, new, opts, 3);
     let pkg = Package::parse(&out.package)
         .unwrap()
         .verify(&[k.verifying_key()])

@@ -68,32 +68,15 @@ pub fn ab_setup<'a>(
 ) -> Setup<'a> {
     let slot = (old.len().max(new.len()) as u64).div_ceil(erase) * erase;
     let blocks = (2 * slot / erase) as usize + 2;
+    let layout = Layout {
+        slots: Slots::AB {
+            source: Range::new(0, slot),
+            target: Range::new(slot, slot),
+        },
+        journal: Range::new(2 * slot, 2 * erase),
+    };
     let geometry = Geometry::uniform(blocks, erase, write, 1);
-    Setup {
-        geometry,
-        initial: vec![(0, old.to_vec())],
-        layout: Layout {
-            slots: Slots::AB {
-                source: Range::new(0, slot),
-                target: Range::new(slot, slot),
-            },
-            journal: Range::new(2 * slot, 2 * erase),
-        },
-        package,
-        config: Config {
-            layout: Layout {
-                slots: Slots::AB {
-                    source: Range::new(0, slot),
-                    target: Range::new(slot, slot),
-                },
-                journal: Range::new(2 * slot, 2 * erase),
-            },
-            trusted: keys,
-            device_class: Label::new("test-board").unwrap(),
-            security_counter: 0,
-        },
-        expected: new,
-    }
+    setup_on(old, new, package, keys, geometry, layout)
 }
 
 /// In-place layout on uniform blocks: the image, a scratch area of
@@ -117,19 +100,8 @@ pub fn in_place_setup<'a>(
         },
         journal: Range::new(image + scratch, 2 * erase),
     };
-    Setup {
-        geometry: Geometry::uniform(blocks, erase, write, 1),
-        initial: vec![(0, old.to_vec())],
-        layout,
-        package,
-        config: Config {
-            layout,
-            trusted: keys,
-            device_class: Label::new("test-board").unwrap(),
-            security_counter: 0,
-        },
-        expected: new,
-    }
+    let geometry = Geometry::uniform(blocks, erase, write, 1);
+    setup_on(old, new, package, keys, geometry, layout)
 }
 
 /// A setup on any geometry and layout (mixed sector sizes, erased value

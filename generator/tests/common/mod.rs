@@ -64,3 +64,24 @@ pub fn small_opts() -> DiffOptions {
         ..DiffOptions::default()
     }
 }
+
+/// Diffs `old` to `new` signed with `key(key_seed)`, applies the package
+/// with the host applier and asserts it reproduces `new`.
+pub fn diff_and_apply(
+    old: &[u8],
+    new: &[u8],
+    opts: &DiffOptions,
+    key_seed: u8,
+) -> fota_generator::DiffOutput {
+    let k = key(key_seed);
+    let out = fota_generator::diff(old, new, &k, opts).unwrap();
+    let applied = fota_generator::apply(
+        old,
+        &out.package,
+        &[k.verifying_key()],
+        &fota_generator::DeviceIdentity::default(),
+    )
+    .unwrap();
+    assert!(applied == new, "the package does not reproduce new");
+    out
+}
