@@ -5,3 +5,6 @@
 //! Protocol codecs (`omadm`, `iota`) are pure: bytes in, typed documents
 //! out, and back; the HTTP layer and the database sit around them.
 #![forbid(unsafe_code)]
+
+pub mod iota;
+pub mod omadm;
