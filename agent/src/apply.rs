@@ -116,171 +116,253 @@ pub async fn apply<F: Flash, P: PackageSource>(
             found: work.len() as u64,
         });
     }
-    let (out_buf, rest) = work.split_at_mut(chunk);
-    let (read_buf, rest) = rest.split_at_mut(chunk);
-    let pkg_buf = rest.get_mut(..chunk).unwrap_or(&mut []);
+    let (out, rest) = work.split_at_mut(chunk);
+    let (read, rest) = rest.split_at_mut(chunk);
+    let pkg = rest.get_mut(..chunk).unwrap_or(&mut []);
+    let work = Work { out, read, pkg };
 
     // Trust before touch: nothing below writes until the journal's Begin.
-    let (m, id) = read_manifest(package, config.trusted).await?;
-    check_device(&m, config)?;
-    if m.profile == Profile::Zstd && !cfg!(feature = "zstd") {
-        return Err(Error::Layout {
-            what: "codec profile (this build decodes 2 = tiny)",
-            expected: Profile::Tiny as u64,
-            found: m.profile as u64,
-        });
-    }
+    // The manifest is kept only for these checks: the update then keeps
+    // what it needs of it (Goal, the chain's limits, the tracker).
     let layout = config.layout;
-    layout.check(flash, journal::slot_len(flash))?;
-    layout.check_package(flash, &m)?;
-    let first_op = (HEADER_LEN + MANIFEST_LEN) as u64;
-    let in_place = m.mode == Mode::InPlace;
-
-    let scan = Journal::scan(flash, layout.journal).await?;
-    let mut report = Report {
-        started_at_op: 0,
-        resumed: false,
-        ops_executed: 0,
-        ops_found_done: 0,
-        already_finished: false,
-    };
-    let mine = scan.newest.filter(|r| r.package_id == id);
-    if let Some(r) = scan.newest {
-        if r.package_id != id && r.kind != RecordKind::Finished && in_place {
-            return Err(Error::UnfinishedOtherUpdate {
-                journal_id: r.package_id,
+    let (goal, tracker, chain) = {
+        let (m, id) = read_manifest(package, config.trusted).await?;
+        check_device(&m, config)?;
+        if m.profile == Profile::Zstd && !cfg!(feature = "zstd") {
+            return Err(Error::Layout {
+                what: "codec profile (this build decodes 2 = tiny)",
+                expected: Profile::Tiny as u64,
+                found: m.profile as u64,
             });
         }
-    }
-    if let Some(r) = mine.filter(|r| r.kind == RecordKind::Finished) {
-        let _ = r;
-        check_target(flash, &layout, &m, read_buf).await?;
-        report.already_finished = true;
-        return Ok(report);
-    }
-
-    let mut tracker = if in_place {
-        Some(InPlaceTracker::new(&m, written, overwritten, slots)?)
-    } else {
-        None
-    };
-    let ctx = Ctx {
-        m: &m,
-        layout: &layout,
-    };
-
-    let (state, mut journal) = match mine {
-        None => {
-            check_source(flash, &layout, &m, read_buf).await?;
-            if let Some(t) = tracker.as_mut() {
-                // The whole package, authenticated and its reads checked,
-                // before the first destructive write.
-                let mut chain = OpChain::new(&m);
-                let mut at = first_op;
-                while !chain.is_complete() {
-                    let op = read_op(package, at, &mut chain, pkg_buf).await?;
-                    t.record(op.index, at, &op.header, op.extents.as_slice())?;
-                    at += op.total_len;
-                }
-                if !t.is_complete() {
-                    return Err(FormatError::OpLayout {
-                        op_index: m.op_count,
-                        offset: at,
-                        what: "segments written (every target segment once)",
-                        expected: m.segment_count(),
-                        found: 0,
-                    }
-                    .into());
-                }
-                t.reset();
-            }
-            let begin = Record {
-                kind: RecordKind::Begin,
-                seq: 0,
-                next_op: 0,
-                pkg_offset: first_op,
-                package_id: id,
-                chain: m.first_op_sha256,
-            };
-            let j = Journal::start(flash, layout.journal, &scan, begin).await?;
-            (begin, j)
-        }
-        Some(r) => {
-            report.resumed = true;
-            report.started_at_op = r.next_op;
-            if !in_place {
-                check_source(flash, &layout, &m, read_buf).await?;
-            }
-            if let Some(t) = tracker.as_mut() {
-                // Rebuild which segments are overwritten and what each
-                // slot holds from the headers of the ops already done.
-                // These reads only steer checks: op r.next_op itself is
-                // authenticated and its inputs hash-checked before use.
-                let mut at = first_op;
-                for index in 0..r.next_op {
-                    let (h, extents, len) = read_op_header(package, at, pkg_buf).await?;
-                    t.record(index, at, &h, extents.as_slice())?;
-                    at += len;
-                }
-            }
-            let resume = Record {
-                kind: RecordKind::Progress,
-                ..r
-            };
-            let j = Journal::start(flash, layout.journal, &scan, resume).await?;
-            (r, j)
-        }
-    };
-    let mut chain = OpChain::resume(&m, state.next_op, state.chain);
-    let mut at = state.pkg_offset;
-    let mut first = report.resumed;
-    let mut work = Work {
-        out: out_buf,
-        read: read_buf,
-        pkg: pkg_buf,
-    };
-    while !chain.is_complete() {
-        let op = read_op(package, at, &mut chain, work.pkg).await?;
-        if let Some(t) = tracker.as_mut() {
-            t.record(op.index, at, &op.header, op.extents.as_slice())?;
-        }
-        // Skip work already done (only the op a cut may have interrupted
-        // can be): its destination already hashes right.
-        let (region, dst) = ctx.destination(&op.header);
-        // A segment that cannot be read (a torn word on ECC flash) is not done.
-        let already = first
-            && hash_flash(flash, region, dst, op.header.dst_len.into(), work.read)
-                .await
-                .is_ok_and(|h| h == op.header.dst_sha256);
-        first = false;
-        if already {
-            report.ops_found_done += 1;
+        layout.check(flash, journal::slot_len(flash))?;
+        layout.check_package(flash, &m)?;
+        let tracker = if m.mode == Mode::InPlace {
+            Some(InPlaceTracker::new(&m, written, overwritten, slots)?)
         } else {
-            run_op(flash, package, &ctx, tracker.as_ref(), &op, at, &mut work).await?;
-            report.ops_executed += 1;
+            None
+        };
+        (Goal::of(&m, id), tracker, OpChain::new(&m))
+    };
+    let mut extents = Extents::default();
+    let mut update = Update {
+        layout: &layout,
+        goal: &goal,
+        tracker,
+        extents: &mut extents,
+        work,
+    };
+    update.run(flash, package, chain).await
+}
+
+/// What an update checks against, from the manifest.
+struct Goal {
+    id: [u8; 8],
+    in_place: bool,
+    segment_size: u64,
+    source_size: u64,
+    source_sha256: [u8; 32],
+    target_size: u64,
+    target_sha256: [u8; 32],
+    first_op_sha256: [u8; 32],
+    op_count: u32,
+}
+
+impl Goal {
+    fn of(m: &Manifest, id: [u8; 8]) -> Goal {
+        Goal {
+            id,
+            in_place: m.mode == Mode::InPlace,
+            segment_size: m.segment_size.into(),
+            source_size: m.source_size,
+            source_sha256: m.source_sha256,
+            target_size: m.target_size,
+            target_sha256: m.target_sha256,
+            first_op_sha256: m.first_op_sha256,
+            op_count: m.op_count,
         }
-        at += op.total_len;
-        let done = Record {
-            kind: RecordKind::Progress,
+    }
+}
+
+/// One update's state between flash operations (buffers are borrowed).
+struct Update<'u, 'b> {
+    layout: &'u Layout,
+    goal: &'u Goal,
+    tracker: Option<InPlaceTracker<'b>>,
+    /// The current op's source extents.
+    extents: &'u mut Extents,
+    work: Work<'b>,
+}
+
+impl Update<'_, '_> {
+    /// Everything after the manifest's checks: journal scan, the source
+    /// (and in place, the whole package) checked, then the op loop.
+    async fn run<F: Flash, P: PackageSource>(
+        &mut self,
+        flash: &mut F,
+        package: &mut P,
+        mut chain: OpChain,
+    ) -> Result<Report> {
+        let layout = self.layout;
+        let goal = self.goal;
+        let id = goal.id;
+        let first_op = (HEADER_LEN + MANIFEST_LEN) as u64;
+        let scan = Journal::scan(flash, layout.journal, self.work.read).await?;
+        let mut report = Report {
+            started_at_op: 0,
+            resumed: false,
+            ops_executed: 0,
+            ops_found_done: 0,
+            already_finished: false,
+        };
+        let mine = scan.newest.filter(|r| r.package_id == id);
+        if let Some(r) = scan.newest {
+            if r.package_id != id && r.kind != RecordKind::Finished && goal.in_place {
+                return Err(Error::UnfinishedOtherUpdate {
+                    journal_id: r.package_id,
+                });
+            }
+        }
+        if mine.is_some_and(|r| r.kind == RecordKind::Finished) {
+            check_target(flash, layout, goal, self.work.read).await?;
+            report.already_finished = true;
+            return Ok(report);
+        }
+
+        let (state, mut journal) = match mine {
+            None => {
+                check_source(flash, layout, goal, self.work.read).await?;
+                if self.tracker.is_some() {
+                    self.check_whole_package(package, chain).await?;
+                }
+                let begin = Record {
+                    kind: RecordKind::Begin,
+                    seq: 0,
+                    next_op: 0,
+                    pkg_offset: first_op,
+                    package_id: id,
+                    chain: goal.first_op_sha256,
+                };
+                let j = Journal::start(flash, layout.journal, &scan, begin, self.work.out).await?;
+                (begin, j)
+            }
+            Some(r) => {
+                report.resumed = true;
+                report.started_at_op = r.next_op;
+                if !goal.in_place {
+                    check_source(flash, layout, goal, self.work.read).await?;
+                }
+                self.replay_done_ops(package, r.next_op).await?;
+                let resume = Record {
+                    kind: RecordKind::Progress,
+                    ..r
+                };
+                let j = Journal::start(flash, layout.journal, &scan, resume, self.work.out).await?;
+                (r, j)
+            }
+        };
+        chain = chain.resumed(state.next_op, state.chain);
+        let mut at = state.pkg_offset;
+        let mut first = report.resumed;
+        while !chain.is_complete() {
+            let op = read_op(package, at, &mut chain, self.work.pkg, self.extents).await?;
+            if let Some(t) = self.tracker.as_mut() {
+                t.record(op.index, at, &op.header, self.extents.as_slice())?;
+            }
+            // Skip work already done (only the op a cut may have
+            // interrupted can be): its destination already hashes right.
+            let (region, dst) = destination(layout, &op.header);
+            // A segment that cannot be read (a torn word on ECC flash) is
+            // not done.
+            let already = first
+                && hash_flash(flash, region, dst, op.header.dst_len.into(), self.work.read)
+                    .await
+                    .is_ok_and(|h| h == op.header.dst_sha256);
+            first = false;
+            if already {
+                report.ops_found_done += 1;
+            } else {
+                self.run_op(flash, package, &op, at).await?;
+                report.ops_executed += 1;
+            }
+            at += op.total_len;
+            let done = Record {
+                kind: RecordKind::Progress,
+                seq: 0,
+                next_op: op.index + 1,
+                pkg_offset: at,
+                package_id: id,
+                chain: op.header.next_op_sha256,
+            };
+            journal.append(flash, done, self.work.out).await?;
+        }
+        check_target(flash, layout, goal, self.work.read).await?;
+        let finished = Record {
+            kind: RecordKind::Finished,
             seq: 0,
-            next_op: op.index + 1,
+            next_op: goal.op_count,
             pkg_offset: at,
             package_id: id,
-            chain: op.header.next_op_sha256,
+            chain: [0; 32],
         };
-        journal.append(flash, done).await?;
+        journal.append(flash, finished, self.work.out).await?;
+        Ok(report)
     }
-    check_target(flash, &layout, &m, work.read).await?;
-    let finished = Record {
-        kind: RecordKind::Finished,
-        seq: 0,
-        next_op: m.op_count,
-        pkg_offset: at,
-        package_id: id,
-        chain: [0; 32],
-    };
-    journal.append(flash, finished).await?;
-    Ok(report)
+
+    /// In place, before the first destructive write: every op
+    /// authenticated and its reads checked against what earlier ops
+    /// overwrite; then the tracker is reset for the real run.
+    async fn check_whole_package<P: PackageSource>(
+        &mut self,
+        package: &mut P,
+        mut chain: OpChain,
+    ) -> Result<()> {
+        let Some(t) = self.tracker.as_mut() else {
+            return Ok(());
+        };
+        let mut at = (HEADER_LEN + MANIFEST_LEN) as u64;
+        while !chain.is_complete() {
+            let op = read_op(package, at, &mut chain, self.work.pkg, self.extents).await?;
+            t.record(op.index, at, &op.header, self.extents.as_slice())?;
+            at += op.total_len;
+        }
+        if !t.is_complete() {
+            return Err(FormatError::OpLayout {
+                op_index: self.goal.op_count,
+                offset: at,
+                what: "segments written (every target segment once)",
+                expected: self
+                    .goal
+                    .target_size
+                    .div_ceil(self.goal.segment_size.max(1)),
+                found: 0,
+            }
+            .into());
+        }
+        t.reset();
+        Ok(())
+    }
+
+    /// In place, on resume: rebuilds which segments are overwritten and
+    /// what each slot holds from the headers of the ops already done.
+    /// These reads only steer checks: the next op itself is authenticated
+    /// and its inputs hash-checked before use.
+    async fn replay_done_ops<P: PackageSource>(
+        &mut self,
+        package: &mut P,
+        next_op: u32,
+    ) -> Result<()> {
+        let Some(t) = self.tracker.as_mut() else {
+            return Ok(());
+        };
+        let mut at = (HEADER_LEN + MANIFEST_LEN) as u64;
+        for index in 0..next_op {
+            let (h, len) = read_op_header(package, at, self.work.pkg, self.extents).await?;
+            t.record(index, at, &h, self.extents.as_slice())?;
+            at += len;
+        }
+        Ok(())
+    }
 }
 
 /// The three work chunks.
@@ -293,137 +375,142 @@ pub(crate) struct Work<'b> {
     pub(crate) pkg: &'b mut [u8],
 }
 
-/// The package's manifest and the layout, for the op loop.
-struct Ctx<'a> {
-    m: &'a Manifest,
-    layout: &'a Layout,
-}
-
-impl Ctx<'_> {
-    /// Region and flash address an op writes.
-    fn destination(&self, h: &OpHeader) -> (Region, u64) {
-        if h.kind == OpKind::Stash {
-            (Region::Scratch, self.layout.scratch().start + h.dst_offset)
-        } else {
-            (Region::Target, self.layout.target().start + h.dst_offset)
-        }
+/// Region and flash address an op writes.
+fn destination(layout: &Layout, h: &OpHeader) -> (Region, u64) {
+    if h.kind == OpKind::Stash {
+        (Region::Scratch, layout.scratch().start + h.dst_offset)
+    } else {
+        (Region::Target, layout.target().start + h.dst_offset)
     }
 }
 
-/// Executes one authenticated op: checks its inputs, erases and programs
-/// its destination, reads it back, and re-checks the payload's hash.
-async fn run_op<F: Flash, P: PackageSource>(
-    flash: &mut F,
-    package: &mut P,
-    ctx: &Ctx<'_>,
-    tracker: Option<&InPlaceTracker<'_>>,
-    op: &ReadOp,
-    at: u64,
-    work: &mut Work<'_>,
-) -> Result<()> {
-    let h = &op.header;
-    let (region, dst) = ctx.destination(h);
-    let seg_err = FormatError::SegmentHashMismatch {
-        op_index: op.index,
-        dst_offset: h.dst_offset,
-    };
-    if h.kind == OpKind::Skip {
-        let got = hash_flash(flash, region, dst, h.dst_len.into(), work.read).await?;
-        return if got == h.dst_sha256 {
-            Ok(())
-        } else {
-            Err(seg_err.into())
+impl Update<'_, '_> {
+    /// Executes one authenticated op: checks its inputs, erases and
+    /// programs its destination, reads it back, and re-checks the
+    /// payload's hash.
+    async fn run_op<F: Flash, P: PackageSource>(
+        &mut self,
+        flash: &mut F,
+        package: &mut P,
+        op: &ReadOp,
+        at: u64,
+    ) -> Result<()> {
+        let h = &op.header;
+        let (region, dst) = destination(self.layout, h);
+        let work = &mut self.work;
+        let extents = self.extents.as_slice();
+        let seg_err = FormatError::SegmentHashMismatch {
+            op_index: op.index,
+            dst_offset: h.dst_offset,
         };
-    }
-    let src = Sources {
-        layout: ctx.layout,
-        segment_size: ctx.m.segment_size.into(),
-        tracker,
-    };
-    // Inputs first: the extents must hash right before anything is erased.
-    if !op.extents.as_slice().is_empty() {
-        let mut hasher = Sha256::new();
-        for e in op.extents.as_slice() {
-            let mut pos = 0;
-            while pos < e.len {
-                let n = (work.read.len() as u64).min(e.len - pos) as usize;
-                let part = work.read.get_mut(..n).unwrap_or(&mut []);
-                src.read(flash, e.offset + pos, part, op.index).await?;
-                hasher.update(&*part);
-                pos += n as u64;
-            }
+        if h.kind == OpKind::Skip {
+            let got = hash_flash(flash, region, dst, h.dst_len.into(), work.read).await?;
+            return if got == h.dst_sha256 {
+                Ok(())
+            } else {
+                Err(seg_err.into())
+            };
         }
-        if hasher.finalize().as_slice() != h.src_sha256 {
-            return Err(FormatError::SourceExtentHashMismatch { op_index: op.index }.into());
-        }
-    }
-    erase_segment(flash, region, dst, h.dst_len.into()).await?;
-    let mut out = Out {
-        region,
-        addr: dst,
-        len: h.dst_len.into(),
-        produced: 0,
-        flushed: 0,
-        fill: 0,
-        hasher: Sha256::new(),
-        op_index: op.index,
-    };
-    // Pass 2 over the op's bytes: re-hashed as they are used.
-    let mut payload = Payload::start(package, at, op, work.pkg).await?;
-    match h.kind {
-        OpKind::Fill => {
-            work.read.fill(h.fill_value);
-            while out.produced < out.len {
-                let n = (work.read.len() as u64).min(out.len - out.produced) as usize;
-                out.push(flash, work.out, work.read.get(..n).unwrap_or(&[]))
-                    .await?;
-            }
-        }
-        OpKind::Copy | OpKind::Stash => {
-            for e in op.extents.as_slice() {
+        let src = Sources {
+            layout: self.layout,
+            segment_size: self.goal.segment_size,
+            tracker: self.tracker.as_ref(),
+        };
+        // Inputs first: the extents must hash right before anything is
+        // erased.
+        if !extents.is_empty() {
+            let mut hasher = Sha256::new();
+            for e in extents {
                 let mut pos = 0;
                 while pos < e.len {
                     let n = (work.read.len() as u64).min(e.len - pos) as usize;
                     let part = work.read.get_mut(..n).unwrap_or(&mut []);
                     src.read(flash, e.offset + pos, part, op.index).await?;
-                    out.push(flash, work.out, part).await?;
+                    hasher.update(&*part);
                     pos += n as u64;
                 }
             }
-        }
-        OpKind::New if h.codec == Codec::Stored => {
-            while let Some(n) = payload.next(package, work.pkg).await? {
-                out.push(flash, work.out, work.pkg.get(..n).unwrap_or(&[]))
-                    .await?;
+            if hasher.finalize().as_slice() != h.src_sha256 {
+                return Err(FormatError::SourceExtentHashMismatch { op_index: op.index }.into());
             }
         }
-        OpKind::New | OpKind::Patch => {
-            decode::run(flash, package, &src, op, &mut payload, &mut out, work).await?;
-        }
-        OpKind::Skip => {}
-    }
-    out.finish(flash, work.out).await?;
-    if !payload.matches(op) {
-        // The package changed since pass 1: what was written is not
-        // trusted, and the op is not committed.
-        return Err(FormatError::OpHashMismatch {
-            op_index: op.index,
-            offset: at,
-        }
-        .into());
-    }
-    if out.hasher.finalize().as_slice() != h.dst_sha256 {
-        return Err(seg_err.into());
-    }
-    let back = hash_flash(flash, region, dst, h.dst_len.into(), work.read).await?;
-    if back != h.dst_sha256 {
-        return Err(Error::Verify {
+        erase_segment(flash, region, dst, h.dst_len.into()).await?;
+        let mut out = Out {
             region,
             addr: dst,
+            len: h.dst_len.into(),
+            produced: 0,
+            flushed: 0,
+            fill: 0,
+            hasher: Sha256::new(),
             op_index: op.index,
-        });
+        };
+        // Pass 2 over the op's bytes: re-hashed as they are used.
+        let mut payload = Payload::start(package, at, op, work.pkg).await?;
+        match h.kind {
+            OpKind::Fill => {
+                work.read.fill(h.fill_value);
+                while out.produced < out.len {
+                    let n = (work.read.len() as u64).min(out.len - out.produced) as usize;
+                    out.push(flash, work.out, work.read.get(..n).unwrap_or(&[]))
+                        .await?;
+                }
+            }
+            OpKind::Copy | OpKind::Stash => {
+                for e in extents {
+                    let mut pos = 0;
+                    while pos < e.len {
+                        let n = (work.read.len() as u64).min(e.len - pos) as usize;
+                        let part = work.read.get_mut(..n).unwrap_or(&mut []);
+                        src.read(flash, e.offset + pos, part, op.index).await?;
+                        out.push(flash, work.out, part).await?;
+                        pos += n as u64;
+                    }
+                }
+            }
+            OpKind::New if h.codec == Codec::Stored => {
+                while let Some(n) = payload.next(package, work.pkg).await? {
+                    out.push(flash, work.out, work.pkg.get(..n).unwrap_or(&[]))
+                        .await?;
+                }
+            }
+            OpKind::New | OpKind::Patch => {
+                decode::run(
+                    flash,
+                    package,
+                    &src,
+                    OpView { op, extents },
+                    &mut payload,
+                    &mut out,
+                    work,
+                )
+                .await?;
+            }
+            OpKind::Skip => {}
+        }
+        out.finish(flash, work.out).await?;
+        if !payload.matches(op) {
+            // The package changed since pass 1: what was written is not
+            // trusted, and the op is not committed.
+            return Err(FormatError::OpHashMismatch {
+                op_index: op.index,
+                offset: at,
+            }
+            .into());
+        }
+        if out.hasher.finalize().as_slice() != h.dst_sha256 {
+            return Err(seg_err.into());
+        }
+        let back = hash_flash(flash, region, dst, h.dst_len.into(), work.read).await?;
+        if back != h.dst_sha256 {
+            return Err(Error::Verify {
+                region,
+                addr: dst,
+                op_index: op.index,
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Erases the blocks holding `[addr, addr + len)`.
@@ -745,11 +832,17 @@ pub async fn read_manifest<P: PackageSource>(
     ))
 }
 
+/// An op with its source extents, as the decoders take it.
+#[derive(Clone, Copy)]
+pub(crate) struct OpView<'a> {
+    pub(crate) op: &'a ReadOp,
+    pub(crate) extents: &'a [fota_format::op::Extent],
+}
+
 /// One op read and authenticated (pass 1).
 pub(crate) struct ReadOp {
     pub(crate) index: u32,
     pub(crate) header: OpHeader,
-    pub(crate) extents: Extents,
     total_len: u64,
     /// The hash it had: the chain's expectation.
     sha256: [u8; 32],
@@ -762,6 +855,7 @@ async fn read_op<P: PackageSource>(
     at: u64,
     chain: &mut OpChain,
     buf: &mut [u8],
+    extents: &mut Extents,
 ) -> Result<ReadOp> {
     let mut raw = [0u8; OP_HEADER_LEN];
     read_pkg(package, at, &mut raw).await?;
@@ -797,29 +891,29 @@ async fn read_op<P: PackageSource>(
         .into());
     }
     let header = OpHeader::parse(&raw, at)?;
-    let extents = read_extents(package, at, &header, buf).await?;
+    read_extents(package, at, &header, buf, extents).await?;
     chain.check(&header, extents.as_slice(), &sha256, at)?;
     Ok(ReadOp {
         index,
         header,
-        extents,
         total_len,
         sha256,
     })
 }
 
 /// Reads and parses an op's header and extents (not authenticated by
-/// itself); returns them and the op's total length.
+/// itself); returns the header and the op's total length.
 async fn read_op_header<P: PackageSource>(
     package: &mut P,
     at: u64,
     buf: &mut [u8],
-) -> Result<(OpHeader, Extents, u64)> {
-    let mut raw = [0u8; OP_HEADER_LEN];
-    read_pkg(package, at, &mut raw).await?;
-    let header = OpHeader::parse(&raw, at)?;
-    let extents = read_extents(package, at, &header, buf).await?;
-    Ok((header, extents, header.total_len()))
+    extents: &mut Extents,
+) -> Result<(OpHeader, u64)> {
+    let raw = buf.get_mut(..OP_HEADER_LEN).unwrap_or(&mut []);
+    read_pkg(package, at, raw).await?;
+    let header = OpHeader::parse(raw, at)?;
+    read_extents(package, at, &header, buf, extents).await?;
+    Ok((header, header.total_len()))
 }
 
 /// Reads and parses the extents that follow the op header at `at`.
@@ -828,15 +922,16 @@ async fn read_extents<P: PackageSource>(
     at: u64,
     header: &OpHeader,
     buf: &mut [u8],
-) -> Result<Extents> {
-    let mut extents = Extents::default();
+    extents: &mut Extents,
+) -> Result<()> {
+    *extents = Extents::default();
     for i in 0..u64::from(header.extent_count) {
         let off = at + OP_HEADER_LEN as u64 + i * EXTENT_LEN as u64;
         let rec = buf.get_mut(..EXTENT_LEN).unwrap_or(&mut []);
         read_pkg(package, off, rec).await?;
         extents.push(parse_extent(rec, off)?);
     }
-    Ok(extents)
+    Ok(())
 }
 
 async fn read_pkg<P: PackageSource>(package: &mut P, offset: u64, buf: &mut [u8]) -> Result<()> {
@@ -943,7 +1038,7 @@ async fn read_flash<F: Flash>(
 async fn check_source<F: Flash>(
     flash: &mut F,
     layout: &Layout,
-    m: &Manifest,
+    m: &Goal,
     buf: &mut [u8],
 ) -> Result<()> {
     let src = layout.source();
@@ -957,7 +1052,7 @@ async fn check_source<F: Flash>(
 async fn check_target<F: Flash>(
     flash: &mut F,
     layout: &Layout,
-    m: &Manifest,
+    m: &Goal,
     buf: &mut [u8],
 ) -> Result<()> {
     let t = layout.target();

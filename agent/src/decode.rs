@@ -9,7 +9,7 @@ use fota_format::op::Codec;
 use fota_format::tiny::{TinyDecoder, TinyStep};
 use fota_format::Error as FormatError;
 
-use crate::apply::{Out, Payload, ReadOp, Sources, Work};
+use crate::apply::{OpView, Out, Payload, ReadOp, Sources, Work};
 use crate::error::Result;
 use crate::flash::Flash;
 use crate::source::PackageSource;
@@ -19,12 +19,12 @@ pub(crate) async fn run<F: Flash, P: PackageSource>(
     flash: &mut F,
     package: &mut P,
     src: &Sources<'_>,
-    op: &ReadOp,
+    op: OpView<'_>,
     payload: &mut Payload,
     out: &mut Out,
     work: &mut Work<'_>,
 ) -> Result<()> {
-    match op.header.codec {
+    match op.op.header.codec {
         Codec::Tiny => tiny(flash, package, src, op, payload, out, work).await,
         Codec::Stored | Codec::Zstd => in_memory(flash, package, src, op, payload, out, work).await,
     }
@@ -34,13 +34,13 @@ async fn tiny<F: Flash, P: PackageSource>(
     flash: &mut F,
     package: &mut P,
     src: &Sources<'_>,
-    op: &ReadOp,
+    op: OpView<'_>,
     payload: &mut Payload,
     out: &mut Out,
     work: &mut Work<'_>,
 ) -> Result<()> {
+    let OpView { op, extents } = op;
     let h = &op.header;
-    let extents = op.extents.as_slice();
     let mut decoder = TinyDecoder::new(op.index, h.dst_offset, h.dst_len.into());
     // The current package chunk is work.pkg[start..have].
     let (mut start, mut have) = (0usize, 0usize);
@@ -136,13 +136,13 @@ async fn in_memory<F: Flash, P: PackageSource>(
     _flash: &mut F,
     _package: &mut P,
     _src: &Sources<'_>,
-    op: &ReadOp,
+    op: OpView<'_>,
     _payload: &mut Payload,
     _out: &mut Out,
     _work: &mut Work<'_>,
 ) -> Result<()> {
     Err(FormatError::PayloadCodec {
-        op_index: op.index,
+        op_index: op.op.index,
         what: "zstd and stored PATCH payloads need the agent's std feature",
     }
     .into())
@@ -153,7 +153,7 @@ async fn in_memory<F: Flash, P: PackageSource>(
     flash: &mut F,
     package: &mut P,
     src: &Sources<'_>,
-    op: &ReadOp,
+    op: OpView<'_>,
     payload: &mut Payload,
     out: &mut Out,
     work: &mut Work<'_>,
@@ -161,6 +161,7 @@ async fn in_memory<F: Flash, P: PackageSource>(
     use fota_format::op::OpKind;
     use fota_format::{PatchDecoder, PatchStep};
     use std::vec::Vec;
+    let OpView { op, extents } = op;
     let h = &op.header;
     let mut coded = Vec::with_capacity(payload.remaining() as usize);
     while let Some(n) = payload.next(package, work.pkg).await? {
@@ -180,13 +181,8 @@ async fn in_memory<F: Flash, P: PackageSource>(
     if h.kind == OpKind::New {
         return out.push(flash, work.out, &decoded).await;
     }
-    let mut decoder = PatchDecoder::new(
-        op.index,
-        &decoded,
-        h.dst_offset,
-        h.dst_len.into(),
-        op.extents.as_slice(),
-    )?;
+    let mut decoder =
+        PatchDecoder::new(op.index, &decoded, h.dst_offset, h.dst_len.into(), extents)?;
     while let Some(step) = decoder.next() {
         match step? {
             PatchStep::Add { src: at, len } => {

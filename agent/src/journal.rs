@@ -187,9 +187,9 @@ impl Journal {
     /// # Errors
     /// None from the flash (read failures are torn records); kept as a
     /// `Result` for drivers that fail hard.
-    pub async fn scan<F: Flash>(flash: &mut F, range: Range) -> Result<Scan> {
+    pub async fn scan<F: Flash>(flash: &mut F, range: Range, buf: &mut [u8]) -> Result<Scan> {
         let slot = slot_len(flash);
-        let mut buf = [0u8; MAX_SLOT_LEN];
+        check_buf(flash, buf)?;
         let mut best: Option<Record> = None;
         let mut best_block = range.start;
         let mut at = range.start;
@@ -201,10 +201,10 @@ impl Journal {
             while s + slot <= block.end() {
                 // Only the record's first 64 bytes matter; read them in
                 // read-size units.
-                let n = read_len(flash).min(MAX_SLOT_LEN);
+                let n = read_len(flash);
                 let dst = buf.get_mut(..n).unwrap_or(&mut []);
                 if flash.read(s, dst).await.is_ok() {
-                    if let Some(r) = Record::decode(&buf) {
+                    if let Some(r) = Record::decode(dst) {
                         if best.is_none_or(|b| is_newer(r.seq, b.seq)) {
                             best = Some(r);
                             best_block = block.start;
@@ -233,7 +233,9 @@ impl Journal {
         range: Range,
         scan: &Scan,
         first: Record,
+        buf: &mut [u8],
     ) -> Result<Journal> {
+        check_buf(flash, buf)?;
         let block = next_block(flash, range, scan.newest_block);
         flash
             .erase(block.start, block.end())
@@ -246,7 +248,7 @@ impl Journal {
             next: block.start,
             seq: scan.newest.map_or(1, |r| r.seq.wrapping_add(1)),
         };
-        j.append(flash, first).await?;
+        j.append(flash, first, buf).await?;
         Ok(j)
     }
 
@@ -255,7 +257,12 @@ impl Journal {
     ///
     /// # Errors
     /// Flash failures.
-    pub async fn append<F: Flash>(&mut self, flash: &mut F, mut record: Record) -> Result<()> {
+    pub async fn append<F: Flash>(
+        &mut self,
+        flash: &mut F,
+        mut record: Record,
+        buf: &mut [u8],
+    ) -> Result<()> {
         if self.next + self.slot_len > self.block.end() {
             let block = next_block(flash, self.range, self.block.start);
             flash
@@ -266,15 +273,19 @@ impl Journal {
             self.next = block.start;
         }
         record.seq = self.seq;
-        let bytes = record.encode();
         // Pad to the slot with the erased value: programming it changes nothing.
-        let mut slot = [flash.erased_value(); MAX_SLOT_LEN];
-        let n = (self.slot_len as usize).min(slot.len());
+        let found = buf.len() as u64;
+        let slot = buf.get_mut(..self.slot_len as usize).ok_or(Error::Layout {
+            what: "journal buffer length (one record slot)",
+            expected: self.slot_len,
+            found,
+        })?;
+        slot.fill(flash.erased_value());
         if let Some(dst) = slot.get_mut(..RECORD_LEN) {
-            dst.copy_from_slice(&bytes);
+            dst.copy_from_slice(&record.encode());
         }
         let at = self.next;
-        let data = slot.get(..n).unwrap_or(&[]);
+        let data = &*slot;
         flash.write(at, data).await.map_err(flash_err(at))?;
         self.next += self.slot_len;
         self.seq = self.seq.wrapping_add(1);
@@ -288,6 +299,19 @@ impl Journal {
 /// still found after a wrap.
 pub fn is_newer(a: u32, b: u32) -> bool {
     a != b && a.wrapping_sub(b) < 1 << 31
+}
+
+/// Refuses a buffer shorter than a record slot or a record's read.
+fn check_buf<F: Flash>(flash: &F, buf: &[u8]) -> Result<()> {
+    let need = slot_len(flash).max(read_len(flash) as u64);
+    if (buf.len() as u64) < need {
+        return Err(Error::Layout {
+            what: "journal buffer length (one record slot)",
+            expected: need,
+            found: buf.len() as u64,
+        });
+    }
+    Ok(())
 }
 
 /// Bytes to read for a record's content: 64 rounded up to the read size.

@@ -109,7 +109,8 @@ fn the_update_state_is_small() {
     let state = std::mem::size_of_val(&fut);
     println!("apply state: {state} B");
     drop(fut);
-    // R4 asks for 1,024 B; not met yet (see the closing note).
-    // This bound keeps it from growing while it is brought down.
-    assert!(state <= 3_300, "{state}");
+    // R4 asks for 1,024 B; not met yet: rustc lays nested async fns out
+    // at about twice their live data, so the way there is a flat step
+    // machine (see the note). This bound keeps it from growing.
+    assert!(state <= 2_950, "{state}");
 }

@@ -238,16 +238,59 @@ pub struct Op<'a> {
 /// both the in-memory [`OpIter`] and a streaming agent drive.
 #[derive(Debug, Clone, Copy)]
 pub struct OpChain {
-    manifest: Manifest,
+    manifest: ChainLimits,
     next_index: u32,
     expected_hash: [u8; 32],
+}
+
+/// The manifest fields the op rules read: a streaming applier keeps the
+/// chain for the whole update, so it does not carry labels and hashes.
+#[derive(Debug, Clone, Copy)]
+struct ChainLimits {
+    mode: Mode,
+    profile: Profile,
+    segment_size: u32,
+    op_count: u32,
+    scratch_slots: u32,
+    source_size: u64,
+    target_size: u64,
+}
+
+impl ChainLimits {
+    fn of(m: &Manifest) -> Self {
+        ChainLimits {
+            mode: m.mode,
+            profile: m.profile,
+            segment_size: m.segment_size,
+            op_count: m.op_count,
+            scratch_slots: m.scratch_slots,
+            source_size: m.source_size,
+            target_size: m.target_size,
+        }
+    }
+
+    /// As [`Manifest::segment_len`].
+    fn segment_len(&self, index: u64) -> u64 {
+        let start = index.saturating_mul(self.segment_size.into());
+        self.target_size
+            .saturating_sub(start)
+            .min(self.segment_size.into())
+    }
+
+    /// As [`Manifest::source_segment_len`].
+    fn source_segment_len(&self, index: u64) -> u64 {
+        let start = index.saturating_mul(self.segment_size.into());
+        self.source_size
+            .saturating_sub(start)
+            .min(self.segment_size.into())
+    }
 }
 
 impl OpChain {
     /// Starts the chain at the manifest's head hash.
     pub fn new(manifest: &Manifest) -> Self {
         OpChain {
-            manifest: *manifest,
+            manifest: ChainLimits::of(manifest),
             next_index: 0,
             expected_hash: manifest.first_op_sha256,
         }
@@ -258,9 +301,20 @@ impl OpChain {
     /// stored both when op `next_index - 1` committed.
     pub fn resume(manifest: &Manifest, next_index: u32, expected_hash: [u8; 32]) -> Self {
         OpChain {
-            manifest: *manifest,
+            manifest: ChainLimits::of(manifest),
             next_index,
             expected_hash,
+        }
+    }
+
+    /// The same chain moved to op `next_index`, whose hash must be
+    /// `expected_hash`: [`OpChain::resume`] for a caller that no longer
+    /// keeps the manifest.
+    pub fn resumed(self, next_index: u32, expected_hash: [u8; 32]) -> Self {
+        OpChain {
+            next_index,
+            expected_hash,
+            ..self
         }
     }
 
