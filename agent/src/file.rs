@@ -479,6 +479,82 @@ impl Flash for FileFlash {
     }
 }
 
+/// The in-place layout over two files, as `fota flash` and the device
+/// simulator use it: IMG holds the image (the old one, then the new one),
+/// rounded up to whole erase blocks; STATE holds the journal (two erase
+/// blocks) and then the package's scratch slots.
+///
+/// # Errors
+/// [`FileError::Geometry`] when a length overflows; [`FileError::Io`]
+/// when a file cannot be opened.
+pub fn map_in_place(
+    flash: &mut FileFlash,
+    image: &Path,
+    state: &Path,
+    manifest: &fota_format::Manifest,
+) -> Result<crate::Layout, FileError> {
+    let erase = flash.geometry().erase_size;
+    let round_up = |n: u64| {
+        n.div_ceil(erase)
+            .checked_mul(erase)
+            .ok_or(FileError::Geometry {
+                what: "region length must fit in 64 bits",
+                found: n,
+            })
+    };
+    let image_len = round_up(manifest.source_size.max(manifest.target_size))?;
+    let seg = u64::from(manifest.segment_size);
+    let scratch_len = round_up(u64::from(manifest.scratch_slots).saturating_mul(seg))?;
+    let journal_len = 2 * erase;
+    let image = flash.map(image, Access::ReadWrite, 0, image_len)?;
+    let state = flash.map(state, Access::ReadWrite, 0, journal_len + scratch_len)?;
+    Ok(crate::Layout {
+        slots: crate::Slots::InPlace {
+            image,
+            scratch: Range::new(state.start + journal_len, scratch_len),
+        },
+        journal: Range::new(state.start, journal_len),
+    })
+}
+
+/// The memory an update borrows ([`crate::Buffers`]), owned: sized for a
+/// manifest and a flash geometry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedBuffers {
+    work: Vec<u8>,
+    written: Vec<u8>,
+    overwritten: Vec<u8>,
+    slots: Vec<u32>,
+}
+
+impl OwnedBuffers {
+    /// Buffers for applying `manifest`'s package on a flash with these
+    /// write and read sizes.
+    pub fn new(manifest: &fota_format::Manifest, write_size: usize, read_size: usize) -> Self {
+        let bitmap = if manifest.mode == fota_format::Mode::InPlace {
+            fota_format::InPlaceTracker::bitmap_len(manifest)
+        } else {
+            0
+        };
+        OwnedBuffers {
+            work: vec![0; crate::work_len(write_size, read_size)],
+            written: vec![0; bitmap],
+            overwritten: vec![0; bitmap],
+            slots: vec![0; manifest.scratch_slots as usize],
+        }
+    }
+
+    /// Lends them to one [`crate::apply`] run.
+    pub fn lend(&mut self) -> crate::Buffers<'_> {
+        crate::Buffers {
+            work: &mut self.work,
+            written: &mut self.written,
+            overwritten: &mut self.overwritten,
+            slots: &mut self.slots,
+        }
+    }
+}
+
 /// A package read from a file with positioned reads; its length is taken
 /// when it is opened.
 #[derive(Debug)]

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
 use fota_agent::boot::{mcuboot_trailer_len, McubootTrailer};
-use fota_agent::file::{Access, FileFlash, FilePackage, Geometry};
+use fota_agent::file::{map_in_place, Access, FileFlash, FilePackage, Geometry, OwnedBuffers};
 use fota_agent::{
-    Block, BootControl, Buffers, Config, Error as AgentError, Flash, FlashError, Layout,
-    PackageSource, Range, Region, Report, Slots,
+    Block, BootControl, Config, Error as AgentError, Flash, FlashError, Layout, PackageSource,
+    Range, Region, Report, Slots,
 };
-use fota_format::{Error as FormatError, InPlaceTracker, Label, Manifest, Mode};
+use fota_format::{Error as FormatError, Label, Manifest, Mode};
 use fota_generator::keys;
 
 use crate::args::{BootArg, FlashArgs};
@@ -106,15 +106,7 @@ pub fn run(a: FlashArgs) -> Result<()> {
         device_class,
         security_counter: a.device.security_counter,
     };
-    let bitmap = if m.mode == Mode::InPlace {
-        InPlaceTracker::bitmap_len(&m)
-    } else {
-        0
-    };
-    let mut work = vec![0u8; fota_agent::work_len(a.write_size, geometry.read_size)];
-    let mut written = vec![0u8; bitmap];
-    let mut overwritten = vec![0u8; bitmap];
-    let mut slots = vec![0u32; m.scratch_slots as usize];
+    let mut buffers = OwnedBuffers::new(&m, a.write_size, geometry.read_size);
     let delay = std::env::var(DELAY_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -130,12 +122,7 @@ pub fn run(a: FlashArgs) -> Result<()> {
         &mut observed,
         &mut package,
         &config,
-        Buffers {
-            work: &mut work,
-            written: &mut written,
-            overwritten: &mut overwritten,
-            slots: &mut slots,
-        },
+        buffers.lend(),
     ));
     let report = match result {
         Ok(r) => r,
@@ -263,18 +250,12 @@ fn plan(a: &FlashArgs, m: &Manifest, flash: &mut FileFlash) -> Result<Plan> {
     };
     match &a.source {
         None => {
-            let image_len = round_up(m.source_size.max(m.target_size), erase)?;
-            let seg = u64::from(m.segment_size);
-            let scratch_len = round_up(u64::from(m.scratch_slots).saturating_mul(seg), erase)?;
-            let image = flash.map(&a.image, Access::ReadWrite, 0, image_len)?;
-            let state = flash.map(&a.state, Access::ReadWrite, 0, journal_len + scratch_len)?;
-            let journal = Range::new(state.start, journal_len);
-            let scratch = Range::new(state.start + journal_len, scratch_len);
+            let layout = map_in_place(flash, &a.image, &a.state, m)?;
+            let (Slots::InPlace { image, .. }, journal) = (layout.slots, layout.journal) else {
+                return Err(anyhow!("in-place layout expected"));
+            };
             Ok(Plan {
-                layout: Layout {
-                    slots: Slots::InPlace { image, scratch },
-                    journal,
-                },
+                layout,
                 source: image,
                 slot: image,
                 describe: format!(
