@@ -15,6 +15,17 @@ pub enum Region {
     Journal,
 }
 
+impl core::fmt::Display for Region {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Region::Source => "source",
+            Region::Target => "target",
+            Region::Scratch => "scratch",
+            Region::Journal => "journal",
+        })
+    }
+}
+
 /// Why the agent stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
@@ -82,7 +93,7 @@ impl core::fmt::Display for Error {
                 region,
                 addr,
                 error,
-            } => write!(f, "flash {error:?} in the {region:?} region at {addr:#x}"),
+            } => write!(f, "flash {error} in the {region} region at {addr:#x}"),
             Error::Layout {
                 what,
                 expected,
@@ -99,7 +110,7 @@ impl core::fmt::Display for Error {
                 op_index,
             } => write!(
                 f,
-                "op {op_index}: the {region:?} segment at {addr:#x} does not read back as written"
+                "op {op_index}: the {region} segment at {addr:#x} does not read back as written"
             ),
         }
     }

@@ -32,6 +32,18 @@ pub enum FlashError {
     WriteFailed,
 }
 
+impl core::fmt::Display for FlashError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FlashError::PowerLost => "power lost",
+            FlashError::OutOfBounds => "access out of bounds",
+            FlashError::NotAligned => "access not aligned",
+            FlashError::ReadFailed => "uncorrectable read",
+            FlashError::WriteFailed => "program or erase failed",
+        })
+    }
+}
+
 /// One erase block: the unit [`Flash::erase`] works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Block {

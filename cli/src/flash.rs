@@ -21,7 +21,7 @@ use fota_agent::boot::{mcuboot_trailer_len, McubootTrailer};
 use fota_agent::file::{map_in_place, Access, FileFlash, FilePackage, Geometry, OwnedBuffers};
 use fota_agent::{
     Block, BootControl, Config, Error as AgentError, Flash, FlashError, Layout, PackageSource,
-    Range, Region, Report, Slots,
+    Range, Report, Slots,
 };
 use fota_format::{Error as FormatError, Label, Manifest, Mode};
 use fota_generator::keys;
@@ -333,7 +333,7 @@ fn explain(
             addr,
             error,
         } => {
-            let what = format!("flash {error:?} in the {} region", region_name(region));
+            let what = format!("flash {error} in the {region} region");
             match flash.take_error() {
                 Some(fe) => anyhow::Error::new(fe).context(what),
                 None => match flash.locate(addr) {
@@ -357,15 +357,6 @@ fn explain(
             Some((path, off)) => anyhow!("{}: at offset {off}: {e}", path.display()),
             None => anyhow!("{e}"),
         },
-    }
-}
-
-fn region_name(r: Region) -> &'static str {
-    match r {
-        Region::Source => "source",
-        Region::Target => "target",
-        Region::Scratch => "scratch",
-        Region::Journal => "journal",
     }
 }
 
