@@ -204,19 +204,11 @@ async fn in_memory<F: Flash, P: PackageSource>(
 
 #[cfg(feature = "zstd")]
 fn zstd_decode(op: &ReadOp, coded: &[u8]) -> Result<std::vec::Vec<u8>> {
-    const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-    let err = |what| FormatError::PayloadCodec {
-        op_index: op.index,
-        what,
-    };
-    let one_frame = coded.starts_with(&MAGIC)
-        && zstd::zstd_safe::find_frame_compressed_size(coded) == Ok(coded.len());
-    if !one_frame {
-        return Err(err("payload is not exactly one zstd frame").into());
-    }
-    zstd::bulk::decompress(coded, op.header.decoded_len as usize).map_err(|_| {
-        err("zstd frame is corrupt or decodes to more than the declared length").into()
-    })
+    Ok(fota_format::zstd_payload::decode(
+        op.index,
+        coded,
+        op.header.decoded_len as usize,
+    )?)
 }
 
 #[cfg(all(feature = "std", not(feature = "zstd")))]

@@ -31,6 +31,9 @@
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
+#[cfg(feature = "zstd")]
+extern crate std;
+
 mod bytes;
 pub mod error;
 pub mod header;
@@ -42,6 +45,8 @@ pub mod package;
 pub mod patch;
 pub mod sign;
 pub mod tiny;
+#[cfg(feature = "zstd")]
+pub mod zstd_payload;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{Error, Result};

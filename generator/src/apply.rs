@@ -329,9 +329,6 @@ pub fn image_reader(image: &[u8]) -> impl FnMut(u64, u64, &mut Vec<u8>) -> Optio
     }
 }
 
-/// First bytes of a standard zstd frame (RFC 8878).
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
 /// Decodes an op's payload to exactly its declared length.
 fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
     let want = op.header.decoded_len as usize;
@@ -344,22 +341,7 @@ fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
                 what: "a tiny payload is a command stream, not a buffer to decode",
             })
         }
-        Codec::Zstd => {
-            // Exactly one standard frame: no skippable or concatenated
-            // frames, which a strict device decoder would refuse.
-            let one_frame = op.payload.starts_with(&ZSTD_MAGIC)
-                && zstd::zstd_safe::find_frame_compressed_size(op.payload) == Ok(op.payload.len());
-            if !one_frame {
-                return Err(FormatError::PayloadCodec {
-                    op_index: op.index,
-                    what: "payload is not exactly one zstd frame",
-                });
-            }
-            zstd::bulk::decompress(op.payload, want).map_err(|_| FormatError::PayloadCodec {
-                op_index: op.index,
-                what: "zstd frame is corrupt or decodes to more than the declared length",
-            })?
-        }
+        Codec::Zstd => fota_format::zstd_payload::decode(op.index, op.payload, want)?,
     };
     if bytes.len() != want {
         return Err(FormatError::PayloadCodec {
