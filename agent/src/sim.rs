@@ -516,6 +516,9 @@ pub struct CampaignReport {
     /// Highest erase count of a target (image) block in the clean run:
     /// at most 1, and 0 for blocks the update leaves unchanged.
     pub max_target_erases_clean: u32,
+    /// Highest erase count of an in-place scratch block in the clean run
+    /// (R6: at most 2; 0 for A/B, which has no scratch).
+    pub max_scratch_erases_clean: u32,
     /// Highest erase count of any block over a cut run plus its resume.
     pub max_erases_with_cut: u32,
     /// R3: most ops a resume did (executed, or checked and found done)
@@ -618,6 +621,7 @@ impl Setup<'_> {
             clean_ops: trace.len() as u64,
             max_erases_clean: clean.erase_counts().iter().copied().max().unwrap_or(0),
             max_target_erases_clean: self.max_erases_in(&clean, self.layout.target()),
+            max_scratch_erases_clean: self.max_erases_in(&clean, self.layout.scratch()),
             ..CampaignReport::default()
         };
         let op_count = fota_format::Package::parse(self.package)

@@ -100,8 +100,16 @@ fn in_place_generated_every_single_cut_resumes_bit_exact() {
         common::tiny_opts(Mode::InPlace, 1024),
     ] {
         let r = campaign("in-place", &opts, 12 * 1024, &[(1024, 1), (2048, 32)]);
-        // R6: every image block erased at most once per update.
+        // R6: every image block erased at most once per update. Scratch
+        // blocks are printed, not bounded: capping stashes per slot at 2
+        // made in-place packages 3x larger (median, 20 MCU pairs).
         assert!(r.iter().all(|r| r.max_target_erases_clean <= 1));
+        for r in &r {
+            println!(
+                "scratch blocks erased at most {} times",
+                r.max_scratch_erases_clean
+            );
+        }
     }
 }
 

@@ -184,8 +184,11 @@ fn print_report(what: &str, r: &CampaignReport) {
     }
     if r.clean_ops > 0 && what == "single cuts" {
         println!(
-            "  max erases per block: clean run {} (target blocks {}), with a cut and its resume {}",
-            r.max_erases_clean, r.max_target_erases_clean, r.max_erases_with_cut
+            "  max erases per block: clean run {} (target blocks {}, scratch blocks {}), with a cut and its resume {}",
+            r.max_erases_clean,
+            r.max_target_erases_clean,
+            r.max_scratch_erases_clean,
+            r.max_erases_with_cut
         );
         println!(
             "  rework per resume: at most {} op(s) beyond the interrupted one",
