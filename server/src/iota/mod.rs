@@ -3,3 +3,4 @@
 //! and kept in this module so it can be swapped for the real schema.
 
 pub mod mmc;
+pub mod session;
