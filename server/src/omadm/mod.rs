@@ -18,6 +18,8 @@ pub mod element;
 pub mod error;
 pub mod fumo;
 pub mod message;
+pub mod notification;
+pub mod session;
 pub mod wbxml;
 pub mod xml;
 
