@@ -670,6 +670,23 @@ impl ServerSession {
                         }
                     }
                 }
+                // Within an authenticated session (HMAC on every
+                // message) a failure ends the session.
+                Verdict::Challenge { reason, .. } | Verdict::Refused { reason }
+                    if self.authenticated =>
+                {
+                    let reply = self.build(vec![Command::Status(hdr_status(
+                        hdr,
+                        auth::STATUS_INVALID_CREDENTIALS,
+                        None,
+                    ))]);
+                    self.state = ServerState::Ended;
+                    return Ok(Step::Done {
+                        reply,
+                        end: End::AuthFailed(reason),
+                        reports: Vec::new(),
+                    });
+                }
                 Verdict::Challenge { status, chal, .. } => {
                     let reply =
                         self.build(vec![Command::Status(hdr_status(hdr, status, Some(chal)))]);
