@@ -338,7 +338,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// A NUL-terminated string at `index` of the string table.
-fn table_str<'a>(table: &'a [u8], index: u32, at: usize) -> Result<&'a str, Error> {
+fn table_str(table: &[u8], index: u32, at: usize) -> Result<&str, Error> {
     let bad = |message| Error::Wbxml {
         offset: at,
         message,
@@ -443,7 +443,7 @@ pub fn decode_element(bytes: &[u8], lang: &Language) -> Result<Element, Error> {
             }
             token::ENTITY => {
                 let code = cur.mb_u32("ENTITY")?;
-                let c = char::from_u32(code).ok_or_else(|| Error::Wbxml {
+                let c = char::from_u32(code).ok_or(Error::Wbxml {
                     offset: at,
                     message: "ENTITY is not a Unicode scalar value",
                 })?;

@@ -82,7 +82,7 @@ fn push_text(stack: &mut [Element], text: &str, offset: usize) -> Result<(), Err
 }
 
 /// Attaches a finished element to its parent, or makes it the root.
-fn close(stack: &mut Vec<Element>, root: &mut Option<Element>, el: Element) -> Result<(), Error> {
+fn close(stack: &mut [Element], root: &mut Option<Element>, el: Element) -> Result<(), Error> {
     match stack.last_mut() {
         Some(parent) => {
             match parent.text.take() {
