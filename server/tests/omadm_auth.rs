@@ -456,3 +456,37 @@ proptest! {
         let _ = HmacHeader::parse(&s);
     }
 }
+
+#[test]
+fn fumo_and_notification_errors_format() {
+    for e in [
+        ReportError::NotGeneric { code: 1201 },
+        ReportError::Items {
+            cmd_id: 1,
+            items: 0,
+        },
+        ReportError::Missing {
+            cmd_id: 1,
+            missing: "Meta/Type",
+        },
+        ReportError::NotFumo {
+            cmd_id: 1,
+            found: "x".into(),
+        },
+        ReportError::BadResult {
+            cmd_id: 1,
+            found: "x".into(),
+        },
+    ] {
+        assert!(e.to_string().starts_with("FUMO: "), "{e}");
+    }
+    for e in [
+        NotificationError::Truncated { len: 1, needed: 24 },
+        NotificationError::ServerIdNotUtf8,
+        NotificationError::ServerIdTooLong { len: 256 },
+        NotificationError::VersionTooLarge { version: 1024 },
+        NotificationError::BadDigest,
+    ] {
+        assert!(e.to_string().starts_with("package #0: "), "{e}");
+    }
+}
