@@ -13,13 +13,11 @@ use fota_server::omadm::{wbxml, xml, CONTENT_TYPE_WBXML, CONTENT_TYPE_XML};
 /// SyncML DM messages (XML and WBXML), package #0 and a session's first
 /// message, from device or attacker bytes.
 pub fn omadm(data: &[u8]) {
-    for parsed in [xml::parse(data), wbxml::parse(data)] {
-        if let Ok(msg) = parsed {
-            let again = xml::parse(xml::write(&msg).as_bytes());
-            assert_eq!(again.as_ref(), Ok(&msg), "XML does not round-trip");
-            let again = wbxml::parse(&wbxml::write(&msg));
-            assert_eq!(again.as_ref(), Ok(&msg), "WBXML does not round-trip");
-        }
+    for msg in [xml::parse(data), wbxml::parse(data)].into_iter().flatten() {
+        let again = xml::parse(xml::write(&msg).as_bytes());
+        assert_eq!(again.as_ref(), Ok(&msg), "XML does not round-trip");
+        let again = wbxml::parse(&wbxml::write(&msg));
+        assert_eq!(again.as_ref(), Ok(&msg), "WBXML does not round-trip");
     }
     let _ = Notification::parse(data);
     let mut config = ServerConfig::new("http://fuzz");
