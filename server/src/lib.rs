@@ -3,8 +3,26 @@
 //! IOTA-style sessions, campaigns and the admin API.
 //!
 //! Protocol codecs (`omadm`, `iota`) are pure: bytes in, typed documents
-//! out, and back; the HTTP layer and the database sit around them.
+//! out, and back; the HTTP layer (`http`) and the database (`db`) sit
+//! around them. `device` is a handset in software that speaks both
+//! protocols and applies packages with the real agent.
 #![forbid(unsafe_code)]
 
+pub mod campaigns;
+pub mod config;
+pub mod db;
+#[cfg(feature = "device")]
+pub mod device;
+pub mod download;
+pub mod error;
+pub mod http;
 pub mod iota;
 pub mod omadm;
+pub mod registry;
+pub mod repository;
+pub mod sessions;
+pub mod store;
+pub mod updates;
+
+pub use config::Config;
+pub use error::{Error, Result};

@@ -2,5 +2,6 @@
 //! WAP push trigger, all pure. What the standard leaves open is defined here
 //! and kept in this module so it can be swapped for the real schema.
 
+pub mod handset;
 pub mod mmc;
 pub mod session;
