@@ -28,6 +28,10 @@ pub const IOTA_PUSH_APP_ID_TEXT: &str = "x-wap-openwave:iota.ua";
 /// The WAP push application id of SyncML DM notifications.
 pub const DM_PUSH_APP_ID: u16 = 0x44;
 
+/// The line a forced (mandatory, out of postponements) update's prompt
+/// starts with: the handset shows it and installs without asking.
+pub const FORCED_NOTICE: &str = "This update is required and installs now.";
+
 /// What an operator asks for.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -82,6 +82,8 @@ pub struct Device {
     bytes_fetched: u64,
     package_size: Option<u64>,
     last_result: Option<String>,
+    /// How long each check-in request took (for load reports).
+    pub checkin_latencies: Vec<Duration>,
 }
 
 impl std::fmt::Debug for Device {
@@ -149,6 +151,7 @@ impl Device {
             bytes_fetched: 0,
             package_size: None,
             last_result: None,
+            checkin_latencies: Vec::new(),
         })
     }
 
@@ -283,7 +286,13 @@ impl Device {
             self.save()?;
             self.work_on_pending().await?;
         }
-        self.check_rounds().await
+        // Report what was done; a prompt declined in the session leaves
+        // nothing to report.
+        if self.state.to_report.is_some() {
+            self.check_rounds().await
+        } else {
+            Ok(self.summary())
+        }
     }
 
     fn summary(&self) -> Summary {
@@ -310,12 +319,14 @@ impl Device {
             urlencode(&self.state.fw_version)
         );
         self.tell(&format!("check-in  GET {}", self.state.fota_url));
+        let t0 = std::time::Instant::now();
         let resp = self
             .http
             .get(&url)
             .send()
             .await
             .map_err(|e| self.err(format!("check-in: {e}")))?;
+        self.checkin_latencies.push(t0.elapsed());
         if resp.status() != reqwest::StatusCode::FOUND {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();
@@ -644,7 +655,7 @@ impl Device {
                 return Ok(());
             }
         }
-        self.install(&p, &pkg_path)
+        self.install(&p, &pkg_path).await
     }
 
     /// Downloads `p` into `path`, resuming a partial file; checks size and
@@ -831,22 +842,25 @@ impl Device {
             .map_err(|e| self.err(format!("public key: {e}")))
     }
 
-    fn install(&mut self, p: &Pending, pkg: &Path) -> Result<(), DeviceError> {
+    async fn install(&mut self, p: &Pending, pkg: &Path) -> Result<(), DeviceError> {
         let trusted = self.trusted()?;
         let fl = self.flash();
         let mut faults = self.opts.faults;
         self.tell("install   applying with the agent (signature checked before any write)");
         for boot in 0..4 {
-            let (outcome, target) = fl
-                .apply(
-                    pkg,
-                    self.state.active_slot,
-                    &trusted,
-                    &self.state.device_class,
-                    self.state.security_counter,
-                    faults,
-                )
-                .map_err(|e| self.err(e))?;
+            // The agent blocks on file I/O: off the async workers.
+            let (fl2, pkg2, trusted2) = (fl.clone(), pkg.to_path_buf(), trusted.clone());
+            let (active, class, counter) = (
+                self.state.active_slot,
+                self.state.device_class.clone(),
+                self.state.security_counter,
+            );
+            let (outcome, target) = tokio::task::spawn_blocking(move || {
+                fl2.apply(&pkg2, active, &trusted2, &class, counter, faults)
+            })
+            .await
+            .map_err(|e| self.err(format!("install task: {e}")))?
+            .map_err(|e| self.err(e))?;
             match outcome {
                 ApplyOutcome::Done { resumed, ops } => {
                     let m = manifest_of(pkg).map_err(|e| self.err(e))?;
@@ -966,6 +980,11 @@ impl User for Asker {
         self.asked = true;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             (self.say)(&format!("screen    | {line}"));
+        }
+        if text.contains(crate::campaigns::FORCED_NOTICE) {
+            (self.say)("consent   mandatory update: shown, not asked");
+            self.answer = Some(Consent::Accept);
+            return Consent::Accept;
         }
         let a = if self.yes || self.policy == ConsentPolicy::Accept {
             Consent::Accept

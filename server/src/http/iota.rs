@@ -210,7 +210,11 @@ async fn act(app: &AppState, live: &mut Live, outcome: Outcome) -> Result<Option
                             url: super::dm::download_url(app, &d.update.id, forced),
                             size: d.package.size,
                             sha256_hex: d.package.sha256.clone(),
-                            notes: d.package.notes.clone(),
+                            notes: if forced {
+                                format!("{}\n{}", crate::campaigns::FORCED_NOTICE, d.package.notes)
+                            } else {
+                                d.package.notes.clone()
+                            },
                             mandatory: d.mandatory,
                         })
                     }

@@ -24,6 +24,8 @@ pub const CLASS: &str = "acme-phone-1";
 pub const ERASE: u64 = 4096;
 
 pub struct Fixture {
+    /// Size of the test line's images, KiB.
+    pub image_kb: usize,
     pub server: Running,
     pub dir: tempfile::TempDir,
     pub key: SigningKey,
@@ -39,8 +41,13 @@ pub fn key() -> SigningKey {
 /// Firmware-like image number `v` (each version changes a few regions and
 /// inserts a block, so code moves).
 pub fn image(v: u32) -> Vec<u8> {
+    image_kb(v, 96)
+}
+
+/// [`image`] of about `kb` KiB.
+pub fn image_kb(v: u32, kb: usize) -> Vec<u8> {
     let mut s = 0x1234_5678u32;
-    let mut img: Vec<u8> = (0..96 * 1024)
+    let mut img: Vec<u8> = (0..kb * 1024)
         .map(|i| {
             s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             if i % 7 == 0 {
@@ -51,7 +58,7 @@ pub fn image(v: u32) -> Vec<u8> {
         })
         .collect();
     for k in 0..v {
-        let at = 8 * 1024 + (k as usize * 13 * 1024) % (80 * 1024);
+        let at = (8 * 1024 + (k as usize * 13 * 1024) % (80 * 1024)) % img.len();
         let ins: Vec<u8> = (0..700).map(|i| (i as u32 * 31 + k * 7) as u8).collect();
         img.splice(at..at, ins);
         let c = (k as usize * 5000 + 3000) % img.len();
@@ -61,6 +68,18 @@ pub fn image(v: u32) -> Vec<u8> {
 }
 
 pub fn package(from: u32, to: u32, notes: &str, key: &SigningKey, class: &str) -> Vec<u8> {
+    package_kb(from, to, notes, key, class, 96)
+}
+
+/// [`package`] between [`image_kb`] images.
+pub fn package_kb(
+    from: u32,
+    to: u32,
+    notes: &str,
+    key: &SigningKey,
+    class: &str,
+    kb: usize,
+) -> Vec<u8> {
     let opts = fota_generator::DiffOptions {
         threads: 1,
         segment_size: 16 * 1024,
@@ -75,7 +94,7 @@ pub fn package(from: u32, to: u32, notes: &str, key: &SigningKey, class: &str) -
         mode: Mode::AB,
         ..Default::default()
     };
-    fota_generator::diff(&image(from), &image(to), key, &opts)
+    fota_generator::diff(&image_kb(from, kb), &image_kb(to, kb), key, &opts)
         .unwrap()
         .package
 }
@@ -118,6 +137,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
     let server = fota_server::http::start(cfg).await.unwrap();
     let base = format!("http://{}", server.addr);
     Fixture {
+        image_kb: 96,
         server,
         dir,
         key,
@@ -200,7 +220,10 @@ impl Fixture {
         self.firmware(1).await;
         let notes = "Fixes the modem crash; improves battery life.";
         let (s, b) = self
-            .upload(package(0, 1, notes, &self.key, CLASS), notes)
+            .upload(
+                package_kb(0, 1, notes, &self.key, CLASS, self.image_kb),
+                notes,
+            )
             .await;
         assert_eq!(s, 201, "{b}");
         b["package"]["id"].as_str().unwrap().to_string()
@@ -267,7 +290,7 @@ impl Fixture {
         let dev = Device::create(
             &self.dir.path().join("devices").join(id),
             state,
-            &image(fw),
+            &image_kb(fw, self.image_kb),
             opts,
             log.say(),
         )
