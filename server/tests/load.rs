@@ -171,20 +171,6 @@ async fn campaign_of_1000_devices_on_sqlite() {
     campaign_of_1000("sqlite", None).await;
 }
 
-/// A fresh database on the PostgreSQL server at `FOTA_TEST_POSTGRES_URL`
-/// (its URL); dropped with the server at the end of the run.
-async fn fresh_postgres(admin_url: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("fota_load_{}", fota_server::db::new_id());
-    let mut c = sqlx::PgConnection::connect(admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
-    format!("{base}/{name}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn campaign_of_1000_devices_on_postgres() {
     let url = match std::env::var("FOTA_TEST_POSTGRES_URL") {

@@ -200,11 +200,11 @@ async fn run(app: &AppState, live: &mut Live, mut step: Step) -> Result<(Reply, 
             Step::NeedDecision { device, reports } => {
                 record_reports(app, live, &reports).await?;
                 let r = &live.device.record;
-                // A device that reports a declined update in this session
-                // is not asked again in the same breath.
+                // A device that reports a declined or failed update in this
+                // session is not offered it again in the same breath.
                 let declined = reports
                     .iter()
-                    .any(|rep| rep.result == Some(ResultCode::UserCancelled));
+                    .any(|rep| rep.result.is_some_and(|r| !r.is_success()));
                 let offer = if declined {
                     None
                 } else if device.man != r.make || device.model != r.model {

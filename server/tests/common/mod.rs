@@ -103,11 +103,28 @@ pub fn version(v: u32) -> String {
     format!("1.{v}.0")
 }
 
-pub fn database_url(dir: &Path) -> String {
+/// SQLite in the test's folder; with `FOTA_TEST_ALL_POSTGRES=1` and
+/// `FOTA_TEST_POSTGRES_URL`, a fresh PostgreSQL database instead.
+pub async fn database_url(dir: &Path) -> String {
     match std::env::var("FOTA_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() && std::env::var("FOTA_TEST_USE_POSTGRES").is_ok() => u,
+        Ok(u) if !u.is_empty() && std::env::var("FOTA_TEST_ALL_POSTGRES").is_ok() => {
+            fresh_postgres(&u).await
+        }
         _ => format!("sqlite://{}?mode=rwc", dir.join("fota.db").display()),
     }
+}
+
+/// A new database on the PostgreSQL server at `admin_url`; its URL.
+pub async fn fresh_postgres(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("fota_test_{}", fota_server::db::new_id());
+    let mut c = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+    format!("{base}/{name}")
 }
 
 pub async fn start() -> Fixture {
@@ -125,7 +142,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Fixture {
     std::fs::write(&key_path, &public_pem).unwrap();
     let mut cfg = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: database_url(dir.path()),
+        database_url: database_url(dir.path()).await,
         package_dir: dir.path().join("packages"),
         archive_dir: dir.path().join("archive"),
         trusted_keys: vec![key_path],
