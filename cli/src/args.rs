@@ -33,6 +33,15 @@ pub enum Command {
     /// Run the power-cut campaign on an update in a simulated flash: a cut
     /// at every program and erase (four outcomes each), then a resume.
     Sim(SimArgs),
+    /// Run the FOTA server (registry, repository, OMA-DM and IOTA sessions,
+    /// downloads, campaigns, admin API) until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// A simulated handset: create one, check for updates, take a push.
+    Device(DeviceCmdArgs),
+    /// End to end on the bundled sample: a server on 127.0.0.1, a device
+    /// that updates through the whole client-initiated flow with a dropped
+    /// download and a power cut during the install.
+    Demo(DemoArgs),
 }
 
 /// `fota keygen`.
@@ -286,4 +295,131 @@ pub struct SimArgs {
     pub old: PathBuf,
     /// The package.
     pub package: PathBuf,
+}
+
+/// `fota serve`: flags override the file (`--config`) and `FOTA_*`
+/// variables.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (keys as in `fota_server::Config`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The URL devices reach the server at.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// `sqlite://FILE?mode=rwc` or `postgres://…`.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Folder of the package store.
+    #[arg(long, value_name = "DIR")]
+    pub packages: Option<PathBuf>,
+    /// A trusted package signing key (PEM); repeat for several.
+    #[arg(long, value_name = "PUB")]
+    pub trusted_key: Vec<PathBuf>,
+}
+
+/// `fota device`.
+#[derive(Debug, Args)]
+pub struct DeviceCmdArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DeviceAction,
+}
+
+/// `fota device` actions.
+#[derive(Debug, Subcommand)]
+pub enum DeviceAction {
+    /// Make a handset in DIR running IMAGE.
+    Init(DeviceInitArgs),
+    /// Check in at the FOTA URL and work through what the server offers.
+    Check(DeviceRunArgs),
+    /// Take a notification (as the outbox holds it) and act on it.
+    Push(DevicePushArgs),
+}
+
+/// `fota device init`.
+#[derive(Debug, Args)]
+pub struct DeviceInitArgs {
+    /// The device's folder (state file and flash files).
+    pub dir: PathBuf,
+    /// ESN, MEID or IMEI.
+    #[arg(long)]
+    pub id: String,
+    /// Manufacturer.
+    #[arg(long)]
+    pub make: String,
+    /// Model.
+    #[arg(long)]
+    pub model: String,
+    /// The firmware version IMAGE is.
+    #[arg(long)]
+    pub version: String,
+    /// `oma-dm` or `iota`.
+    #[arg(long)]
+    pub capability: String,
+    /// The server's FOTA check-in URL (http://HOST:PORT/fota/check).
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The device's DM password (from the registration).
+    #[arg(long, default_value = "")]
+    pub dm_password: String,
+    /// The operator's public key (PEM).
+    #[arg(long, value_name = "PUB")]
+    pub pubkey: PathBuf,
+    /// The device class packages must name.
+    #[arg(long, default_value = "")]
+    pub device_class: String,
+    /// What the user answers: accept or refuse.
+    #[arg(long, default_value = "accept")]
+    pub consent: String,
+    /// The firmware it runs now.
+    #[arg(long)]
+    pub image: PathBuf,
+}
+
+/// `fota device check` and `push` options.
+#[derive(Debug, Args)]
+pub struct DeviceRunArgs {
+    /// The device's folder.
+    pub dir: PathBuf,
+    /// Lose the connection after BYTES of the download (once).
+    #[arg(long, value_name = "BYTES")]
+    pub drop_after: Option<u64>,
+    /// Cut the power after N flash operations of the install (once).
+    #[arg(long, value_name = "N")]
+    pub cut_after: Option<u64>,
+    /// Answer yes to the consent prompt.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// `fota device push`.
+#[derive(Debug, Args)]
+pub struct DevicePushArgs {
+    /// Run options.
+    #[command(flatten)]
+    pub run: DeviceRunArgs,
+    /// `wap-push` or `dm-notification`.
+    #[arg(long)]
+    pub transport: String,
+    /// The payload: a trigger URI, or base64 package #0.
+    #[arg(long)]
+    pub payload: String,
+}
+
+/// `fota demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The old image (default: the bundled sample, built with the C compiler).
+    #[arg(long, requires = "new")]
+    pub old: Option<PathBuf>,
+    /// The new image.
+    #[arg(long, requires = "old")]
+    pub new: Option<PathBuf>,
+    /// Keep the work folder (server database, packages, device files).
+    #[arg(long)]
+    pub keep: bool,
 }

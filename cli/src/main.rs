@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod flash;
 mod human;
+mod server;
 mod sim;
 
 use std::process::ExitCode;

@@ -342,7 +342,10 @@ impl Device {
         match self.state.capability {
             Capability::OmaDm => {
                 let report = self.state.to_report.clone();
-                let sid = format!("{}", 1 + (crate::db::now() % 60000));
+                // A fresh numeric SessionID (1..=65535) for each session.
+                let sid = (1 + u32::from_str_radix(&crate::db::new_id()[..4], 16).unwrap_or(0)
+                    % 65535)
+                    .to_string();
                 let offer = self.dm_session(&location, &sid, 1201, report).await?;
                 self.state.to_report = None;
                 self.save()?;
@@ -688,6 +691,9 @@ impl Device {
                 dd.object_uri, dd.size
             ));
             url = dd.object_uri.clone();
+            if p.notes.is_empty() {
+                p.notes = dd.description.clone().unwrap_or_default();
+            }
             p.size = p.size.or(Some(dd.size));
             p.install_notify_url = dd.install_notify_uri.clone();
         }
