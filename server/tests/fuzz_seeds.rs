@@ -41,3 +41,24 @@ fn mmc_seeds() {
         .count();
     assert_eq!(parsed, 5, "of {} seeds", seeds.len());
 }
+
+#[test]
+fn download_registry_and_handset_seeds() {
+    for (_, d) in seeds("dd") {
+        exercise::dd(&d);
+    }
+    for (_, d) in seeds("notify") {
+        exercise::notify(&d);
+    }
+    for (_, d) in seeds("csv") {
+        exercise::csv(&d);
+    }
+    for (name, d) in seeds("archive") {
+        exercise::archive(&d);
+        let ok = fota_server::registry::archive::read(&d[..]).is_ok();
+        assert_eq!(ok, name == "good.jsonl.gz", "{name}");
+    }
+    for (_, d) in seeds("handset") {
+        exercise::handset(&d);
+    }
+}

@@ -100,6 +100,17 @@ pub enum CsvError {
     TooManyRows,
 }
 
+/// The 1-based line of a byte offset (the csv reader's own line count
+/// skips blank lines).
+fn line_at(bytes: &[u8], pos: Option<&csv::Position>) -> u64 {
+    let mut at = pos.map_or(0, |p| p.byte() as usize).min(bytes.len());
+    // The reader's position may sit before the blank lines it skipped.
+    while at < bytes.len() && matches!(bytes[at], b'\n' | b'\r') {
+        at += 1;
+    }
+    bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1
+}
+
 fn malformed(e: &csv::Error) -> CsvError {
     CsvError::Malformed {
         line: e.position().map_or(0, csv::Position::line),
@@ -146,7 +157,7 @@ pub fn parse_devices(bytes: &[u8]) -> Result<Vec<NewDevice>, CsvError> {
     let mut seen: HashMap<DeviceId, u64> = HashMap::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| malformed(&e))?;
-        let line = rec.position().map_or(0, csv::Position::line);
+        let line = line_at(bytes, rec.position());
         if rec.iter().all(|f| f.is_empty()) {
             continue;
         }
@@ -245,7 +256,7 @@ pub fn parse_id_list(bytes: &[u8]) -> Result<Vec<DeviceId>, CsvError> {
             .ok_or(CsvError::MissingColumn { column: "id" })?;
         for rec in r.records() {
             let rec = rec.map_err(|e| malformed(&e))?;
-            let line = rec.position().map_or(0, csv::Position::line);
+            let line = line_at(bytes, rec.position());
             let v = rec.get(idx).unwrap_or("");
             if v.is_empty() {
                 continue;
