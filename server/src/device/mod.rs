@@ -451,16 +451,8 @@ impl Device {
                         o.operation.node_name()
                     ));
                     return Ok(Some(Pending {
-                        forced: u.contains("forced=1"),
-                        url: u,
                         correlator: o.correlator,
-                        size: None,
-                        sha256_hex: None,
-                        notes: String::new(),
-                        consented: false,
-                        etag: None,
-                        downloaded: false,
-                        install_notify_url: None,
+                        ..Pending::offered(u)
                     }));
                 }
             }
@@ -495,6 +487,15 @@ impl Device {
         Ok(body.to_vec())
     }
 
+    fn asker(&self) -> Asker {
+        Asker {
+            policy: self.state.consent,
+            yes: self.opts.yes,
+            say: self.say.clone(),
+            answer: None,
+        }
+    }
+
     fn handset_config(&self) -> HandsetConfig {
         let id = DeviceId::parse(&self.state.id).ok();
         let (esn, meid) = match id.as_ref().map(|i| (i.kind(), i.as_str().to_string())) {
@@ -522,13 +523,7 @@ impl Device {
         let trigger = crate::iota::handset::parse_trigger(url, &cfg)
             .map_err(|e| self.err(format!("IOTA: {e}")))?;
         let mut session = HandsetSession::new(cfg, &trigger.sid, purpose);
-        let mut user = Asker {
-            policy: self.state.consent,
-            yes: self.opts.yes,
-            say: self.say.clone(),
-            asked: false,
-            answer: None,
-        };
+        let mut user = self.asker();
         let mut doc = session.hello();
         self.tell(&format!("iota      session {}: hello", trigger.sid));
         for _ in 0..16 {
@@ -585,16 +580,11 @@ impl Device {
                         &o.sha256_hex[..o.sha256_hex.len().min(12)]
                     ));
                     return Ok(Some(Pending {
-                        forced: o.url.contains("forced=1"),
-                        url: o.url,
-                        correlator: None,
                         size: Some(o.size),
                         sha256_hex: Some(o.sha256_hex),
                         notes: o.notes,
                         consented: true,
-                        etag: None,
-                        downloaded: false,
-                        install_notify_url: None,
+                        ..Pending::offered(o.url)
                     }));
                 }
             }
@@ -636,13 +626,7 @@ impl Device {
         if p.forced {
             self.tell("consent   mandatory update: installing without asking");
         } else if !p.consented {
-            let mut user = Asker {
-                policy: self.state.consent,
-                yes: self.opts.yes,
-                say: self.say.clone(),
-                asked: false,
-                answer: None,
-            };
+            let mut user = self.asker();
             let text = crate::iota::session::consent_text(&p.notes, false);
             if user.consent(&text) == Consent::Refuse {
                 self.finish(
@@ -977,13 +961,11 @@ struct Asker {
     policy: ConsentPolicy,
     yes: bool,
     say: Say,
-    asked: bool,
     answer: Option<Consent>,
 }
 
 impl User for Asker {
     fn consent(&mut self, text: &str) -> Consent {
-        self.asked = true;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             (self.say)(&format!("screen    | {line}"));
         }

@@ -43,6 +43,26 @@ pub struct Pending {
     pub install_notify_url: Option<String>,
 }
 
+impl Pending {
+    /// A fresh offer of `url`, nothing known about it yet. A `forced=1`
+    /// in the URL (the server's own download URLs) marks a mandatory
+    /// update out of postponements.
+    pub fn offered(url: String) -> Pending {
+        Pending {
+            forced: url.contains("forced=1"),
+            url,
+            correlator: None,
+            size: None,
+            sha256_hex: None,
+            notes: String::new(),
+            consented: false,
+            etag: None,
+            downloaded: false,
+            install_notify_url: None,
+        }
+    }
+}
+
 /// What the device reports after an install attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {

@@ -60,6 +60,48 @@ fn device_from_row(row: &AnyRow) -> Result<Device> {
     })
 }
 
+/// The `INSERT` of one device row, for a pool or a transaction.
+async fn insert_row<'e, E>(e: E, r: &DeviceRecord, password: &str, updated_at: i64) -> Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    sqlx::query(
+        "INSERT INTO devices (id, make, model, fw_version, capability, subscriber, active, \
+         deactivated_at, created_at, updated_at, dm_password) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(r.id.as_str())
+    .bind(&r.make)
+    .bind(&r.model)
+    .bind(&r.fw_version)
+    .bind(r.capability.as_str())
+    .bind(&r.subscriber)
+    .bind(i64::from(r.active))
+    .bind(r.deactivated_at)
+    .bind(r.created_at)
+    .bind(updated_at)
+    .bind(password)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// The registry entry a new device starts with.
+fn fresh_record(d: &NewDevice, created_at: i64, deactivated_at: Option<i64>) -> DeviceRecord {
+    DeviceRecord {
+        id: d.id.clone(),
+        make: d.make.clone(),
+        model: d.model.clone(),
+        fw_version: d.fw_version.clone(),
+        capability: d.capability,
+        subscriber: d.subscriber.clone(),
+        active: d.active,
+        deactivated_at,
+        created_at,
+        previous_ids: Vec::new(),
+    }
+}
+
 /// A new random DM password (24 base64 characters).
 pub fn new_password() -> String {
     let mut b = [0u8; 18];
@@ -90,38 +132,10 @@ async fn insert(
         )));
     }
     let password = dm_password.map_or_else(new_password, str::to_string);
-    let t = now();
-    sqlx::query(
-        "INSERT INTO devices (id, make, model, fw_version, capability, subscriber, active, \
-         deactivated_at, created_at, updated_at, dm_password) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(d.id.as_str())
-    .bind(&d.make)
-    .bind(&d.model)
-    .bind(&d.fw_version)
-    .bind(d.capability.as_str())
-    .bind(&d.subscriber)
-    .bind(i64::from(d.active))
-    .bind(deactivated_at)
-    .bind(created_at)
-    .bind(t)
-    .bind(&password)
-    .execute(db.pool())
-    .await?;
+    let record = fresh_record(d, created_at, deactivated_at);
+    insert_row(db.pool(), &record, &password, now()).await?;
     Ok(Device {
-        record: DeviceRecord {
-            id: d.id.clone(),
-            make: d.make.clone(),
-            model: d.model.clone(),
-            fw_version: d.fw_version.clone(),
-            capability: d.capability,
-            subscriber: d.subscriber.clone(),
-            active: d.active,
-            deactivated_at,
-            created_at,
-            previous_ids: Vec::new(),
-        },
+        record,
         dm_password: password,
         client_nonce: None,
         server_nonce: None,
@@ -338,24 +352,8 @@ pub async fn import_csv(db: &Db, bytes: &[u8]) -> Result<usize> {
     let t = now();
     let mut tx = db.pool().begin().await?;
     for d in &devices {
-        sqlx::query(
-            "INSERT INTO devices (id, make, model, fw_version, capability, subscriber, active, \
-             deactivated_at, created_at, updated_at, dm_password) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(d.id.as_str())
-        .bind(&d.make)
-        .bind(&d.model)
-        .bind(&d.fw_version)
-        .bind(d.capability.as_str())
-        .bind(&d.subscriber)
-        .bind(i64::from(d.active))
-        .bind(if d.active { None } else { Some(t) })
-        .bind(t)
-        .bind(t)
-        .bind(new_password())
-        .execute(&mut *tx)
-        .await?;
+        let record = fresh_record(d, t, if d.active { None } else { Some(t) });
+        insert_row(&mut *tx, &record, &new_password(), t).await?;
     }
     tx.commit().await?;
     Ok(devices.len())
@@ -450,24 +448,7 @@ pub async fn reimport(db: &Db, archive_bytes: &[u8]) -> Result<usize> {
     }
     let mut tx = db.pool().begin().await?;
     for r in &a.devices {
-        sqlx::query(
-            "INSERT INTO devices (id, make, model, fw_version, capability, subscriber, active, \
-             deactivated_at, created_at, updated_at, dm_password) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(r.id.as_str())
-        .bind(&r.make)
-        .bind(&r.model)
-        .bind(&r.fw_version)
-        .bind(r.capability.as_str())
-        .bind(&r.subscriber)
-        .bind(i64::from(r.active))
-        .bind(r.deactivated_at)
-        .bind(r.created_at)
-        .bind(now())
-        .bind(new_password())
-        .execute(&mut *tx)
-        .await?;
+        insert_row(&mut *tx, r, &new_password(), now()).await?;
         let mut next = r.id.as_str().to_string();
         for (old, at) in r.previous_ids.iter().rev() {
             sqlx::query(
