@@ -581,6 +581,16 @@ impl Descriptor {
                                     detail: e.to_string(),
                                 }
                             })?;
+                            if let Some(c) = text.chars().find(|&c| !xml_char(c)) {
+                                return Err(DescriptorError::Text {
+                                    element: open.element,
+                                    offset: open.offset,
+                                    detail: format!(
+                                        "character U+{:04X} is not allowed in XML 1.0",
+                                        u32::from(c)
+                                    ),
+                                });
+                            }
                             store(&mut values, open.element, text.into_owned(), open.offset)?;
                         }
                     }
