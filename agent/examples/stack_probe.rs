@@ -51,7 +51,8 @@ fn main() -> ExitCode {
         device_class: Label::EMPTY,
         security_counter: 0,
     };
-    let mut work = [0u8; 768];
+    let mut work = [0u8; 1024];
+    assert!(work.len() >= fota_agent::work_len(4, 1));
     let (mut w, mut o, mut s) = ([0u8; 128], [0u8; 128], [0u32; 64]);
     let _ = flash.write_size();
     let r = block_on(apply(

@@ -494,7 +494,8 @@ int32_t fota_agent_init(struct FotaAgent *agent, const struct FotaConfig *config
 
 /**
  * Bytes `fota_agent_apply` needs as its work buffer for a flash with
- * these write and read sizes (3 chunks of 256 bytes rounded up to both);
+ * these write and read sizes (3 chunks of 256 bytes rounded up to both,
+ * and 256 bytes for an op's source extents);
  * 0 when a size is 0 or above 512 (not supported).
  */
 size_t fota_agent_work_len(uint32_t write_size, uint32_t read_size);

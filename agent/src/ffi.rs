@@ -273,18 +273,19 @@ pub struct FotaReport {
 /// Marks an agent `fota_agent_init` accepted.
 const MAGIC: u64 = u64::from_le_bytes(*b"fotaAgt1");
 
-/// The agent's real state behind [`FotaAgent`]: integers only, so any
-/// bytes are a valid (if unaccepted) value.
+/// What stands behind [`FotaAgent`]: the accepted configuration (the
+/// update's own state, [`crate::Agent`], lives in `fota_agent_apply`'s
+/// frame). Integers only, so any bytes are a valid (if unaccepted) value.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Agent {
+struct Configured {
     magic: u64,
     config: FotaConfig,
 }
 
-const _: () = assert!(size_of::<Agent>() == FOTA_AGENT_SIZE);
+const _: () = assert!(size_of::<Configured>() == FOTA_AGENT_SIZE);
 const _: () = assert!(size_of::<FotaAgent>() == FOTA_AGENT_SIZE);
-const _: () = assert!(align_of::<Agent>() <= align_of::<FotaAgent>());
+const _: () = assert!(align_of::<Configured>() <= align_of::<FotaAgent>());
 const _: () = assert!(FOTA_LABEL_LEN == LABEL_LEN);
 
 const ZERO_RANGE: FotaRange = FotaRange { start: 0, len: 0 };
@@ -345,7 +346,7 @@ pub unsafe extern "C" fn fota_agent_init(agent: *mut FotaAgent, config: *const F
     if agent.is_null() {
         return FOTA_ERR_ARGUMENT;
     }
-    let mut state = Agent {
+    let mut state = Configured {
         magic: 0,
         config: FotaConfig {
             mode: u32::MAX,
@@ -367,7 +368,7 @@ pub unsafe extern "C" fn fota_agent_init(agent: *mut FotaAgent, config: *const F
         // bit pattern is a valid FotaConfig (integers and arrays only).
         let c = unsafe { config.read_unaligned() };
         if check_config(&c).is_some() {
-            state = Agent {
+            state = Configured {
                 magic: MAGIC,
                 config: c,
             };
@@ -377,14 +378,15 @@ pub unsafe extern "C" fn fota_agent_init(agent: *mut FotaAgent, config: *const F
         }
     };
     // SAFETY: `agent` is not NULL and points to FOTA_AGENT_SIZE writable
-    // bytes (the caller's promise); Agent is exactly that size (const
+    // bytes (the caller's promise); Configured is exactly that size (const
     // asserts above), and the write is unaligned-tolerant.
-    unsafe { agent.cast::<Agent>().write_unaligned(state) };
+    unsafe { agent.cast::<Configured>().write_unaligned(state) };
     status
 }
 
 /// Bytes `fota_agent_apply` needs as its work buffer for a flash with
-/// these write and read sizes (3 chunks of 256 bytes rounded up to both);
+/// these write and read sizes (3 chunks of 256 bytes rounded up to both,
+/// and 256 bytes for an op's source extents);
 /// 0 when a size is 0 or above 512 (not supported).
 #[no_mangle]
 pub extern "C" fn fota_agent_work_len(write_size: u32, read_size: u32) -> usize {
@@ -529,9 +531,9 @@ unsafe fn checked_apply(
         return Err(FOTA_ERR_ARGUMENT);
     }
     // SAFETY: not NULL; the caller promises FOTA_AGENT_SIZE readable bytes,
-    // which is Agent's size; any bytes are a valid Agent (integers only);
+    // which is Configured's size; any bytes are a valid Configured (integers only);
     // unaligned-tolerant. A copy: no reference into the agent is kept.
-    let state = unsafe { agent.cast::<Agent>().read_unaligned() };
+    let state = unsafe { agent.cast::<Configured>().read_unaligned() };
     // SAFETY: not NULL; the caller promises readable vtables; raw pointers,
     // integers and nullable function pointers are valid for any bits.
     let (flash, package) = unsafe { (flash.read_unaligned(), package.read_unaligned()) };
@@ -1060,7 +1062,7 @@ mod tests {
     /// Runs apply with ample buffers; returns the status and the report.
     fn run(agent: *const FotaAgent, d: &mut Device) -> (i32, FotaReport) {
         let (flash, package) = vtables(d);
-        let mut work = vec![0u8; 768];
+        let mut work = vec![0u8; work_len(4, 1)];
         let mut report = FotaReport {
             detail: 99,
             ..FotaReport::default()
@@ -1213,13 +1215,14 @@ mod tests {
         };
         let none = (null, null, 0);
         let no_slots = (core::ptr::null_mut(), 0);
-        let w = (wp, 768);
+        let used = work_len(4, 1);
+        let w = (wp, used);
         let refused = [
             call(core::ptr::null(), &flash, &package, w, none, no_slots),
             call(&agent, core::ptr::null(), &package, w, none, no_slots),
             call(&agent, &flash, core::ptr::null(), w, none, no_slots),
             // A NULL buffer with a length.
-            call(&agent, &flash, &package, (null, 768), none, no_slots),
+            call(&agent, &flash, &package, (null, used), none, no_slots),
             call(&agent, &flash, &package, w, (null, null, 8), no_slots),
             // Overlapping buffers.
             call(
@@ -1227,7 +1230,7 @@ mod tests {
                 &flash,
                 &package,
                 w,
-                (wp.wrapping_add(700), wp.wrapping_add(1000), 8),
+                (wp.wrapping_add(used - 4), wp.wrapping_add(used + 200), 8),
                 no_slots,
             ),
             // Two bitmaps inside `work`'s spare part, overlapping each other.
@@ -1236,7 +1239,7 @@ mod tests {
                 &flash,
                 &package,
                 w,
-                (wp.wrapping_add(800), wp.wrapping_add(804), 8),
+                (wp.wrapping_add(used + 32), wp.wrapping_add(used + 36), 8),
                 no_slots,
             ),
             // Slots misaligned for u32.
@@ -1247,7 +1250,7 @@ mod tests {
                 &package,
                 w,
                 none,
-                (wp.wrapping_add(1001).cast(), 2),
+                (wp.wrapping_add(used + 1).cast(), 2),
             ),
             // A length that wraps the address space.
             call(&agent, &flash, &package, (wp, usize::MAX), none, no_slots),
@@ -1287,7 +1290,7 @@ mod tests {
             )
         };
         assert_eq!(rc, FOTA_ERR_LAYOUT);
-        assert_eq!((report.expected, report.found), (768, 100));
+        assert_eq!((report.expected, report.found), (used as u64, 100));
     }
 
     #[test]

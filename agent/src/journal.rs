@@ -14,7 +14,7 @@
 //! record (highest `seq`) is the state. Writing the record after op k is
 //! the commit point of op k.
 
-use crate::error::{Error, Region, Result};
+use crate::error::{Error, Result};
 use crate::flash::{Block, Flash};
 use crate::layout::Range;
 
@@ -153,8 +153,6 @@ fn lcm(a: u64, b: u64) -> u64 {
 /// The journal's write position during a run.
 #[derive(Debug, Clone, Copy)]
 pub struct Journal {
-    range: Range,
-    slot_len: u64,
     /// The block records are appended to.
     block: Block,
     /// Next free slot's address.
@@ -172,112 +170,81 @@ pub struct Scan {
     pub newest_block: u64,
 }
 
-fn flash_err(addr: u64) -> impl Fn(crate::flash::FlashError) -> Error {
-    move |error| Error::Flash {
-        region: Region::Journal,
-        addr,
-        error,
+impl Scan {
+    /// Nothing found yet: a scan starts here and [`Scan::consider`]s each
+    /// readable slot of each journal block.
+    pub fn empty(range: Range) -> Scan {
+        Scan {
+            newest: None,
+            newest_block: range.start,
+        }
+    }
+
+    /// Takes the slot bytes read from the block starting at `block`: a
+    /// valid record newer than the newest so far becomes the newest. Torn
+    /// or erased slots change nothing.
+    pub fn consider(&mut self, slot: &[u8], block: u64) {
+        if let Some(r) = Record::decode(slot) {
+            if self.newest.is_none_or(|b| is_newer(r.seq, b.seq)) {
+                self.newest = Some(r);
+                self.newest_block = block;
+            }
+        }
     }
 }
 
 impl Journal {
-    /// Reads every slot of every journal block and returns the newest valid
-    /// record. Unreadable slots count as torn.
-    ///
-    /// # Errors
-    /// None from the flash (read failures are torn records); kept as a
-    /// `Result` for drivers that fail hard.
-    pub async fn scan<F: Flash>(flash: &mut F, range: Range, buf: &mut [u8]) -> Result<Scan> {
-        let slot = slot_len(flash);
-        check_buf(flash, buf)?;
-        let mut best: Option<Record> = None;
-        let mut best_block = range.start;
-        let mut at = range.start;
-        while at < range.end() {
-            let Some(block) = flash.block_at(at) else {
-                break;
-            };
-            let mut s = block.start;
-            while s + slot <= block.end() {
-                // Only the record's first 64 bytes matter; read them in
-                // read-size units.
-                let n = read_len(flash);
-                let dst = buf.get_mut(..n).unwrap_or(&mut []);
-                if flash.read(s, dst).await.is_ok() {
-                    if let Some(r) = Record::decode(dst) {
-                        if best.is_none_or(|b| is_newer(r.seq, b.seq)) {
-                            best = Some(r);
-                            best_block = block.start;
-                        }
-                    }
-                }
-                s += slot;
-            }
-            at = block.end();
-        }
-        Ok(Scan {
-            newest: best,
-            newest_block: best_block,
-        })
-    }
-
-    /// Starts a run: erases the block after the newest record's (round
-    /// robin) and writes `first` there with the next sequence number.
-    /// This is the only erase of a block that may hold live records, and
-    /// it never touches the block with the newest one.
-    ///
-    /// # Errors
-    /// Flash failures.
-    pub async fn start<F: Flash>(
-        flash: &mut F,
-        range: Range,
-        scan: &Scan,
-        first: Record,
-        buf: &mut [u8],
-    ) -> Result<Journal> {
-        check_buf(flash, buf)?;
+    /// Where a run writes: the block after the newest record's (round
+    /// robin), which the caller erases ([`Journal::block`]) before the
+    /// first [`Journal::encode_next`]. That erase is the only one of a
+    /// block that may hold live records, and it never touches the block
+    /// with the newest one.
+    pub fn begin<F: Flash>(flash: &F, range: Range, scan: &Scan) -> Journal {
         let block = next_block(flash, range, scan.newest_block);
-        flash
-            .erase(block.start, block.end())
-            .await
-            .map_err(flash_err(block.start))?;
-        let mut j = Journal {
-            range,
-            slot_len: slot_len(flash),
+        Journal {
             block,
             next: block.start,
             seq: scan.newest.map_or(1, |r| r.seq.wrapping_add(1)),
-        };
-        j.append(flash, first, buf).await?;
-        Ok(j)
+        }
     }
 
-    /// Appends a record (its `seq` is set here). When the block is full,
-    /// moves to the next block, erasing it first.
+    /// The block records go to now.
+    pub fn block(&self) -> Block {
+        self.block
+    }
+
+    /// Before a record: when the current block is full, moves to the next
+    /// one and returns it, to be erased before the record is written.
+    pub fn next_block_if_full<F: Flash>(&mut self, flash: &F, range: Range) -> Option<Block> {
+        if self.next + slot_len(flash) <= self.block.end() {
+            return None;
+        }
+        let block = next_block(flash, range, self.block.start);
+        self.block = block;
+        self.next = block.start;
+        Some(block)
+    }
+
+    /// Encodes `record` (its `seq` set here) into `buf`'s first slot,
+    /// padded with the erased value so programming the padding changes
+    /// nothing, and returns the address and length to program it at. The
+    /// slot counts as used from here on: a failed program is a torn
+    /// record, and the next record goes to the next slot.
     ///
     /// # Errors
-    /// Flash failures.
-    pub async fn append<F: Flash>(
+    /// [`Error::Layout`] when `buf` is shorter than a slot.
+    pub fn encode_next<F: Flash>(
         &mut self,
-        flash: &mut F,
+        flash: &F,
         mut record: Record,
         buf: &mut [u8],
-    ) -> Result<()> {
-        if self.next + self.slot_len > self.block.end() {
-            let block = next_block(flash, self.range, self.block.start);
-            flash
-                .erase(block.start, block.end())
-                .await
-                .map_err(flash_err(block.start))?;
-            self.block = block;
-            self.next = block.start;
-        }
+    ) -> Result<(u64, usize)> {
         record.seq = self.seq;
-        // Pad to the slot with the erased value: programming it changes nothing.
+        let slot_len = slot_len(flash);
         let found = buf.len() as u64;
-        let slot = buf.get_mut(..self.slot_len as usize).ok_or(Error::Layout {
+        let slot = buf.get_mut(..slot_len as usize).ok_or(Error::Layout {
             what: "journal buffer length (one record slot)",
-            expected: self.slot_len,
+            expected: slot_len,
             found,
         })?;
         slot.fill(flash.erased_value());
@@ -285,11 +252,9 @@ impl Journal {
             dst.copy_from_slice(&record.encode());
         }
         let at = self.next;
-        let data = &*slot;
-        flash.write(at, data).await.map_err(flash_err(at))?;
-        self.next += self.slot_len;
+        self.next += slot_len;
         self.seq = self.seq.wrapping_add(1);
-        Ok(())
+        Ok((at, slot_len as usize))
     }
 }
 
@@ -302,20 +267,20 @@ pub fn is_newer(a: u32, b: u32) -> bool {
 }
 
 /// Refuses a buffer shorter than a record slot or a record's read.
-fn check_buf<F: Flash>(flash: &F, buf: &[u8]) -> Result<()> {
+pub(crate) fn check_buf<F: Flash>(flash: &F, len: usize) -> Result<()> {
     let need = slot_len(flash).max(read_len(flash) as u64);
-    if (buf.len() as u64) < need {
+    if (len as u64) < need {
         return Err(Error::Layout {
             what: "journal buffer length (one record slot)",
             expected: need,
-            found: buf.len() as u64,
+            found: len as u64,
         });
     }
     Ok(())
 }
 
 /// Bytes to read for a record's content: 64 rounded up to the read size.
-fn read_len<F: Flash>(flash: &F) -> usize {
+pub(crate) fn read_len<F: Flash>(flash: &F) -> usize {
     let rs = flash.read_size().max(1);
     RECORD_LEN.div_ceil(rs) * rs
 }

@@ -3,9 +3,11 @@
 //! resumed by running it again.
 //!
 //! ```text
-//! package ──> PackageSource ──> apply() ──> Flash (NorFlash, async NorFlash,
-//!                                │            file, C callbacks, simulator)
-//!                                └─ journal records = commit points
+//!                 Agent::step() ── Request ──> the driver (apply(), or yours)
+//!                   ^  (sans-IO,      ReadPackage ─> PackageSource
+//!                   |   ≤ 1 KiB)      Read/Write/EraseFlash ─> Flash (NorFlash,
+//!                   └── result ───────              async NorFlash, file,
+//!                                                   C callbacks, simulator)
 //! ```
 //!
 //! * **Trust before touch**: signature, format version, device class,
@@ -19,8 +21,11 @@
 //! * **Bounded**: no heap (for the tiny profile), no recursion; memory is
 //!   lent by the caller ([`Buffers`]).
 //!
-//! The core is `async` over [`Flash`] and [`PackageSource`]; blocking
-//! drivers run it with [`block_on`].
+//! The core is [`Agent`], a step machine that does no I/O: it says what
+//! to read, program or erase next, and its whole state is at most
+//! [`AGENT_STATE_MAX`] bytes (the bytes moved live in the caller's work
+//! buffer). [`apply`] drives it over [`Flash`] and [`PackageSource`] as
+//! one `async` loop; blocking drivers run that with [`block_on`].
 #![no_std]
 // Only the C ABI (`ffi` feature) needs unsafe code, in its module alone.
 #![cfg_attr(not(feature = "ffi"), forbid(unsafe_code))]
@@ -33,7 +38,6 @@ extern crate std;
 mod apply;
 mod block_on;
 pub mod boot;
-mod decode;
 pub mod error;
 #[cfg(feature = "ffi")]
 #[allow(unsafe_code)]
@@ -43,6 +47,7 @@ pub mod file;
 pub mod flash;
 pub mod journal;
 pub mod layout;
+pub mod machine;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod source;
@@ -53,4 +58,5 @@ pub use boot::{BootControl, BootState, BootStatus};
 pub use error::{Error, Region, Result};
 pub use flash::{AsyncNorFlashAdapter, Block, Flash, FlashError, NorFlashAdapter};
 pub use layout::{Layout, Range, Slots};
+pub use machine::{Agent, BufSpan, Request, AGENT_STATE_MAX};
 pub use source::{PackageSource, SlicePackage};

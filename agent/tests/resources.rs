@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{in_place_setup, key, pair, tiny_opts};
-use fota_agent::{apply, block_on, work_len, Buffers, Flash, SlicePackage};
+use fota_agent::{apply, block_on, work_len, Agent, Buffers, Flash, SlicePackage, AGENT_STATE_MAX};
 use fota_format::Mode;
 
 /// Counts allocations made by a thread while its `COUNTING` is set (other
@@ -92,7 +92,7 @@ fn the_update_state_is_small() {
     let setup = in_place_setup(&old, &new, &pkg, &keys, 1024, 4, 4);
     let mut flash = setup.fresh_flash();
     let mut package = SlicePackage(&pkg);
-    let (mut work, mut w, mut o, mut s) = ([0u8; 768], [0u8; 8], [0u8; 8], [0u32; 4]);
+    let (mut work, mut w, mut o, mut s) = ([0u8; 1024], [0u8; 8], [0u8; 8], [0u32; 4]);
     let fut = apply(
         &mut flash,
         &mut package,
@@ -105,12 +105,16 @@ fn the_update_state_is_small() {
         },
     );
     // Everything the update keeps between flash operations lives in this
-    // future (buffers are the caller's and counted apart).
+    // future (buffers are the caller's and counted apart): the step
+    // machine plus the driver's few locals.
     let state = std::mem::size_of_val(&fut);
-    println!("apply state: {state} B");
+    let agent = std::mem::size_of::<Agent<'static>>();
+    println!("apply state: {state} B, of which the agent: {agent} B");
     drop(fut);
-    // R4 asks for 1,024 B; not met yet: rustc lays nested async fns out
-    // at about twice their live data, so the way there is a flat step
-    // machine (see the note). This bound keeps it from growing.
-    assert!(state <= 2_950, "{state}");
+    // R4: the agent's state is at most 1,024 B (also a compile-time
+    // assertion in the crate). The async driver adds the last result, a
+    // 64 B bounce for unaligned reads and the device's own flash and
+    // package futures (the simulator's here); a C caller's are empty.
+    assert!(agent <= AGENT_STATE_MAX, "{agent}");
+    assert!(state <= agent + 384, "{state}");
 }
