@@ -472,6 +472,8 @@ typedef struct FotaReport {
   uint64_t found;
 } FotaReport;
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

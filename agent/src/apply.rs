@@ -64,7 +64,7 @@ pub struct Config<'k> {
 pub struct Buffers<'b> {
     /// Work buffer of at least [`work_len`] bytes.
     pub work: &'b mut [u8],
-    /// In place: one bit per segment ([`InPlaceTracker::bitmap_len`]).
+    /// In place: one bit per segment ([`fota_format::InPlaceTracker::bitmap_len`]).
     pub written: &'b mut [u8],
     /// In place: one bit per segment.
     pub overwritten: &'b mut [u8],

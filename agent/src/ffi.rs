@@ -14,11 +14,15 @@
 //! cbindgen (`agent/cbindgen.toml`) and checked by the `ffi_header` test;
 //! regenerate it with
 //! `FOTA_BLESS=1 cargo test -p fota-agent --features ffi --test ffi_header`.
-//! `agent/examples/c/harness.c` is a complete example and test.
+//! `agent/examples/c/harness.c` is a complete example and test. With the
+//! `sim` feature, [`sim`] adds the flash simulator (`fota_sim.h`).
 //!
 //! Every pointer is checked for NULL, every buffer for overlap with the
 //! others and every length against what it is used for; nothing here
 //! panics on input. The C side owns all memory and stays the owner.
+
+#[cfg(feature = "sim")]
+pub mod sim;
 
 use core::ffi::c_void;
 use core::mem::{align_of, size_of};

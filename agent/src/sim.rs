@@ -10,7 +10,7 @@
 //! torn program (each word `old AND random`, or unreadable as an ECC
 //! error), torn erase (random bytes, or half erased).
 //!
-//! [`Campaign`] runs the golden-trace method: one clean run records the
+//! [`Setup`]'s campaigns run the golden-trace method: one clean run records the
 //! trace; the flash state after k ops is the initial image plus the first
 //! k ops of that trace (the agent is deterministic), so every single cut
 //! costs one resume, not one whole update.

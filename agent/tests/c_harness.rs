@@ -3,7 +3,9 @@
 //! checked-in header with `gcc -std=c99 -Wall -Wextra -Werror`, and runs
 //! the single-cut campaign through the callbacks on two pairs (A/B and in
 //! place, tiny profile) times two geometries: every cut, then a resume,
-//! must leave the new image bit for bit. Skipped, with a message, only
+//! must leave the new image bit for bit. It runs twice: on the harness's
+//! own C flash model, and on the Rust simulator of the agent's tests
+//! through `fota_sim.h` (the library built with `ffi,sim`). Skipped, with a message, only
 //! when gcc is missing (`.ci/run` installs it).
 //!
 //! Also prints a code-size proxy: the x86_64 `.text` the agent adds to the
@@ -59,19 +61,15 @@ fn check(what: &str, out: &Output) {
     );
 }
 
-/// Builds the no-std static library (release, panic = "abort") in its own
-/// target directory, so it neither waits for nor disturbs the test build.
-fn build_staticlib() -> PathBuf {
-    let dir = target_dir().join("ffi-staticlib");
+/// Builds the static library (release, panic = "abort") with `features`
+/// in its own target directory `dir`, so it neither waits for nor disturbs
+/// the test build.
+fn build_staticlib(features: &str, dir: &str) -> PathBuf {
+    let dir = target_dir().join(dir);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .args(["rustc", "--release", "-p", "fota-agent"])
-        .args([
-            "--features",
-            "ffi,panic-handler",
-            "--crate-type",
-            "staticlib",
-        ])
+        .args(["--features", features, "--crate-type", "staticlib"])
         .arg("--manifest-path")
         .arg(agent_dir().join("Cargo.toml"))
         .arg("--target-dir")
@@ -79,8 +77,47 @@ fn build_staticlib() -> PathBuf {
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
         .output()
         .expect("run cargo");
-    check("cargo rustc --crate-type staticlib", &out);
+    check(
+        &format!("cargo rustc --features {features} --crate-type staticlib"),
+        &out,
+    );
     dir.join("release").join("libfota_agent.a")
+}
+
+/// Compiles the harness (`defines` added) and links it to `lib` with
+/// `libs`; returns the object and the program.
+fn build_harness(
+    tmp: &Path,
+    name: &str,
+    defines: &[&str],
+    lib: &Path,
+    libs: &[&str],
+) -> (PathBuf, PathBuf) {
+    let object = tmp.join(format!("{name}.o"));
+    let program = tmp.join(name);
+    let out = Command::new("gcc")
+        .args(["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"])
+        .args(defines)
+        .arg("-I")
+        .arg(agent_dir().join("include"))
+        .arg("-c")
+        .arg(agent_dir().join("examples").join("c").join("harness.c"))
+        .arg("-o")
+        .arg(&object)
+        .output()
+        .expect("run gcc");
+    check(&format!("gcc -c harness.c {defines:?}"), &out);
+    let out = Command::new("gcc")
+        .arg(&object)
+        .arg(lib)
+        .args(libs)
+        .arg("-Wl,--gc-sections")
+        .arg("-o")
+        .arg(&program)
+        .output()
+        .expect("run gcc");
+    check(&format!("gcc (link {name})"), &out);
+    (object, program)
 }
 
 /// Bytes of the `.text*` sections of an object or executable (GNU
@@ -154,32 +191,19 @@ fn the_c_harness_passes_every_single_cut() {
         return;
     }
     let tmp = TempDir::new("c-harness");
-    let lib = build_staticlib();
-
-    // Compile, then link apart, to tell the agent's code from the harness's.
-    let harness_o = tmp.0.join("harness.o");
-    let harness = tmp.0.join("harness");
-    let flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"];
-    let out = Command::new("gcc")
-        .args(flags)
-        .arg("-I")
-        .arg(agent_dir().join("include"))
-        .arg("-c")
-        .arg(agent_dir().join("examples").join("c").join("harness.c"))
-        .arg("-o")
-        .arg(&harness_o)
-        .output()
-        .expect("run gcc");
-    check("gcc -c harness.c", &out);
-    let out = Command::new("gcc")
-        .arg(&harness_o)
-        .arg(&lib)
-        .arg("-Wl,--gc-sections")
-        .arg("-o")
-        .arg(&harness)
-        .output()
-        .expect("run gcc");
-    check("gcc (link)", &out);
+    // The harness on its own C flash model, linked to the no-std library
+    // (the code-size proxy below is of this one) ...
+    let lib = build_staticlib("ffi,panic-handler", "ffi-staticlib");
+    let (harness_o, harness) = build_harness(&tmp.0, "harness", &[], &lib, &[]);
+    // ... and on the Rust simulator of the agent's own tests (fota_sim.h).
+    let sim_lib = build_staticlib("ffi,sim", "ffi-sim-staticlib");
+    let (_, sim_harness) = build_harness(
+        &tmp.0,
+        "sim-harness",
+        &["-DFOTA_HARNESS_RUST_SIM"],
+        &sim_lib,
+        &["-lpthread", "-ldl", "-lm"],
+    );
     if let (Some(all), Some(own)) = (text_size(&harness), text_size(&harness_o)) {
         let by_crate: Vec<String> = text_by_crate(&harness)
             .iter()
@@ -252,31 +276,33 @@ fn the_c_harness_passes_every_single_cut() {
         }
         // Scratch: the package's slots (one segment = one block) plus room.
         let scratch_blocks = u64::from(manifest.scratch_slots).max(2) + 2;
-        let out = Command::new(&harness)
-            .arg(c.name)
-            .args(&paths)
-            .arg(&key_path)
-            .args([
-                c.erase.to_string(),
-                c.write.to_string(),
-                c.read.to_string(),
-                c.erased.to_string(),
-                scratch_blocks.to_string(),
-            ])
-            .output()
-            .expect("run the harness");
-        print!("{}", String::from_utf8_lossy(&out.stdout));
-        check(&format!("the C harness on case {i} ({})", c.name), &out);
-        let line = String::from_utf8_lossy(&out.stdout);
-        let cuts: u64 = line
-            .split("cuts ")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .expect("the harness prints its cut count");
-        assert!(cuts > 40, "too few cuts: {cuts}");
-        assert!(line.contains("failures 0"), "{line}");
-        total_cuts += cuts;
+        for program in [&harness, &sim_harness] {
+            let out = Command::new(program)
+                .arg(c.name)
+                .args(&paths)
+                .arg(&key_path)
+                .args([
+                    c.erase.to_string(),
+                    c.write.to_string(),
+                    c.read.to_string(),
+                    c.erased.to_string(),
+                    scratch_blocks.to_string(),
+                ])
+                .output()
+                .expect("run the harness");
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            check(&format!("the C harness on case {i} ({})", c.name), &out);
+            let line = String::from_utf8_lossy(&out.stdout);
+            let cuts: u64 = line
+                .split("cuts ")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .expect("the harness prints its cut count");
+            assert!(cuts > 40, "too few cuts: {cuts}");
+            assert!(line.contains("failures 0"), "{line}");
+            total_cuts += cuts;
+        }
     }
     println!("C harness: {total_cuts} single cuts, every resume bit-exact");
 }

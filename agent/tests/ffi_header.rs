@@ -1,6 +1,7 @@
-//! R13: the checked-in C header `include/fota_agent.h` is what cbindgen
-//! makes of `src/ffi.rs` (with `cbindgen.toml`), and it compiles as C99
-//! with every warning an error. A stale header fails with the command
+//! R13: the checked-in C headers `include/fota_agent.h` and
+//! `include/fota_sim.h` are what cbindgen makes of `src/ffi.rs` and
+//! `src/ffi/sim.rs` (with `cbindgen.toml` and `cbindgen-sim.toml`), and
+//! they compile as C99 with every warning an error. A stale header fails with the command
 //! that regenerates it:
 //! `FOTA_BLESS=1 cargo test -p fota-agent --features ffi --test ffi_header`.
 
@@ -11,35 +12,43 @@ fn agent_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The header as cbindgen generates it now.
-fn generate() -> String {
+/// A header as cbindgen generates it now from `src/<source>` with
+/// `<config>`.
+fn generate(source: &str, config: &str) -> String {
     let dir = agent_dir();
-    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let config = cbindgen::Config::from_file(dir.join(config)).expect("cbindgen config");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
-        .with_src(dir.join("src").join("ffi.rs"))
+        .with_src(dir.join("src").join(source))
         .generate()
-        .expect("cbindgen parses src/ffi.rs");
+        .expect("cbindgen parses the source");
     let mut out = Vec::new();
     bindings.write(&mut out);
     String::from_utf8(out).expect("UTF-8 header")
 }
 
+/// The agent's header (from `src/ffi.rs`) and the simulator's (from
+/// `src/ffi/sim.rs`): each checked in and current.
 #[test]
-fn the_checked_in_header_is_current() {
-    let path = agent_dir().join("include").join("fota_agent.h");
-    let fresh = generate();
-    if std::env::var_os("FOTA_BLESS").is_some() {
-        std::fs::write(&path, &fresh).expect("write the header");
-        println!("wrote {}", path.display());
-        return;
+fn the_checked_in_headers_are_current() {
+    for (header, source, config) in [
+        ("fota_agent.h", "ffi.rs", "cbindgen.toml"),
+        ("fota_sim.h", "ffi/sim.rs", "cbindgen-sim.toml"),
+    ] {
+        let path = agent_dir().join("include").join(header);
+        let fresh = generate(source, config);
+        if std::env::var_os("FOTA_BLESS").is_some() {
+            std::fs::write(&path, &fresh).expect("write the header");
+            println!("wrote {}", path.display());
+            continue;
+        }
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            current == fresh,
+            "include/{header} is stale (src/{source} or {config} changed); regenerate it with\n  \
+             FOTA_BLESS=1 cargo test -p fota-agent --features ffi --test ffi_header"
+        );
     }
-    let current = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        current == fresh,
-        "include/fota_agent.h is stale (src/ffi.rs or cbindgen.toml changed); regenerate it with\n  \
-         FOTA_BLESS=1 cargo test -p fota-agent --features ffi --test ffi_header"
-    );
 }
 
 /// `gcc`, or `None` (with a message) when it is missing.
@@ -77,6 +86,8 @@ fn compiles(gcc: &str, source: &str, include: &Path) -> std::process::Output {
 
 const PROGRAM: &str = "#include \"fota_agent.h\"\n\
      #include \"fota_agent.h\" /* twice: the guard holds */\n\
+     #include \"fota_sim.h\"\n\
+     #include \"fota_sim.h\"\n\
      static FotaAgent agent;\n\
      int main(void) { return fota_agent_init(&agent, 0) == FOTA_ERR_ARGUMENT ? 0 : 1; }\n";
 

@@ -17,11 +17,20 @@
  * cut, power comes back, and a second fota_agent_apply resumes it: the
  * target must then hold the new image bit for bit.
  *
+ * Built with -DFOTA_HARNESS_RUST_SIM (and linked with the library built
+ * with the `sim` feature), the device is instead the Rust simulator of
+ * the agent's own power-cut tests, through fota_sim.h: the same campaign
+ * then runs on the same flash model as the Rust tests, through the C ABI.
+ *
  * Build (see agent/tests/c_harness.rs, which does all of this):
  *   cargo rustc -p fota-agent --release --features ffi,panic-handler \
  *       --crate-type staticlib        (with CARGO_PROFILE_RELEASE_PANIC=abort)
  *   gcc -std=c99 -Wall -Wextra -Werror -I agent/include \
  *       agent/examples/c/harness.c libfota_agent.a -o harness
+ * or, on the Rust simulator:
+ *   cargo rustc -p fota-agent --release --features ffi,sim --crate-type staticlib
+ *   gcc -std=c99 -Wall -Wextra -Werror -DFOTA_HARNESS_RUST_SIM -I agent/include \
+ *       agent/examples/c/harness.c libfota_agent.a -lpthread -ldl -lm -o harness
  * Run:
  *   harness ab|in-place OLD NEW PACKAGE KEY ERASE WRITE READ ERASED [SCRATCH]
  * KEY is the 32-byte raw Ed25519 public key; ERASED is 255 or 0; SCRATCH
@@ -34,6 +43,9 @@
 #include <string.h>
 
 #include "fota_agent.h"
+#ifdef FOTA_HARNESS_RUST_SIM
+#include "fota_sim.h"
+#endif
 
 /* C99 compile-time check, as in the header: the agent allocated here is
  * the size the library was built with (also checked at run time). */
@@ -42,6 +54,9 @@ typedef char harness_agent_size_check[(sizeof(FotaAgent) == FOTA_AGENT_SIZE) ? 1
 enum { NOT_DONE, DONE, TORN_PROGRAM, TORN_ERASE, VARIANTS };
 static const char *const VARIANT_NAMES[VARIANTS] = {"not-done", "done", "torn-program",
                                                     "torn-erase"};
+
+#ifndef FOTA_HARNESS_RUST_SIM
+/* The C flash model. */
 
 /* xorshift64*, seeded: every run is reproducible. */
 static uint64_t rng_next(uint64_t *s) {
@@ -244,6 +259,8 @@ static int32_t flash_block_at(void *ctx, uint64_t addr, uint64_t *start, uint64_
     return FOTA_OK;
 }
 
+#endif /* !FOTA_HARNESS_RUST_SIM */
+
 typedef struct {
     const uint8_t *bytes;
     size_t len;
@@ -298,7 +315,14 @@ typedef struct {
     Bytes new_image;
 } Device;
 
-static int sim_new(SimFlash *f, const Device *d) {
+#ifndef FOTA_HARNESS_RUST_SIM
+#define DEVICE_NAME "C flash model"
+
+/* The device behind the campaign, C flash model: the functions the
+ * campaign uses, here and for the Rust simulator below. */
+typedef SimFlash Dev;
+
+static int dev_new(Dev *f, const Device *d) {
     uint64_t units = d->capacity / d->write_size;
     memset(f, 0, sizeof *f);
     f->data = (uint8_t *)malloc((size_t)d->capacity);
@@ -321,21 +345,16 @@ static int sim_new(SimFlash *f, const Device *d) {
     return 1;
 }
 
-static void sim_free(SimFlash *f) {
+static void dev_free(Dev *f) {
+    free(f->op_is_erase);
     free(f->data);
     free(f->written);
     free(f->ecc_bad);
     free(f->erases);
 }
 
-static uint8_t work[4096];
-static uint8_t bitmap_written[256];
-static uint8_t bitmap_overwritten[256];
-static uint32_t slots[64];
-
-static int32_t run(const FotaAgent *agent, SimFlash *f, Bytes *package, FotaReport *report) {
+static FotaFlash dev_flash(Dev *f) {
     FotaFlash flash;
-    FotaPackage pkg;
     flash.ctx = f;
     flash.read = flash_read;
     flash.write = flash_write;
@@ -345,17 +364,163 @@ static int32_t run(const FotaAgent *agent, SimFlash *f, Bytes *package, FotaRepo
     flash.read_size = f->read_size;
     flash.write_size = f->write_size;
     flash.erased_value = f->erased;
+    return flash;
+}
+
+/* Records from now on which ops are erases (the clean run). */
+static int dev_record_ops(Dev *f) {
+    f->op_log_len = 1 << 20;
+    f->op_is_erase = (uint8_t *)calloc((size_t)f->op_log_len, 1);
+    return f->op_is_erase != NULL;
+}
+
+static int dev_op_is_erase(const Dev *f, uint64_t k) {
+    return k < f->op_log_len && f->op_is_erase[k];
+}
+
+static void dev_cut_at(Dev *f, uint64_t k, int variant, uint64_t seed) {
+    f->cut_at = (int64_t)k;
+    f->variant = variant;
+    f->seed = seed;
+}
+
+static void dev_power_on(Dev *f) {
+    f->dead = 0;
+    f->cut_at = -1;
+}
+
+static uint64_t dev_ops(const Dev *f) {
+    return f->ops;
+}
+
+static int dev_is_new_image(const Dev *f, const Device *d) {
+    return memcmp(f->data + d->target_at, d->new_image.bytes, d->new_image.len) == 0;
+}
+
+/* Write-once violations, writes outside the layout, misaligned accesses. */
+static void dev_faults(const Dev *f, uint64_t faults[3]) {
+    faults[0] = f->double_writes;
+    faults[1] = f->outside_window;
+    faults[2] = f->misaligned;
+}
+
+static void dev_erases(const Dev *f, uint64_t *total, uint64_t *max) {
+    uint64_t b;
+    *total = 0;
+    *max = 0;
+    for (b = 0; b < f->capacity / f->erase_size; b++) {
+        *total += f->erases[b];
+        *max = f->erases[b] > *max ? f->erases[b] : *max;
+    }
+}
+
+#else
+#define DEVICE_NAME "Rust simulator"
+
+/* The device behind the campaign, the Rust simulator (fota_sim.h). */
+typedef struct {
+    FotaSim *sim;
+} Dev;
+
+static int dev_new(Dev *f, const Device *d) {
+    uint64_t i, count = d->capacity / d->erase_size;
+    uint64_t *blocks = (uint64_t *)malloc((size_t)count * sizeof(uint64_t));
+    int w, ok = 1;
+    if (blocks == NULL) {
+        return 0;
+    }
+    for (i = 0; i < count; i++) {
+        blocks[i] = d->erase_size;
+    }
+    f->sim = fota_sim_new(blocks, (size_t)count, d->write_size, d->read_size, d->erased);
+    free(blocks);
+    if (f->sim == NULL) {
+        return 0;
+    }
+    for (w = 0; w < d->windows; w++) {
+        ok &= fota_sim_allow_writes(f->sim, d->window[w][0], d->window[w][1]) == FOTA_OK;
+    }
+    ok &= fota_sim_load(f->sim, d->source_at, d->old_image.bytes, d->old_image.len) == FOTA_OK;
+    return ok;
+}
+
+static void dev_free(Dev *f) {
+    fota_sim_free(f->sim);
+}
+
+static FotaFlash dev_flash(Dev *f) {
+    return fota_sim_flash(f->sim);
+}
+
+static int dev_record_ops(Dev *f) {
+    return fota_sim_record_ops(f->sim) == FOTA_OK;
+}
+
+static int dev_op_is_erase(const Dev *f, uint64_t k) {
+    return fota_sim_trace_op(f->sim, k) == FOTA_SIM_OP_ERASE;
+}
+
+static void dev_cut_at(Dev *f, uint64_t k, int variant, uint64_t seed) {
+    /* The harness's variants are numbered as FOTA_SIM_CUT_*. */
+    (void)fota_sim_cut_at(f->sim, k, (uint32_t)variant, seed);
+}
+
+static void dev_power_on(Dev *f) {
+    (void)fota_sim_power_on(f->sim);
+}
+
+static FotaSimStats dev_stats(const Dev *f) {
+    FotaSimStats stats;
+    memset(&stats, 0, sizeof stats);
+    (void)fota_sim_stats(f->sim, &stats);
+    return stats;
+}
+
+static uint64_t dev_ops(const Dev *f) {
+    return dev_stats(f).ops;
+}
+
+static int dev_is_new_image(const Dev *f, const Device *d) {
+    uint8_t *target = (uint8_t *)malloc(d->new_image.len + 1);
+    int same = target != NULL &&
+               fota_sim_contents(f->sim, d->target_at, target, d->new_image.len) == FOTA_OK &&
+               memcmp(target, d->new_image.bytes, d->new_image.len) == 0;
+    free(target);
+    return same;
+}
+
+/* Write-once violations, writes outside the layout, misaligned accesses
+ * (the Rust simulator refuses those with an error, failing the run). */
+static void dev_faults(const Dev *f, uint64_t faults[3]) {
+    FotaSimStats stats = dev_stats(f);
+    faults[0] = stats.double_writes;
+    faults[1] = stats.writes_outside_window;
+    faults[2] = 0;
+}
+
+static void dev_erases(const Dev *f, uint64_t *total, uint64_t *max) {
+    FotaSimStats stats = dev_stats(f);
+    *total = stats.erases;
+    *max = stats.max_block_erases;
+}
+
+#endif /* FOTA_HARNESS_RUST_SIM */
+
+static uint8_t work[4096];
+static uint8_t bitmap_written[256];
+static uint8_t bitmap_overwritten[256];
+static uint32_t slots[64];
+
+static int32_t run(const FotaAgent *agent, Dev *f, Bytes *package, FotaReport *report) {
+    FotaFlash flash = dev_flash(f);
+    FotaPackage pkg;
     pkg.ctx = package;
     pkg.len = package->len;
     pkg.read = package_read;
     return fota_agent_apply(agent, &flash, &pkg, work,
-                            fota_agent_work_len(f->write_size, f->read_size), bitmap_written,
-                            bitmap_overwritten, sizeof bitmap_written, slots,
+                            fota_agent_work_len(flash.write_size, flash.read_size),
+                            bitmap_written, bitmap_overwritten, sizeof bitmap_written, slots,
                             sizeof slots / sizeof slots[0], report);
-}
-
-static int is_new_image(const SimFlash *f, const Device *d) {
-    return memcmp(f->data + d->target_at, d->new_image.bytes, d->new_image.len) == 0;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t unit) {
@@ -391,11 +556,11 @@ int main(int argc, char **argv) {
     FotaConfig config;
     Device d;
     Bytes package, key;
-    SimFlash f;
+    Dev f;
     FotaReport report;
     int32_t rc;
     int in_place, v;
-    uint64_t k, clean_ops, clean_erases = 0, max_erases = 0, b, slot;
+    uint64_t k, clean_ops, clean_erases = 0, max_erases = 0, slot, faults[3];
     uint64_t scratch_blocks = 0, cuts[VARIANTS] = {0, 0, 0, 0}, failures = 0, resumed = 0;
 
     if (argc < 10) {
@@ -467,30 +632,25 @@ int main(int argc, char **argv) {
     }
 
     /* The clean run: counts the ops and records which are erases. */
-    if (!sim_new(&f, &d)) {
+    if (!dev_new(&f, &d) || !dev_record_ops(&f)) {
         return 2;
     }
-    f.op_log_len = 1 << 20;
-    f.op_is_erase = (uint8_t *)calloc((size_t)f.op_log_len, 1);
     rc = run(&agent, &f, &package, &report);
-    if (rc != FOTA_OK || !is_new_image(&f, &d) || f.double_writes != 0 ||
-        f.outside_window != 0 || f.misaligned != 0) {
+    dev_faults(&f, faults);
+    if (rc != FOTA_OK || !dev_is_new_image(&f, &d) || faults[0] != 0 || faults[1] != 0 ||
+        faults[2] != 0) {
         fprintf(stderr,
                 "harness: clean run: status %d detail %d, bit-exact %d, double writes %lu, "
                 "outside the layout %lu, misaligned %lu\n",
-                (int)rc, (int)report.detail, is_new_image(&f, &d),
-                (unsigned long)f.double_writes, (unsigned long)f.outside_window,
-                (unsigned long)f.misaligned);
+                (int)rc, (int)report.detail, dev_is_new_image(&f, &d),
+                (unsigned long)faults[0], (unsigned long)faults[1], (unsigned long)faults[2]);
         return 1;
     }
-    clean_ops = f.ops;
-    for (b = 0; b < d.capacity / d.erase_size; b++) {
-        clean_erases += f.erases[b];
-        max_erases = f.erases[b] > max_erases ? f.erases[b] : max_erases;
-    }
+    clean_ops = dev_ops(&f);
+    dev_erases(&f, &clean_erases, &max_erases);
     /* Again: finished already, nothing written. */
     rc = run(&agent, &f, &package, &report);
-    if (rc != FOTA_OK || !report.already_finished || f.ops != clean_ops) {
+    if (rc != FOTA_OK || !report.already_finished || dev_ops(&f) != clean_ops) {
         fprintf(stderr, "harness: the second run did not find the update finished\n");
         return 1;
     }
@@ -498,30 +658,28 @@ int main(int argc, char **argv) {
     /* Every op, every variant that fits it: cut, power back, resume. */
     for (k = 0; k < clean_ops; k++) {
         for (v = 0; v < VARIANTS; v++) {
-            SimFlash g;
+            Dev g;
             const char *why = NULL;
-            if ((v == TORN_PROGRAM && f.op_is_erase[k]) ||
-                (v == TORN_ERASE && !f.op_is_erase[k])) {
+            int is_erase = dev_op_is_erase(&f, k);
+            if ((v == TORN_PROGRAM && is_erase) || (v == TORN_ERASE && !is_erase)) {
                 continue;
             }
-            if (!sim_new(&g, &d)) {
+            if (!dev_new(&g, &d)) {
                 return 2;
             }
-            g.cut_at = (int64_t)k;
-            g.variant = v;
-            g.seed = k * UINT64_C(0x9E3779B9) ^ (uint64_t)v ^ UINT64_C(42);
+            dev_cut_at(&g, k, v, k * UINT64_C(0x9E3779B9) ^ (uint64_t)v ^ UINT64_C(42));
             rc = run(&agent, &g, &package, &report);
             if (rc != FOTA_ERR_POWER_LOST) {
                 why = "the cut run did not report FOTA_ERR_POWER_LOST";
             } else {
-                g.dead = 0;
-                g.cut_at = -1;
+                dev_power_on(&g);
                 rc = run(&agent, &g, &package, &report);
+                dev_faults(&g, faults);
                 if (rc != FOTA_OK) {
                     why = "the resume failed";
-                } else if (!is_new_image(&g, &d)) {
+                } else if (!dev_is_new_image(&g, &d)) {
                     why = "the target is not the new image";
-                } else if (g.outside_window != 0 || g.misaligned != 0) {
+                } else if (faults[1] != 0 || faults[2] != 0) {
                     why = "a write outside the layout or misaligned";
                 }
                 resumed += report.resumed;
@@ -535,20 +693,19 @@ int main(int argc, char **argv) {
                 }
                 failures++;
             }
-            sim_free(&g);
+            dev_free(&g);
         }
     }
-    printf("fota-agent C harness: %s erase %lu write %lu read %lu erased 0x%02x, package %lu B: "
+    printf("fota-agent C harness (%s): %s erase %lu write %lu read %lu erased 0x%02x, package %lu B: "
            "clean run %lu ops (%lu erases, max %lu per block); cuts %lu (not-done %lu, done %lu, "
            "torn-program %lu, torn-erase %lu), resumed %lu, failures %lu\n",
-           in_place ? "in-place" : "ab", (unsigned long)d.erase_size,
+           DEVICE_NAME, in_place ? "in-place" : "ab", (unsigned long)d.erase_size,
            (unsigned long)d.write_size, (unsigned long)d.read_size, (unsigned)d.erased,
            (unsigned long)package.len, (unsigned long)clean_ops, (unsigned long)clean_erases,
            (unsigned long)max_erases, (unsigned long)(cuts[0] + cuts[1] + cuts[2] + cuts[3]),
            (unsigned long)cuts[0], (unsigned long)cuts[1], (unsigned long)cuts[2],
            (unsigned long)cuts[3], (unsigned long)resumed, (unsigned long)failures);
-    sim_free(&f);
-    free(f.op_is_erase);
+    dev_free(&f);
     free((void *)d.old_image.bytes);
     free((void *)d.new_image.bytes);
     free((void *)package.bytes);
