@@ -15,6 +15,7 @@
 //! k ops of that trace (the agent is deterministic), so every single cut
 //! costs one resume, not one whole update.
 
+use std::format;
 use std::string::String;
 use std::vec;
 use std::vec::Vec;
@@ -482,6 +483,67 @@ impl Flash for SimFlash {
         self.do_erase(from, to);
         Ok(())
     }
+}
+
+/// A flash just large enough for an update with this manifest, and its
+/// layout: the slots (A/B: source then target; in place: the image then
+/// the package's scratch slots), then two journal blocks; uniform blocks
+/// of `erase` bytes, programmed `write` and read `read` bytes at a time.
+/// `Err` says which parameter does not fit the package.
+pub fn fit(
+    m: &fota_format::Manifest,
+    erase: u64,
+    write: usize,
+    read: usize,
+    erased: u8,
+) -> Result<(Geometry, crate::Layout), String> {
+    use crate::{Layout, Range, Slots};
+    if erase == 0 || u64::from(m.segment_size) % erase != 0 {
+        return Err(format!(
+            "erase size {erase}: the package's segments ({} B) must be whole erase blocks",
+            m.segment_size
+        ));
+    }
+    if write == 0 || read == 0 || erase % write as u64 != 0 || erase % read as u64 != 0 {
+        return Err(format!(
+            "write size {write} and read size {read} must be non-zero and divide the erase size {erase}"
+        ));
+    }
+    if erased != 0xff && erased != 0 {
+        return Err(format!("erased value {erased}: flash erases to 255 or 0"));
+    }
+    let up = |n: u64| n.div_ceil(erase) * erase;
+    let (slots, end) = match m.mode {
+        fota_format::Mode::AB => {
+            let (s, t) = (up(m.source_size).max(erase), up(m.target_size).max(erase));
+            (
+                Slots::AB {
+                    source: Range::new(0, s),
+                    target: Range::new(s, t),
+                },
+                s + t,
+            )
+        }
+        fota_format::Mode::InPlace => {
+            let image = up(m.source_size.max(m.target_size)).max(erase);
+            let scratch = u64::from(m.scratch_slots) * u64::from(m.segment_size);
+            (
+                Slots::InPlace {
+                    image: Range::new(0, image),
+                    scratch: Range::new(image, scratch),
+                },
+                image + scratch,
+            )
+        }
+    };
+    let layout = Layout {
+        slots,
+        journal: Range::new(end, 2 * erase),
+    };
+    let blocks = ((end + 2 * erase) / erase) as usize;
+    let mut g = Geometry::uniform(blocks, erase, write, read);
+    g.erased = erased;
+    Ok((g, layout))
 }
 
 /// One update to run under cuts: flash shape, what is on it, the layout,

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use fota_agent::sim::{CampaignReport, CutVariant, Geometry, Setup};
-use fota_agent::{Config, Layout, Range, Slots};
+use fota_agent::{Config, Layout};
 use fota_format::{Label, Manifest, Mode};
 use fota_generator::keys;
 
@@ -30,9 +30,6 @@ pub fn run(a: SimArgs) -> Result<()> {
             a.mode,
             mode_name(m.mode)
         );
-    }
-    if a.erased != 0xff && a.erased != 0 {
-        bail!("--erased {}: flash erases to 255 or 0", a.erased);
     }
     let geometry = geometry(&a, &m, old.len() as u64)?;
     let config = Config {
@@ -119,19 +116,9 @@ fn mode_name(m: Mode) -> &'static str {
     }
 }
 
-/// A flash just large enough for the update, and its layout: slots, then
-/// (in place) the scratch slots, then two journal blocks.
+/// A flash just large enough for the update ([`fota_agent::sim::fit`]),
+/// after checking the old image is the package's source.
 fn geometry(a: &SimArgs, m: &Manifest, old_len: u64) -> Result<(Geometry, Layout)> {
-    let erase = a.erase_size;
-    if erase == 0 || u64::from(m.segment_size) % erase != 0 {
-        bail!(
-            "--erase-size {erase}: the package's segments ({} B) must be whole erase blocks",
-            m.segment_size
-        );
-    }
-    if a.write_size == 0 || a.read_size == 0 || erase % a.write_size as u64 != 0 {
-        bail!("--write-size and --read-size must be non-zero and divide the erase size");
-    }
     if old_len != m.source_size {
         bail!(
             "{}: {old_len} bytes, but the package applies to a {}-byte image",
@@ -139,38 +126,8 @@ fn geometry(a: &SimArgs, m: &Manifest, old_len: u64) -> Result<(Geometry, Layout
             m.source_size
         );
     }
-    let up = |n: u64| n.div_ceil(erase) * erase;
-    let (slots, end) = match m.mode {
-        Mode::AB => {
-            let (s, t) = (up(m.source_size).max(erase), up(m.target_size).max(erase));
-            (
-                Slots::AB {
-                    source: Range::new(0, s),
-                    target: Range::new(s, t),
-                },
-                s + t,
-            )
-        }
-        Mode::InPlace => {
-            let image = up(m.source_size.max(m.target_size)).max(erase);
-            let scratch = u64::from(m.scratch_slots) * u64::from(m.segment_size);
-            (
-                Slots::InPlace {
-                    image: Range::new(0, image),
-                    scratch: Range::new(image, scratch),
-                },
-                image + scratch,
-            )
-        }
-    };
-    let layout = Layout {
-        slots,
-        journal: Range::new(end, 2 * erase),
-    };
-    let blocks = ((end + 2 * erase) / erase) as usize;
-    let mut g = Geometry::uniform(blocks, erase, a.write_size, a.read_size);
-    g.erased = a.erased;
-    Ok((g, layout))
+    fota_agent::sim::fit(m, a.erase_size, a.write_size, a.read_size, a.erased)
+        .map_err(|why| anyhow!("{why} (--erase-size, --write-size, --read-size, --erased)"))
 }
 
 fn print_report(what: &str, r: &CampaignReport) {

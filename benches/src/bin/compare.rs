@@ -9,6 +9,8 @@
 
 #[path = "../compare/chart.rs"]
 mod chart;
+#[path = "../compare/corpus.rs"]
+mod corpus;
 #[path = "../compare/measure.rs"]
 mod measure;
 #[path = "../compare/runner.rs"]
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
+use corpus::{abs, find_root};
 use runner::{PairFiles, Record, Status};
 
 /// fota vs peer delta tools (bsdiff, xdelta3, zstd, detools, HDiffPatch).
@@ -70,26 +73,6 @@ struct Args {
     /// Workspace root (default: found from the current folder).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-}
-
-fn find_root() -> Result<PathBuf> {
-    let mut dir = std::env::current_dir()?;
-    loop {
-        if dir.join("corpus").is_dir() && dir.join("benches/Cargo.toml").is_file() {
-            return Ok(dir);
-        }
-        if !dir.pop() {
-            bail!("cannot find the fota workspace root from the current folder; use --root");
-        }
-    }
-}
-
-fn abs(p: &Path) -> Result<PathBuf> {
-    Ok(if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(p)
-    })
 }
 
 fn is_elf(p: &Path) -> bool {
@@ -165,81 +148,18 @@ fn run() -> Result<bool> {
         .transpose()
         .context("--pair is not a valid regular expression")?;
 
-    // Pair lists.
-    let mut pairs: Vec<tsv::Pair> = Vec::new();
-    let lists: Vec<(PathBuf, bool)> = if args.pair_lists.is_empty() {
-        vec![
-            (root.join("corpus/pairs.tsv"), true),
-            (root.join("corpus/mcu/pairs.tsv"), false),
-        ]
-    } else {
-        args.pair_lists
-            .iter()
-            .map(|p| abs(p).map(|p| (p, true)))
-            .collect::<Result<_>>()?
+    // Pairs.
+    let selection = corpus::Selection {
+        category: args.category.clone(),
+        pair: filter,
+        lists: args.pair_lists.clone(),
+        sample_dir: args.with_sample.then(|| out.join("sample")),
     };
-    for (list, required) in &lists {
-        if !required && !list.exists() {
-            eprintln!("note: {} does not exist; no pairs from it", list.display());
-            continue;
-        }
-        for p in tsv::read(list)? {
-            if pairs.iter().any(|q| q.name == p.name) {
-                bail!("{}: pair {:?} is listed twice", list.display(), p.name);
-            }
-            pairs.push(p);
-        }
-    }
-    let mut files: Vec<(tsv::Pair, PathBuf, PathBuf)> = Vec::new();
-    if args.with_sample {
-        let dir = out.join("sample");
-        let st = Command::new("bash")
-            .arg(root.join("corpus/sample/build.sh"))
-            .arg(&dir)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .context("running corpus/sample/build.sh")?;
-        if !st.success() {
-            bail!("corpus/sample/build.sh failed ({st})");
-        }
-        let len = |f: &str| std::fs::metadata(dir.join(f)).map(|m| m.len());
-        let p = tsv::Pair {
-            name: "sample-sensord".into(),
-            category: "sample".into(),
-            arch: "x86_64".into(),
-            old_bytes: len("old")?,
-            new_bytes: len("new")?,
-        };
-        files.push((p, dir.join("old"), dir.join("new")));
-    }
+    let corpus::Found {
+        files,
+        missing: missing_pairs,
+    } = corpus::select(&root, &selection)?;
     let mut records: Vec<Record> = Vec::new();
-    let mut missing_pairs = Vec::new();
-    for p in pairs {
-        let cache = root.join("corpus/cache/pairs").join(&p.name);
-        let (old, new) = (cache.join("old"), cache.join("new"));
-        if !old.is_file() || !new.is_file() {
-            missing_pairs.push(p);
-            continue;
-        }
-        for (f, want) in [(&old, p.old_bytes), (&new, p.new_bytes)] {
-            let got = std::fs::metadata(f)?.len();
-            if got != want {
-                bail!(
-                    "{}: {got} bytes, the pair list says {want}: stale cache? re-run corpus/fetch",
-                    f.display()
-                );
-            }
-        }
-        files.push((p, old, new));
-    }
-    files.retain(|(p, _, _)| {
-        args.category.as_ref().is_none_or(|c| &p.category == c)
-            && filter.as_ref().is_none_or(|re| re.is_match(&p.name))
-    });
-    missing_pairs.retain(|p| {
-        args.category.as_ref().is_none_or(|c| &p.category == c)
-            && filter.as_ref().is_none_or(|re| re.is_match(&p.name))
-    });
     for p in &missing_pairs {
         records.push(skipped(
             p,
