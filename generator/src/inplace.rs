@@ -9,6 +9,11 @@
 //!    the same offset (nothing is erased or written there).
 //! 2. **Reads.** An op reads every source segment its extents touch (the
 //!    A/B planner joins reads less than a segment apart, which adds none).
+//!    Reads that give the op only a few matched bytes are dropped first
+//!    (the op is re-coded without them): each read is an ordering
+//!    constraint, and a cycle of them costs a stash. How few is "a few" is
+//!    tried at several thresholds (`LIGHT_READS`) and the smallest plan
+//!    kept.
 //! 3. **Order.** Op `t` must run before op `s` when it reads source segment
 //!    `s` (an edge `t -> s`). The graph is ordered with the greedy
 //!    feedback-arc heuristic of Eades, Lin and Smyth, as Android's
@@ -262,6 +267,54 @@ pub fn plan_in_place(
         seg: u64::from(segment_size.max(1)),
         code,
     };
+    let mut best: Option<(u64, InPlacePlan)> = None;
+    for light in LIGHT_READS {
+        let plan = plan_with(&cx, old, new, slots, planned.clone(), light)?;
+        let cost = plan_bytes(&plan.ops);
+        if best.as_ref().is_none_or(|(c, _)| cost < *c) {
+            best = Some((cost, plan));
+        }
+    }
+    match best {
+        Some((_, plan)) => Ok(plan),
+        None => plan_with(&cx, old, new, slots, planned, None),
+    }
+}
+
+/// The light-read thresholds [`plan_in_place`] tries, as a fraction of
+/// the segment size (`None`: keep every read). A read of a whole source
+/// segment for a few matched bytes ties the op to that segment's op: in a
+/// cycle it costs a stash, and with few scratch slots the stash is not to
+/// be had, so the reader is re-coded without it (often as NEW). Dropping
+/// light reads up front (the matches they gave become diff or literal
+/// bytes) keeps the graph close to chains of neighbouring segments, whose
+/// stashes are short-lived. Which threshold is cheapest depends on the
+/// image, so each is planned and the smallest plan kept.
+const LIGHT_READS: [Option<u64>; 4] = [None, Some(256), Some(64), Some(16)];
+
+/// Bytes a plan's ops take in the package: header, extents, payload.
+fn plan_bytes(ops: &[PlannedOp]) -> u64 {
+    ops.iter()
+        .map(|op| {
+            (fota_format::op::OP_HEADER_LEN
+                + op.extents.len() * fota_format::EXTENT_LEN
+                + op.payload.len()) as u64
+        })
+        .sum()
+}
+
+/// One in-place plan (see the module's steps), first re-coding without
+/// them every op's reads of source segments that give it less than
+/// `1 / light` of a segment of matched bytes.
+fn plan_with(
+    cx: &Ctx<'_>,
+    old: &[u8],
+    new: &[u8],
+    slots: u32,
+    planned: Vec<PlannedOp>,
+    light: Option<u64>,
+) -> Result<InPlacePlan> {
+    let blocks = cx.blocks;
     let n = planned.len();
     if n as u64 != (new.len() as u64).div_ceil(cx.seg) {
         return Err(Error::Limit {
@@ -292,6 +345,25 @@ pub fn plan_in_place(
     // Segments op t reads; and who reads each segment (a superset once
     // re-planning dropped some reads, so users check `reads` again).
     let mut reads: Vec<Vec<u64>> = ops.iter().map(|op| cx.segments_read(&op.extents)).collect();
+    if let Some(light) = light {
+        for t in (0..n).filter(|&t| !skip[t]) {
+            let (start, end) = cx.target_range(t);
+            let mut bytes: std::collections::BTreeMap<u64, u64> = Default::default();
+            for b in blocks_within(blocks, start, end, cx.seg, &|_| true) {
+                *bytes.entry((b.old as u64) / cx.seg).or_default() += b.len as u64;
+            }
+            let heavy: Vec<u64> = reads[t]
+                .iter()
+                .copied()
+                .filter(|s| bytes.get(s).copied().unwrap_or(0) * light >= cx.seg)
+                .collect();
+            if heavy.len() < reads[t].len() {
+                let op = cx.replan(t, &heavy)?;
+                reads[t] = cx.segments_read(&op.extents);
+                ops[t] = op;
+            }
+        }
+    }
     let mut readers: Vec<Vec<usize>> = vec![Vec::new(); source_segments as usize];
     for (t, r) in reads.iter().enumerate() {
         for &s in r {
