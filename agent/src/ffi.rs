@@ -744,6 +744,17 @@ fn write_status(rc: i32) -> Result<(), FlashError> {
     }
 }
 
+/// The other way: the status a flash callback over a Rust [`Flash`]
+/// returns for an operation's outcome (the simulator's callbacks, tests').
+#[cfg(any(test, feature = "sim"))]
+fn flash_status(r: Result<(), FlashError>) -> i32 {
+    match r {
+        Ok(()) => FOTA_OK,
+        Err(FlashError::PowerLost) => FOTA_ERR_POWER_LOST,
+        Err(_) => FOTA_ERR_FLASH,
+    }
+}
+
 impl Flash for CFlash {
     fn read_size(&self) -> usize {
         self.read_size
@@ -939,14 +950,6 @@ mod tests {
         }
     }
 
-    fn status(r: Result<(), FlashError>) -> i32 {
-        match r {
-            Ok(()) => FOTA_OK,
-            Err(FlashError::PowerLost) => FOTA_ERR_POWER_LOST,
-            Err(_) => FOTA_ERR_FLASH,
-        }
-    }
-
     /// # Safety
     /// `ctx` is a live `Device`; `buf` holds `len` writable bytes.
     unsafe extern "C" fn read(ctx: *mut c_void, addr: u64, buf: *mut u8, len: usize) -> i32 {
@@ -960,7 +963,7 @@ mod tests {
         if d.fail_reads {
             return FOTA_ERR_FLASH;
         }
-        status(crate::block_on(d.sim.read(addr, buf)))
+        flash_status(crate::block_on(d.sim.read(addr, buf)))
     }
 
     /// # Safety
@@ -973,7 +976,7 @@ mod tests {
                 core::slice::from_raw_parts(data, len),
             )
         };
-        status(crate::block_on(d.sim.write(addr, data)))
+        flash_status(crate::block_on(d.sim.write(addr, data)))
     }
 
     /// # Safety
@@ -981,7 +984,7 @@ mod tests {
     unsafe extern "C" fn erase(ctx: *mut c_void, from: u64, to: u64) -> i32 {
         // SAFETY: the contract above.
         let d = unsafe { &mut *ctx.cast::<Device>() };
-        status(crate::block_on(d.sim.erase(from, to)))
+        flash_status(crate::block_on(d.sim.erase(from, to)))
     }
 
     /// # Safety

@@ -101,6 +101,27 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// Checks the package is meant for this device: same device class (when
+    /// the device has one) and a security counter not below the device's.
+    ///
+    /// # Errors
+    /// `DeviceClassMismatch`, `SecurityCounterTooLow`.
+    pub fn check_device(&self, device_class: &Label, security_counter: u64) -> Result<()> {
+        if !device_class.is_empty() && *device_class != self.device_class {
+            return Err(Error::DeviceClassMismatch {
+                package: self.device_class,
+                device: *device_class,
+            });
+        }
+        if self.security_counter < security_counter {
+            return Err(Error::SecurityCounterTooLow {
+                package: self.security_counter,
+                device: security_counter,
+            });
+        }
+        Ok(())
+    }
+
     /// Number of destination segments the target is cut into.
     pub fn segment_count(&self) -> u64 {
         self.target_size

@@ -149,19 +149,7 @@ impl<'a> VerifiedPackage<'a> {
     /// # Errors
     /// `DeviceClassMismatch`, `SecurityCounterTooLow`.
     pub fn check_device(&self, device_class: &Label, security_counter: u64) -> Result<()> {
-        if !device_class.is_empty() && *device_class != self.manifest.device_class {
-            return Err(Error::DeviceClassMismatch {
-                package: self.manifest.device_class,
-                device: *device_class,
-            });
-        }
-        if self.manifest.security_counter < security_counter {
-            return Err(Error::SecurityCounterTooLow {
-                package: self.manifest.security_counter,
-                device: security_counter,
-            });
-        }
-        Ok(())
+        self.manifest.check_device(device_class, security_counter)
     }
 
     /// Checks the whole source image against the manifest.

@@ -23,11 +23,9 @@ use core::ffi::c_void;
 use std::boxed::Box;
 use std::vec::Vec;
 
-use super::{
-    slice_mut, FotaFlash, Span, FOTA_ERR_ARGUMENT, FOTA_ERR_FLASH, FOTA_ERR_POWER_LOST, FOTA_OK,
-};
+use super::{flash_status, slice_mut, FotaFlash, Span, FOTA_ERR_ARGUMENT, FOTA_ERR_FLASH, FOTA_OK};
 use crate::block_on;
-use crate::flash::{Flash, FlashError};
+use crate::flash::Flash;
 use crate::sim::{CutVariant, Geometry, SimFlash, TraceOp};
 
 /// Power is lost before the op does anything.
@@ -385,14 +383,6 @@ fn in_flash(flash: &SimFlash, addr: u64, len: usize) -> bool {
         .is_some_and(|end| end <= flash.capacity())
 }
 
-fn status(r: Result<(), FlashError>) -> i32 {
-    match r {
-        Ok(()) => FOTA_OK,
-        Err(FlashError::PowerLost) => FOTA_ERR_POWER_LOST,
-        Err(_) => FOTA_ERR_FLASH,
-    }
-}
-
 /// # Safety
 /// `ctx` is the `FotaSim` of `fota_sim_flash`; `buf` writable for `len`.
 unsafe extern "C" fn sim_read(ctx: *mut c_void, addr: u64, buf: *mut u8, len: usize) -> i32 {
@@ -402,7 +392,7 @@ unsafe extern "C" fn sim_read(ctx: *mut c_void, addr: u64, buf: *mut u8, len: us
     }) else {
         return FOTA_ERR_ARGUMENT;
     };
-    status(block_on(sim.flash.read(addr, buf)))
+    flash_status(block_on(sim.flash.read(addr, buf)))
 }
 
 /// # Safety
@@ -413,7 +403,7 @@ unsafe extern "C" fn sim_write(ctx: *mut c_void, addr: u64, data: *const u8, len
     else {
         return FOTA_ERR_ARGUMENT;
     };
-    status(block_on(sim.flash.write(addr, data)))
+    flash_status(block_on(sim.flash.write(addr, data)))
 }
 
 /// # Safety
@@ -423,7 +413,7 @@ unsafe extern "C" fn sim_erase(ctx: *mut c_void, from: u64, to: u64) -> i32 {
     let Some(sim) = (unsafe { sim_mut(ctx.cast()) }) else {
         return FOTA_ERR_ARGUMENT;
     };
-    status(block_on(sim.flash.erase(from, to)))
+    flash_status(block_on(sim.flash.erase(from, to)))
 }
 
 /// # Safety
@@ -454,6 +444,7 @@ unsafe extern "C" fn sim_block_at(
 
 #[cfg(test)]
 mod tests {
+    use super::super::FOTA_ERR_POWER_LOST;
     use super::*;
 
     /// Every entry point refuses NULL and out-of-range input.

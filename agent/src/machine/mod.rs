@@ -28,8 +28,8 @@ mod jobs;
 mod op;
 
 use fota_format::{
-    Error as FormatError, Extent, InPlaceTracker, Manifest, Mode, OpChain, OpHeader, Profile,
-    EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, MAX_EXTENTS,
+    Error as FormatError, Extent, InPlaceTracker, Mode, OpChain, OpHeader, Profile, EXTENT_LEN,
+    HEADER_LEN, MANIFEST_LEN, MAX_EXTENTS,
 };
 use sha2::{Digest, Sha256};
 
@@ -644,7 +644,7 @@ impl<'b> Agent<'b> {
         let n = (self.package_len.min((HEADER_LEN + MANIFEST_LEN) as u64)) as usize;
         let hm = self.work.get(..n).unwrap_or(&[]);
         let (m, id) = check_head(hm, self.package_len, self.config.trusted)?;
-        check_device(&m, self.config)?;
+        m.check_device(&self.config.device_class, self.config.security_counter)?;
         if m.profile == Profile::Zstd && !cfg!(feature = "zstd") {
             return Err(Error::Layout {
                 what: "codec profile (this build decodes 2 = tiny)",
@@ -779,22 +779,4 @@ impl<'b> Agent<'b> {
 
 fn first_op_offset() -> u64 {
     (HEADER_LEN + MANIFEST_LEN) as u64
-}
-
-fn check_device(m: &Manifest, config: &Config<'_>) -> Result<()> {
-    if !config.device_class.is_empty() && config.device_class != m.device_class {
-        return Err(FormatError::DeviceClassMismatch {
-            package: m.device_class,
-            device: config.device_class,
-        }
-        .into());
-    }
-    if m.security_counter < config.security_counter {
-        return Err(FormatError::SecurityCounterTooLow {
-            package: m.security_counter,
-            device: config.security_counter,
-        }
-        .into());
-    }
-    Ok(())
 }
