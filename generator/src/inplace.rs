@@ -34,7 +34,7 @@
 //! on one thread in a fixed order, so the package does not depend on the
 //! thread count.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use fota_format::op::{Codec, Extent, OpHeader, OpKind};
 use fota_format::{InPlaceTracker, Manifest, SourcePiece};
@@ -267,9 +267,48 @@ pub fn plan_in_place(
         seg: u64::from(segment_size.max(1)),
         code,
     };
+    let n = planned.len();
+    if n as u64 != (new.len() as u64).div_ceil(cx.seg) {
+        return Err(Error::Limit {
+            what: "in-place plan: ops for the target's segments",
+            value: n as u64,
+            limit: (new.len() as u64).div_ceil(cx.seg),
+        });
+    }
+    let mut ops = planned;
+    let mut skip = vec![false; n];
+    for (t, op) in ops.iter_mut().enumerate() {
+        let (start, end) = cx.target_range(t);
+        if end <= old.len() && old[start..end] == new[start..end] {
+            skip[t] = true;
+            *op = PlannedOp {
+                kind: OpKind::Skip,
+                codec: Codec::Stored,
+                fill_value: 0,
+                dst_offset: op.dst_offset,
+                dst_len: op.dst_len,
+                extents: Vec::new(),
+                payload: Vec::new(),
+                decoded_len: 0,
+            };
+        }
+    }
+    // Matched bytes each op takes from each source segment.
+    let matched: Vec<BTreeMap<u64, u64>> = (0..n)
+        .map(|t| {
+            let mut bytes = BTreeMap::new();
+            if !skip[t] {
+                let (start, end) = cx.target_range(t);
+                for b in blocks_within(blocks, start, end, cx.seg, &|_| true) {
+                    *bytes.entry(b.old as u64 / cx.seg).or_default() += b.len as u64;
+                }
+            }
+            bytes
+        })
+        .collect();
     let mut best: Option<(u64, InPlacePlan)> = None;
     for light in LIGHT_READS {
-        let plan = plan_with(&cx, old, new, slots, planned.clone(), light)?;
+        let plan = plan_with(&cx, old, slots, ops.clone(), &skip, &matched, light)?;
         let cost = plan_bytes(&plan.ops);
         if best.as_ref().is_none_or(|(c, _)| cost < *c) {
             best = Some((cost, plan));
@@ -277,7 +316,7 @@ pub fn plan_in_place(
     }
     match best {
         Some((_, plan)) => Ok(plan),
-        None => plan_with(&cx, old, new, slots, planned, None),
+        None => plan_with(&cx, old, slots, ops, &skip, &matched, None),
     }
 }
 
@@ -303,59 +342,30 @@ fn plan_bytes(ops: &[PlannedOp]) -> u64 {
         .sum()
 }
 
-/// One in-place plan (see the module's steps), first re-coding without
-/// them every op's reads of source segments that give it less than
-/// `1 / light` of a segment of matched bytes.
+/// One in-place plan (see the module's steps) from `ops`, with SKIP
+/// already in place of the unchanged segments (`skip`), first re-coding
+/// without them every op's reads of source segments that give it (per
+/// `matched`) less than `1 / light` of a segment of matched bytes.
 fn plan_with(
     cx: &Ctx<'_>,
     old: &[u8],
-    new: &[u8],
     slots: u32,
-    planned: Vec<PlannedOp>,
+    mut ops: Vec<PlannedOp>,
+    skip: &[bool],
+    matched: &[BTreeMap<u64, u64>],
     light: Option<u64>,
 ) -> Result<InPlacePlan> {
-    let blocks = cx.blocks;
-    let n = planned.len();
-    if n as u64 != (new.len() as u64).div_ceil(cx.seg) {
-        return Err(Error::Limit {
-            what: "in-place plan: ops for the target's segments",
-            value: n as u64,
-            limit: (new.len() as u64).div_ceil(cx.seg),
-        });
-    }
+    let n = ops.len();
     let source_segments = (old.len() as u64).div_ceil(cx.seg);
-    let mut ops = planned;
-    let mut skip = vec![false; n];
-    for (t, op) in ops.iter_mut().enumerate() {
-        let (start, end) = cx.target_range(t);
-        if end <= old.len() && old[start..end] == new[start..end] {
-            skip[t] = true;
-            *op = PlannedOp {
-                kind: OpKind::Skip,
-                codec: Codec::Stored,
-                fill_value: 0,
-                dst_offset: op.dst_offset,
-                dst_len: op.dst_len,
-                extents: Vec::new(),
-                payload: Vec::new(),
-                decoded_len: 0,
-            };
-        }
-    }
     // Segments op t reads; and who reads each segment (a superset once
     // re-planning dropped some reads, so users check `reads` again).
     let mut reads: Vec<Vec<u64>> = ops.iter().map(|op| cx.segments_read(&op.extents)).collect();
     if let Some(light) = light {
         for t in (0..n).filter(|&t| !skip[t]) {
-            let (start, end) = cx.target_range(t);
-            let mut bytes: std::collections::BTreeMap<u64, u64> = Default::default();
-            for b in blocks_within(blocks, start, end, cx.seg, &|_| true) {
-                *bytes.entry((b.old as u64) / cx.seg).or_default() += b.len as u64;
-            }
             let heavy: Vec<u64> = reads[t]
                 .iter()
                 .copied()
-                .filter(|s| bytes.get(s).copied().unwrap_or(0) * light >= cx.seg)
+                .filter(|s| matched[t].get(s).copied().unwrap_or(0) * light >= cx.seg)
                 .collect();
             if heavy.len() < reads[t].len() {
                 let op = cx.replan(t, &heavy)?;
