@@ -395,39 +395,22 @@ impl Agent<'_> {
             self.hash.update(self.work.get(at..at + len).unwrap_or(&[]));
             pos += len as u64;
         }
-        let next = loop {
-            match what {
-                Hashed::Region { region, addr, len } => {
-                    if pos >= len {
-                        break None;
-                    }
-                    let n = (self.chunk as u64).min(len - pos) as usize;
-                    break Some((
-                        From::Region {
-                            region,
-                            addr: addr + pos,
-                        },
-                        n,
-                    ));
-                }
-                Hashed::Extents { ext } => {
-                    let Some(e) = self.extent(ext) else {
-                        break None;
-                    };
-                    if pos >= e.len {
-                        what = Hashed::Extents { ext: ext + 1 };
-                        pos = 0;
-                        continue;
-                    }
-                    let n = (self.chunk as u64).min(e.len - pos) as usize;
-                    break Some((
-                        From::Source {
-                            offset: e.offset + pos,
-                        },
-                        n,
-                    ));
-                }
-            }
+        let next = match what {
+            Hashed::Region { region, addr, len } => (pos < len).then(|| {
+                let n = (self.chunk as u64).min(len - pos) as usize;
+                (
+                    From::Region {
+                        region,
+                        addr: addr + pos,
+                    },
+                    n,
+                )
+            }),
+            Hashed::Extents { ext } => self.extent_piece(ext, pos).map(|(ext, at, offset, n)| {
+                what = Hashed::Extents { ext };
+                pos = at;
+                (From::Source { offset }, n)
+            }),
         };
         match next {
             None => self.job = Job::Idle,

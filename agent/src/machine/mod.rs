@@ -432,6 +432,21 @@ impl<'b> Agent<'b> {
         fota_format::op::parse_extent(rec, 0).ok()
     }
 
+    /// The next piece of the current op's extents to read, from extent
+    /// `ext` at `pos` on: (extent, position in it, source offset, bytes,
+    /// at most a chunk); `None` once every extent is read.
+    fn extent_piece(&self, mut ext: usize, mut pos: u64) -> Option<(usize, u64, u64, usize)> {
+        loop {
+            let e = self.extent(ext)?;
+            if pos < e.len {
+                let n = (self.chunk as u64).min(e.len - pos) as usize;
+                return Some((ext, pos, e.offset + pos, n));
+            }
+            ext += 1;
+            pos = 0;
+        }
+    }
+
     fn chain(&mut self) -> Result<&mut OpChain> {
         self.chain.as_mut().ok_or(Error::Layout {
             what: "agent state (no manifest read)",

@@ -462,7 +462,7 @@ impl Agent<'_> {
                 Ok((Some(Body::Fill), None))
             }
             Body::Copy {
-                mut ext,
+                ext,
                 mut pos,
                 fetched,
             } => {
@@ -477,25 +477,18 @@ impl Agent<'_> {
                         None,
                     ));
                 }
-                loop {
-                    let Some(e) = self.extent(ext) else {
-                        return Ok((None, None));
-                    };
-                    if pos < e.len {
-                        let n = (self.chunk as u64).min(e.len - pos) as usize;
-                        self.fetch_source(e.offset + pos, 0, n);
-                        return Ok((
-                            Some(Body::Copy {
-                                ext,
-                                pos,
-                                fetched: true,
-                            }),
-                            None,
-                        ));
-                    }
-                    ext += 1;
-                    pos = 0;
-                }
+                let Some((ext, pos, offset, n)) = self.extent_piece(ext, pos) else {
+                    return Ok((None, None));
+                };
+                self.fetch_source(offset, 0, n);
+                Ok((
+                    Some(Body::Copy {
+                        ext,
+                        pos,
+                        fetched: true,
+                    }),
+                    None,
+                ))
             }
             Body::Stored { pending } => {
                 if pending > 0 {
@@ -754,7 +747,7 @@ mod mem {
                     }
                 }
                 Stage::Gather {
-                    mut ext,
+                    ext,
                     mut pos,
                     fetched,
                 } => {
@@ -765,19 +758,14 @@ mod mem {
                             pos += n as u64;
                         }
                     }
-                    while let Some(e) = self.extent(ext) {
-                        if pos < e.len {
-                            let n = (self.chunk as u64).min(e.len - pos) as usize;
-                            self.fetch_source(e.offset + pos, 0, n);
-                            m.stage = Stage::Gather {
-                                ext,
-                                pos,
-                                fetched: true,
-                            };
-                            return Ok((Some(Body::Mem(m)), None));
-                        }
-                        ext += 1;
-                        pos = 0;
+                    if let Some((ext, pos, offset, n)) = self.extent_piece(ext, pos) {
+                        self.fetch_source(offset, 0, n);
+                        m.stage = Stage::Gather {
+                            ext,
+                            pos,
+                            fetched: true,
+                        };
+                        return Ok((Some(Body::Mem(m)), None));
                     }
                     m.output = self.patch(&m.coded, &m.source)?;
                     m.stage = Stage::Emit { pos: 0 };
@@ -841,7 +829,8 @@ mod mem {
     }
 
     /// Appends source bytes `[src, src + len)` from the extents' bytes
-    /// gathered in order.
+    /// gathered in order (the patch decoder allows only a read inside one
+    /// extent).
     fn gather(
         extents: &[Extent],
         source: &[u8],
@@ -850,33 +839,24 @@ mod mem {
         op_index: u32,
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let mut at = src;
-        let end = src + len;
-        while at < end {
-            let mut base = 0u64;
-            let mut found = None;
-            for e in extents {
-                if at >= e.offset && at < e.offset + e.len {
-                    found = Some((base + (at - e.offset), (e.offset + e.len).min(end) - at));
-                    break;
-                }
+        let outside = FormatError::PatchReadOutsideExtents {
+            op_index,
+            src_offset: src,
+            len,
+        };
+        let mut base = 0u64;
+        let from = extents
+            .iter()
+            .find_map(|e| {
+                let found = e.contains(src, len).then(|| base + (src - e.offset));
                 base += e.len;
-            }
-            let (from, n) = found.ok_or(FormatError::PatchReadOutsideExtents {
-                op_index,
-                src_offset: at,
-                len: end - at,
-            })?;
-            let bytes = source.get(from as usize..(from + n) as usize).ok_or(
-                FormatError::PatchReadOutsideExtents {
-                    op_index,
-                    src_offset: at,
-                    len: end - at,
-                },
-            )?;
-            out.extend_from_slice(bytes);
-            at += n;
-        }
+                found
+            })
+            .ok_or(outside)?;
+        let bytes = source
+            .get(from as usize..(from + len) as usize)
+            .ok_or(outside)?;
+        out.extend_from_slice(bytes);
         Ok(())
     }
 }
