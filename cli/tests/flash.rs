@@ -556,6 +556,28 @@ fn sim_runs_the_power_cut_campaign_and_replays() {
         2,
     );
     assert!(e.contains("whole erase blocks"), "{e}");
+    // A program unit that does not divide the erase block, an erased
+    // value flash does not have.
+    for (flag, value, want) in [
+        ("--write-size", "3", "divide the erase size"),
+        ("--erased", "7", "flash erases to 255 or 0"),
+    ] {
+        let e = env.fails(
+            &[
+                "sim",
+                "--pubkey",
+                "k/fota.pub",
+                "--erase-size",
+                ERASE,
+                flag,
+                value,
+                "old",
+                "pi",
+            ],
+            2,
+        );
+        assert!(e.contains(want), "{flag} {value}: {e}");
+    }
     let e = env.fails(
         &[
             "sim",
