@@ -181,7 +181,7 @@ pub unsafe extern "C" fn fota_sim_contents(
     len: usize,
 ) -> i32 {
     // SAFETY: the caller's promise.
-    let (Some(sim), Some(buf)) = (unsafe { sim_mut(sim) }, unsafe { slice_mut(buf, len) }) else {
+    let (Some(sim), Some(buf)) = (unsafe { sim_mut(sim) }, unsafe { slice_out(buf, len) }) else {
         return FOTA_ERR_ARGUMENT;
     };
     if !in_flash(&sim.flash, addr, len) {
@@ -378,6 +378,18 @@ unsafe fn slice<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
     Some(unsafe { core::slice::from_raw_parts(ptr, len) })
 }
 
+/// A caller's writable buffer as a slice: [`slice_mut`] once the span is
+/// checked (`None` when it wraps).
+///
+/// # Safety
+/// When `len` > 0, `ptr` must point to `len` writable bytes nothing else
+/// accesses while the slice lives.
+unsafe fn slice_out<'a>(ptr: *mut u8, len: usize) -> Option<&'a mut [u8]> {
+    Span::of(ptr, len)?;
+    // SAFETY: the caller's promise; the span is checked above.
+    unsafe { slice_mut(ptr, len) }
+}
+
 fn in_flash(flash: &SimFlash, addr: u64, len: usize) -> bool {
     addr.checked_add(len as u64)
         .is_some_and(|end| end <= flash.capacity())
@@ -388,7 +400,7 @@ fn in_flash(flash: &SimFlash, addr: u64, len: usize) -> bool {
 unsafe extern "C" fn sim_read(ctx: *mut c_void, addr: u64, buf: *mut u8, len: usize) -> i32 {
     // SAFETY: the vtable's contract.
     let (Some(sim), Some(buf)) = (unsafe { sim_mut(ctx.cast()) }, unsafe {
-        slice_mut(buf, len)
+        slice_out(buf, len)
     }) else {
         return FOTA_ERR_ARGUMENT;
     };
@@ -480,6 +492,10 @@ mod tests {
                 fota_sim_contents(sim, u64::MAX - 2, buf.as_mut_ptr(), 8),
                 FOTA_ERR_ARGUMENT
             );
+            // A buffer that wraps the address space (never dereferenced).
+            let wrapping = (usize::MAX - 2) as *mut u8;
+            assert_eq!(fota_sim_contents(sim, 0, wrapping, 8), FOTA_ERR_ARGUMENT);
+            assert_eq!(fota_sim_load(sim, 0, wrapping, 8), FOTA_ERR_ARGUMENT);
             assert_eq!(fota_sim_allow_writes(sim, 2048, 1024), FOTA_ERR_ARGUMENT);
             assert_eq!(fota_sim_allow_writes(sim, 0, 8192), FOTA_ERR_ARGUMENT);
             assert_eq!(fota_sim_cut_at(sim, 0, 4, 0), FOTA_ERR_ARGUMENT);
