@@ -41,6 +41,19 @@ pub fn work_len(write_size: usize, read_size: usize) -> usize {
     3 * chunk_len(write_size, read_size) + EXTENTS_AREA
 }
 
+/// Bytes the work buffer needs for a package whose manifest has this
+/// `xform_len`: [`work_len`], plus a 256-byte block and the transform
+/// payload when there is one (see `fota_format::xform`). A device lends
+/// what its RAM budget allows; the agent refuses a package whose transform
+/// does not fit before it writes anything.
+pub fn work_len_for(write_size: usize, read_size: usize, xform_len: u32) -> usize {
+    let extra = match xform_len {
+        0 => 0,
+        n => fota_format::xform::XFORM_BLOCK + n as usize,
+    };
+    work_len(write_size, read_size) + extra
+}
+
 pub(crate) fn chunk_len(write_size: usize, read_size: usize) -> usize {
     let unit = write_size.max(read_size).max(1);
     CHUNK.div_ceil(unit) * unit
@@ -62,7 +75,8 @@ pub struct Config<'k> {
 /// Memory the caller lends the agent: nothing is allocated.
 #[derive(Debug)]
 pub struct Buffers<'b> {
-    /// Work buffer of at least [`work_len`] bytes.
+    /// Work buffer of at least [`work_len`] bytes; [`work_len_for`] for a
+    /// package with a reference transform.
     pub work: &'b mut [u8],
     /// In place: one bit per segment ([`fota_format::InPlaceTracker::bitmap_len`]).
     pub written: &'b mut [u8],

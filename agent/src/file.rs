@@ -537,7 +537,7 @@ impl OwnedBuffers {
             0
         };
         OwnedBuffers {
-            work: vec![0; crate::work_len(write_size, read_size)],
+            work: vec![0; crate::work_len_for(write_size, read_size, manifest.xform_len)],
             written: vec![0; bitmap],
             overwritten: vec![0; bitmap],
             slots: vec![0; manifest.scratch_slots as usize],

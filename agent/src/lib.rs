@@ -52,7 +52,7 @@ pub mod machine;
 pub mod sim;
 pub mod source;
 
-pub use apply::{apply, read_manifest, work_len, Buffers, Config, Report, CHUNK};
+pub use apply::{apply, read_manifest, work_len, work_len_for, Buffers, Config, Report, CHUNK};
 pub use block_on::block_on;
 pub use boot::{BootControl, BootState, BootStatus};
 pub use error::{Error, Region, Result};

@@ -618,7 +618,11 @@ impl Setup<'_> {
         let min_seg = u64::from(fota_format::manifest::MIN_SEGMENT_SIZE);
         let bitmap = self.layout.target().len.div_ceil(min_seg).div_ceil(8) as usize;
         let slots = (self.layout.scratch().len / min_seg) as usize;
-        let mut work = vec![0u8; crate::work_len(flash.write_size(), flash.read_size())];
+        let xform_len = fota_format::Package::parse(self.package)
+            .and_then(|p| p.manifest_unverified())
+            .map_or(0, |m| m.xform_len);
+        let work_len = crate::work_len_for(flash.write_size(), flash.read_size(), xform_len);
+        let mut work = vec![0u8; work_len];
         let (mut w, mut o) = (vec![0u8; bitmap], vec![0u8; bitmap]);
         let mut s = vec![0u32; slots];
         let mut pkg = crate::SlicePackage(self.package);

@@ -111,6 +111,15 @@ pub struct DiffArgs {
     /// erase blocks and 2 % of the larger image).
     #[arg(long, value_name = "BYTES")]
     pub scratch_size: Option<u64>,
+    /// Instruction set whose branches and pointers are rewritten so that moved
+    /// code diffs to nothing: auto (ELF headers, or a Cortex-M vector table in
+    /// a raw image; the package is made with and without the transform and the
+    /// smaller is kept), thumb (always, when the layout is found), or none.
+    #[arg(long, value_enum, default_value_t = ArchArg::Auto)]
+    pub arch: ArchArg,
+    /// No reference transform (the same as --arch none), to measure its gain.
+    #[arg(long, conflicts_with = "arch")]
+    pub no_xform: bool,
     /// Skip applying the package to OLD before writing it (faster, less safe).
     #[arg(long)]
     pub no_self_check: bool,
@@ -124,6 +133,27 @@ pub struct DiffArgs {
     /// Where to write the package.
     #[arg(short = 'o', long = "output", value_name = "PKG")]
     pub output: PathBuf,
+}
+
+/// `--arch` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchArg {
+    /// Detect from the images.
+    Auto,
+    /// Thumb-2 (Cortex-M; Thumb code of Cortex-A/R).
+    Thumb,
+    /// No transform.
+    None,
+}
+
+impl From<ArchArg> for fota_generator::Arch {
+    fn from(a: ArchArg) -> Self {
+        match a {
+            ArchArg::Auto => fota_generator::Arch::Auto,
+            ArchArg::Thumb => fota_generator::Arch::Thumb,
+            ArchArg::None => fota_generator::Arch::None,
+        }
+    }
 }
 
 /// `--profile` values.

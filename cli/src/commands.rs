@@ -138,6 +138,11 @@ fn diff(a: DiffArgs) -> Result<()> {
         mode: a.mode.into(),
         erase_size: a.erase_size,
         scratch_size: a.scratch_size,
+        arch: if a.no_xform {
+            fota_generator::Arch::None
+        } else {
+            a.arch.into()
+        },
         ..DiffOptions::default()
     };
     let bar = Bar::new();
@@ -166,6 +171,11 @@ fn diff(a: DiffArgs) -> Result<()> {
                 "stage_seconds": {"index": st.index, "matching": st.matching, "coding": st.coding, "self_check": st.self_check},
                 "ops": ops,
                 "mode": format!("{:?}", opts.mode), "segment_size": opts.effective_segment_size(),
+                "xform": out.xform.map(|x| json!({
+                    "isa": x.isa.name(), "layout": x.layout, "breakpoints": x.breakpoints,
+                    "old_sites": x.old_sites, "new_sites": x.new_sites,
+                })),
+                "package_bytes_other_way": out.other_len,
                 "in_place": out.in_place.map(|p| json!({
                     "stash_ops": p.stash_ops, "stash_high_water": p.stash_high_water,
                     "scratch_slots": p.scratch_slots, "scratch_slots_available": p.scratch_slots_available,
@@ -183,6 +193,22 @@ fn diff(a: DiffArgs) -> Result<()> {
             out.seconds,
             out.threads
         );
+        match (out.xform, out.other_len) {
+            (Some(x), Some(other)) => println!(
+                "xform: {} ({}), {} map breakpoints, {} old and {} new references rewritten; {} bytes without it",
+                x.isa.name(),
+                x.layout,
+                x.breakpoints,
+                x.old_sites,
+                x.new_sites,
+                human::bytes(other as u64)
+            ),
+            (None, Some(other)) => println!(
+                "xform: not used ({} bytes with it)",
+                human::bytes(other as u64)
+            ),
+            _ => {}
+        }
         if let Some(p) = out.in_place {
             let seg = u64::from(opts.effective_segment_size());
             println!(

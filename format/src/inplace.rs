@@ -154,6 +154,9 @@ impl<'a> InPlaceTracker<'a> {
             })
         };
         let seg = self.segment_size;
+        if header.kind == OpKind::Xform {
+            return Ok(());
+        }
         if header.kind == OpKind::Stash {
             let (Some(e), Ok(slot)) = (extents.first(), usize::try_from(header.dst_offset / seg))
             else {

@@ -45,6 +45,7 @@ pub mod package;
 pub mod patch;
 pub mod sign;
 pub mod tiny;
+pub mod xform;
 #[cfg(feature = "zstd")]
 pub mod zstd_payload;
 
@@ -58,3 +59,4 @@ pub use op::{Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER
 pub use package::{Extents, Op, OpChain, OpIter, Package, VerifiedPackage};
 pub use patch::{PatchDecoder, PatchStep};
 pub use tiny::{TinyCommand, TinyDecoder, TinyStep};
+pub use xform::Xform;

@@ -98,6 +98,10 @@ pub struct Manifest {
     /// In-place: scratch slots (each one segment long) the device must
     /// provide for STASH ops. Zero for A/B.
     pub scratch_slots: u32,
+    /// Bytes of the reference transform (see [`crate::xform`]) the device
+    /// must hold in RAM while it applies the package; zero when the
+    /// package has none. When non-zero, op 0 is the XFORM op carrying it.
+    pub xform_len: u32,
 }
 
 impl Manifest {
@@ -120,6 +124,11 @@ impl Manifest {
             });
         }
         Ok(())
+    }
+
+    /// Ops that write nothing: the XFORM op, when there is one.
+    pub fn leading_ops(&self) -> u32 {
+        u32::from(self.xform_len != 0)
     }
 
     /// Number of destination segments the target is cut into.
@@ -201,7 +210,16 @@ impl Manifest {
         let release_notes_sha256 = r.array("release notes sha256")?;
         let scratch_offset = r.offset();
         let scratch_slots = r.u32("scratch slots")?;
-        r.reserved::<4>()?;
+        let xform_offset = r.offset();
+        let xform_len = r.u32("xform length")?;
+        if xform_len > crate::xform::MAX_XFORM_LEN {
+            return Err(Error::BadLength {
+                offset: xform_offset,
+                what: "xform length (at most the largest transform payload)",
+                expected: crate::xform::MAX_XFORM_LEN.into(),
+                found: xform_len.into(),
+            });
+        }
         let m = Manifest {
             device_class,
             from_version,
@@ -218,10 +236,12 @@ impl Manifest {
             first_op_sha256,
             release_notes_sha256,
             scratch_slots,
+            xform_len,
         };
         // Every segment is written by exactly one op; in-place packages add
-        // one STASH op per stashed segment, and A/B ones have no scratch.
-        let segments = m.segment_count();
+        // one STASH op per stashed segment, and A/B ones have no scratch;
+        // a transform adds its XFORM op in front.
+        let segments = m.segment_count() + u64::from(m.leading_ops());
         let op_count_ok = match mode {
             Mode::AB => u64::from(op_count) == segments,
             Mode::InPlace => u64::from(op_count) >= segments,
@@ -229,7 +249,8 @@ impl Manifest {
         if !op_count_ok {
             return Err(Error::BadLength {
                 offset: op_count_offset,
-                what: "op count (one op per target segment, plus stashes in place)",
+                what:
+                    "op count (one op per target segment, plus the xform op and stashes in place)",
                 expected: segments,
                 found: op_count.into(),
             });
@@ -271,7 +292,7 @@ impl Manifest {
         w.bytes(&self.first_op_sha256);
         w.bytes(&self.release_notes_sha256);
         w.u32(self.scratch_slots);
-        w.zeros(4);
+        w.u32(self.xform_len);
         debug_assert_eq!(w.written(), MANIFEST_LEN);
         out
     }

@@ -35,17 +35,22 @@ pub enum OpKind {
     /// read it after it is overwritten. `dst_len` is the extent's length and
     /// `dst_sha256` equals `src_sha256`.
     Stash = 6,
+    /// The reference transform of the package (see [`crate::xform`]): op 0
+    /// exactly when the manifest's `xform_len` is non-zero, its stored
+    /// payload that many bytes. Writes nothing.
+    Xform = 7,
 }
 
 impl OpKind {
     /// Every kind of this version, in code order.
-    pub const ALL: [OpKind; 6] = [
+    pub const ALL: [OpKind; 7] = [
         OpKind::Copy,
         OpKind::Patch,
         OpKind::New,
         OpKind::Fill,
         OpKind::Skip,
         OpKind::Stash,
+        OpKind::Xform,
     ];
 
     /// The kind for a header byte, if known to this version.
@@ -57,6 +62,7 @@ impl OpKind {
             4 => OpKind::Fill,
             5 => OpKind::Skip,
             6 => OpKind::Stash,
+            7 => OpKind::Xform,
             _ => return None,
         })
     }
@@ -70,6 +76,7 @@ impl OpKind {
             OpKind::Fill => "fill",
             OpKind::Skip => "skip",
             OpKind::Stash => "stash",
+            OpKind::Xform => "xform",
         }
     }
 }
@@ -170,7 +177,7 @@ impl OpHeader {
         let kind_byte = r.u8("op kind")?;
         let kind = OpKind::from_u8(kind_byte).ok_or(Error::InvalidField {
             offset,
-            what: "op kind (1 copy, 2 patch, 3 new, 4 fill, 5 skip, 6 stash)",
+            what: "op kind (1 copy, 2 patch, 3 new, 4 fill, 5 skip, 6 stash, 7 xform)",
             found: kind_byte.into(),
         })?;
         let codec_byte = r.u8("op codec")?;
@@ -229,6 +236,9 @@ impl OpHeader {
             return Err(Error::NonZeroReserved {
                 offset: offset.saturating_add(2),
             });
+        }
+        if self.kind == OpKind::Xform {
+            return self.check_xform(offset);
         }
         let has_payload = matches!(self.kind, OpKind::Patch | OpKind::New);
         if !has_payload && self.payload_len != 0 {
@@ -320,6 +330,55 @@ impl OpHeader {
         if self.extent_count == 0 && self.src_sha256 != [0; 32] {
             return Err(Error::NonZeroReserved {
                 offset: offset.saturating_add(64),
+            });
+        }
+        Ok(())
+    }
+
+    /// An XFORM op: a stored, non-empty payload and nothing else.
+    fn check_xform(&self, offset: u64) -> Result<()> {
+        let bad = |field_offset: u64, what: &'static str, expected: u64, found: u64| {
+            Err(Error::BadLength {
+                offset: offset.saturating_add(field_offset),
+                what,
+                expected,
+                found,
+            })
+        };
+        if self.codec != Codec::Stored {
+            return Err(Error::InvalidField {
+                offset: offset.saturating_add(1),
+                what: "op codec (stored for xform)",
+                found: self.codec as u64,
+            });
+        }
+        if self.payload_len == 0 || self.decoded_len != self.payload_len {
+            return bad(
+                12,
+                "xform payload (non-empty, decoded length equal to payload length)",
+                self.payload_len.into(),
+                self.decoded_len.into(),
+            );
+        }
+        if self.extent_count != 0 {
+            return bad(
+                4,
+                "extent count (none for xform)",
+                0,
+                self.extent_count.into(),
+            );
+        }
+        if self.fill_value != 0 || self.dst_offset != 0 || self.dst_len != 0 {
+            return bad(
+                16,
+                "xform destination (none)",
+                0,
+                self.dst_offset | u64::from(self.dst_len),
+            );
+        }
+        if self.dst_sha256 != [0; 32] || self.src_sha256 != [0; 32] {
+            return Err(Error::NonZeroReserved {
+                offset: offset.saturating_add(32),
             });
         }
         Ok(())

@@ -240,6 +240,7 @@ struct ChainLimits {
     segment_size: u32,
     op_count: u32,
     scratch_slots: u32,
+    xform_len: u32,
     source_size: u64,
     target_size: u64,
 }
@@ -252,6 +253,7 @@ impl ChainLimits {
             segment_size: m.segment_size,
             op_count: m.op_count,
             scratch_slots: m.scratch_slots,
+            xform_len: m.xform_len,
             source_size: m.source_size,
             target_size: m.target_size,
         }
@@ -366,6 +368,24 @@ impl OpChain {
         }
         let m = &self.manifest;
         let seg = u64::from(m.segment_size);
+        let leading = u32::from(m.xform_len != 0);
+        if index < leading || header.kind == OpKind::Xform {
+            if index >= leading || header.kind != OpKind::Xform {
+                return layout(
+                    "op kind (xform exactly as op 0, when the manifest announces one)",
+                    OpKind::Xform as u64,
+                    header.kind as u64,
+                );
+            }
+            if header.payload_len != m.xform_len {
+                return layout(
+                    "xform payload length (the manifest's xform length)",
+                    m.xform_len.into(),
+                    header.payload_len.into(),
+                );
+            }
+            return self.advance(header, offset);
+        }
         if header.kind == OpKind::Stash {
             return self.check_stash(header, extents, offset);
         }
@@ -386,7 +406,7 @@ impl OpChain {
         }
         match m.mode {
             Mode::AB => {
-                let want = u64::from(index) * seg;
+                let want = u64::from(index - leading) * seg;
                 if header.dst_offset != want {
                     return layout(
                         "destination offset (A/B ops in segment order)",
@@ -413,6 +433,16 @@ impl OpChain {
                     "source extent end (inside the source image)",
                     m.source_size,
                     end,
+                );
+            }
+            // T rewrites whole blocks, so a transformed op reads whole ones.
+            let block = crate::xform::XFORM_BLOCK as u64;
+            let whole = e.offset % block == 0 && (end % block == 0 || end == m.source_size);
+            if leading != 0 && !whole {
+                return layout(
+                    "source extent (whole 256-byte blocks in a package with an xform)",
+                    e.offset / block * block,
+                    e.offset,
                 );
             }
             if i > 0 && e.offset < prev_end {

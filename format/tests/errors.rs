@@ -291,5 +291,6 @@ fn manifest() -> fota_format::Manifest {
         first_op_sha256: [1; 32],
         release_notes_sha256: [0; 32],
         scratch_slots: 0,
+        xform_len: 0,
     }
 }

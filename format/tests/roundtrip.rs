@@ -41,7 +41,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 } else {
                     (u32::from(t[0] % 4), u32::from(t[1]))
                 };
-                let op_count = segments + stashes;
+                // Some packages carry an XFORM op in front.
+                let xform_len = if r[0] & 1 == 0 {
+                    0
+                } else {
+                    8 + u32::from(r[1]) * 8
+                };
+                let op_count = segments + stashes + u32::from(xform_len != 0);
                 let profile = if f[0] & 1 == 0 {
                     Profile::Zstd
                 } else {
@@ -63,6 +69,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     first_op_sha256: if op_count == 0 { [0; 32] } else { f },
                     release_notes_sha256: r,
                     scratch_slots,
+                    xform_len,
                 }
             },
         )

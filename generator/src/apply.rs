@@ -16,7 +16,7 @@ use ed25519_dalek::VerifyingKey;
 use fota_format::op::{Codec, OpKind};
 use fota_format::{
     Error as FormatError, Extent, InPlaceTracker, Label, Manifest, Mode, Op, Package, PatchDecoder,
-    PatchStep, SourcePiece, TinyDecoder, TinyStep, VerifiedPackage,
+    PatchStep, SourcePiece, TinyDecoder, TinyStep, VerifiedPackage, Xform,
 };
 use sha2::{Digest, Sha256};
 
@@ -53,16 +53,34 @@ pub fn apply(
     if m.mode == Mode::InPlace {
         return apply_in_place(&pkg, source, target_len);
     }
+    let xform = load_xform(&pkg)?;
     let mut target = vec![0u8; target_len];
     let mut segment = Vec::new();
     let view = SourceView::Whole(source);
     for op in pkg.ops() {
         let op = op?;
-        apply_op(&op, &view, &mut segment)?;
+        apply_op(&op, &view, xform.as_ref(), &mut segment)?;
         let dst = op.header.dst_offset as usize;
         target[dst..dst + segment.len()].copy_from_slice(&segment);
     }
     check_target(&m, target)
+}
+
+/// The package's reference transform: op 0's payload when the manifest
+/// announces one (the op chain has authenticated it and checked its kind).
+fn load_xform<'p>(pkg: &VerifiedPackage<'p>) -> Result<Option<Xform<'p>>, FormatError> {
+    if pkg.manifest().xform_len == 0 {
+        return Ok(None);
+    }
+    let Some(first) = pkg.ops().next() else {
+        return Ok(None);
+    };
+    let op = first?;
+    Xform::parse(
+        op.payload,
+        op.offset + op.header.total_len() - u64::from(op.header.payload_len),
+    )
+    .map(Some)
 }
 
 /// Checks the finished target against the manifest.
@@ -93,6 +111,7 @@ fn apply_in_place(
     image.resize(target_len.max(source.len()), 0);
     let mut scratch = vec![0u8; m.scratch_slots as usize * seg];
     let mut segment = Vec::new();
+    let xform = load_xform(pkg)?;
     for op in pkg.ops() {
         let op = op?;
         tracker.record(op.index, op.offset, &op.header, op.extents.as_slice())?;
@@ -102,7 +121,7 @@ fn apply_in_place(
             tracker: &tracker,
             segment_size: seg,
         };
-        apply_op(&op, &view, &mut segment)?;
+        apply_op(&op, &view, xform.as_ref(), &mut segment)?;
         let dst = op.header.dst_offset as usize;
         let out = if op.header.kind == OpKind::Stash {
             &mut scratch[..]
@@ -166,9 +185,19 @@ impl SourceView<'_> {
     }
 }
 
-/// Produces the segment of one op into `out`, reading sources through `view`.
-fn apply_op(op: &Op<'_>, view: &SourceView<'_>, out: &mut Vec<u8>) -> Result<(), FormatError> {
+/// Produces the segment of one op into `out`, reading sources through
+/// `view`; with a transform, through T and F⁻¹ (see `fota_format::xform`).
+fn apply_op(
+    op: &Op<'_>,
+    view: &SourceView<'_>,
+    xform: Option<&Xform<'_>>,
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
     let h = &op.header;
+    if h.kind == OpKind::Xform {
+        out.clear();
+        return Ok(());
+    }
     let extents = op.extents.as_slice();
     let outside = FormatError::SourceExtentHashMismatch { op_index: op.index };
     // The extents' bytes, concatenated: hashed here, and what COPY and STASH write.
@@ -181,27 +210,94 @@ fn apply_op(op: &Op<'_>, view: &SourceView<'_>, out: &mut Vec<u8>) -> Result<(),
         return Err(outside);
     }
     out.clear();
+    // Through a transform, ops that produce bytes read T(extents) and write
+    // F⁻¹ of what they produce; SKIP and STASH move raw bytes.
+    let xform = xform.filter(|_| !matches!(h.kind, OpKind::Skip | OpKind::Stash));
+    if let Some(x) = xform {
+        let mut at = 0usize;
+        for e in extents {
+            let len = e.len as usize;
+            x.source(&mut extent_bytes[at..at + len], e.offset);
+            at += len;
+        }
+        let transformed = TransformedExtents {
+            extents,
+            bytes: &extent_bytes,
+        };
+        produce(
+            op,
+            &|src, len, out| transformed.read(src, len, out),
+            &extent_bytes,
+            out,
+        )?;
+        x.inverse(out, h.dst_offset);
+    } else {
+        produce(
+            op,
+            &|src, len, out| view.read(src, len, out),
+            &extent_bytes,
+            out,
+        )?;
+    }
+    if Sha256::digest(&out[..]).as_slice() != h.dst_sha256 {
+        return Err(FormatError::SegmentHashMismatch {
+            op_index: op.index,
+            dst_offset: h.dst_offset,
+        });
+    }
+    Ok(())
+}
+
+/// The source bytes of one op's extents, already transformed.
+struct TransformedExtents<'a> {
+    extents: &'a [Extent],
+    bytes: &'a [u8],
+}
+
+impl TransformedExtents<'_> {
+    /// Appends bytes `[offset, offset + len)` of the transformed source;
+    /// `None` unless they lie in one extent.
+    fn read(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Option<()> {
+        let mut at = 0u64;
+        for e in self.extents {
+            if offset >= e.offset && offset.checked_add(len)? <= e.offset + e.len {
+                let start = usize::try_from(at + offset - e.offset).ok()?;
+                out.extend_from_slice(self.bytes.get(start..start + len as usize)?);
+                return Some(());
+            }
+            at += e.len;
+        }
+        None
+    }
+}
+
+type Read<'a> = &'a dyn Fn(u64, u64, &mut Vec<u8>) -> Option<()>;
+
+/// The op's segment as its kind and payload make it, before any inverse
+/// transform: `read` serves source bytes, `extent_bytes` are the extents
+/// concatenated.
+fn produce(
+    op: &Op<'_>,
+    read: Read<'_>,
+    extent_bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), FormatError> {
+    let h = &op.header;
+    let extents = op.extents.as_slice();
     match h.kind {
         OpKind::Fill => out.resize(h.dst_len as usize, h.fill_value),
         OpKind::Skip => {
-            view.read(h.dst_offset, h.dst_len.into(), out).ok_or(
-                FormatError::SegmentHashMismatch {
-                    op_index: op.index,
-                    dst_offset: h.dst_offset,
-                },
-            )?;
+            read(h.dst_offset, h.dst_len.into(), out).ok_or(FormatError::SegmentHashMismatch {
+                op_index: op.index,
+                dst_offset: h.dst_offset,
+            })?;
         }
-        OpKind::Copy | OpKind::Stash => *out = extent_bytes,
+        OpKind::Copy | OpKind::Stash => *out = extent_bytes.to_vec(),
+        OpKind::Xform => {}
         OpKind::New | OpKind::Patch if h.codec == Codec::Tiny => {
             out.reserve(h.dst_len as usize);
             let decoder = TinyDecoder::new(op.index, h.dst_offset, h.dst_len.into());
-            run_tiny(
-                decoder,
-                op.payload,
-                extents,
-                |src, len, out| view.read(src, len, out),
-                out,
-            )?;
+            run_tiny(decoder, op.payload, extents, read, out)?;
         }
         OpKind::New => *out = decode_payload(op)?,
         OpKind::Patch => {
@@ -209,14 +305,8 @@ fn apply_op(op: &Op<'_>, view: &SourceView<'_>, out: &mut Vec<u8>) -> Result<(),
             out.reserve(h.dst_len as usize);
             let decoder =
                 PatchDecoder::new(op.index, &payload, h.dst_offset, h.dst_len.into(), extents)?;
-            run_patch(decoder, |src, len, out| view.read(src, len, out), out)?;
+            run_patch(decoder, read, out)?;
         }
-    }
-    if Sha256::digest(&out[..]).as_slice() != h.dst_sha256 {
-        return Err(FormatError::SegmentHashMismatch {
-            op_index: op.index,
-            dst_offset: h.dst_offset,
-        });
     }
     Ok(())
 }

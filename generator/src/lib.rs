@@ -28,6 +28,7 @@ pub mod progress;
 pub mod suffix;
 pub mod tiny;
 pub mod write;
+pub mod xform;
 
 use std::time::Instant;
 
@@ -39,6 +40,7 @@ pub use error::{Error, Result};
 pub use inplace::InPlaceStats;
 pub use matcher::MatchParams;
 pub use progress::{NoProgress, Progress, Stage};
+pub use xform::{Arch, XformStats};
 
 /// Default segment size for the zstd profile (application processors with
 /// A/B slots): 4 MiB, a whole number of erase blocks on every common flash.
@@ -94,6 +96,11 @@ pub struct DiffOptions {
     /// max(2 erase blocks, 2 % of the larger image). Used in whole
     /// segments, at least one.
     pub scratch_size: Option<u64>,
+    /// Instruction set of the reference transform (see [`xform`]).
+    /// [`Arch::Auto`] detects it and, when one applies, makes the package
+    /// with and without it and keeps the smaller; a named instruction set
+    /// is used whenever the images' layout is found; [`Arch::None`] never.
+    pub arch: Arch,
 }
 
 impl Default for DiffOptions {
@@ -113,6 +120,7 @@ impl Default for DiffOptions {
             mode: Mode::AB,
             erase_size: DEFAULT_ERASE_SIZE,
             scratch_size: None,
+            arch: Arch::Auto,
         }
     }
 }
@@ -190,6 +198,11 @@ pub struct DiffOutput {
     pub by_kind: [(OpKind, KindStats); OpKind::ALL.len()],
     /// In place: stashes, scratch slots and re-planned ops; `None` for A/B.
     pub in_place: Option<InPlaceStats>,
+    /// The reference transform the package uses; `None` when it has none.
+    pub xform: Option<XformStats>,
+    /// Bytes of the package made the other way (with the transform when
+    /// this one has none, and the reverse); `None` when no transform applied.
+    pub other_len: Option<usize>,
 }
 
 /// Time per pipeline stage.
@@ -243,58 +256,90 @@ pub fn diff_with_progress(
         })?;
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
-    let (ops, mut in_place) = pool.install(|| -> Result<_> {
-        let t = Instant::now();
-        progress.stage(Stage::Index, 0);
-        let index = suffix::SuffixIndex::build(old)?;
-        stages.index = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        progress.stage(Stage::Match, new.len() as u64);
-        let blocks = matcher::find_blocks(&index, new, opts.match_params, progress);
-        stages.matching = t.elapsed().as_secs_f64();
-        // The tiny coder also matches literals against the whole source.
-        let index = (opts.profile == Profile::Tiny).then_some(index);
-        let coding = match &index {
-            Some(ix) => plan::Coding::Tiny { source: Some(ix) },
-            None => plan::Coding::Zstd { level: opts.level },
-        };
-        let t = Instant::now();
-        progress.stage(Stage::Code, new.len() as u64);
-        let ops = plan::plan_ops(old, new, &blocks, segment_size as usize, coding, progress)?;
-        let planned = match opts.mode {
-            Mode::AB => (ops, None),
-            Mode::InPlace => {
-                // Re-coding without some sources must read only the blocks given.
-                let recoding = match coding {
-                    plan::Coding::Tiny { .. } => plan::Coding::Tiny { source: None },
-                    c => c,
-                };
-                let code =
-                    |b: &[matcher::Block], s, e| plan::plan_segment(old, new, b, s, e, recoding);
-                let p = inplace::plan_in_place(old, new, &blocks, segment_size, slots, ops, &code)?;
-                (p.ops, Some(p.stats))
-            }
-        };
-        stages.coding = t.elapsed().as_secs_f64();
-        Ok(planned)
-    })?;
-    let manifest = Manifest {
-        device_class: opts.device_class,
-        from_version: opts.from_version,
-        to_version: opts.to_version,
-        security_counter: opts.security_counter,
-        release_notes_sha256: opts.release_notes_sha256,
-        profile: opts.profile,
-        scratch_slots: in_place.map_or(0, |p| p.scratch_slots),
-        ..write::image_manifest(old, new, segment_size, opts.mode)
-    };
-    if let Some(stats) = in_place.as_mut() {
-        // The format's own rules, before anything is written.
-        let mut m = manifest;
-        m.op_count = u32::try_from(ops.len()).unwrap_or(u32::MAX);
-        stats.stash_high_water = inplace::simulate(&m, &ops)?;
+    let prepared = pool.install(|| xform::prepare(old, new, opts.arch, opts.match_params))?;
+    if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
+        let built = pool.install(|| {
+            build(
+                old,
+                new,
+                Some(p),
+                opts,
+                segment_size,
+                slots,
+                key,
+                progress,
+                &mut stages,
+            )
+        })?;
+        return finish(
+            old, new, key, opts, progress, started, threads, stages, built, None,
+        );
     }
-    let package = write::write_package(manifest, &ops, old, new, key)?;
+    let raw = pool.install(|| {
+        build(
+            old,
+            new,
+            None,
+            opts,
+            segment_size,
+            slots,
+            key,
+            progress,
+            &mut stages,
+        )
+    })?;
+    let (built, other_len) = match &prepared {
+        None => (raw, None),
+        Some(p) => {
+            let mut x_stages = StageSeconds::default();
+            let with = pool.install(|| {
+                build(
+                    old,
+                    new,
+                    Some(p),
+                    opts,
+                    segment_size,
+                    slots,
+                    key,
+                    progress,
+                    &mut x_stages,
+                )
+            })?;
+            stages.index += x_stages.index;
+            stages.matching += x_stages.matching;
+            stages.coding += x_stages.coding;
+            if with.package.len() < raw.package.len() {
+                (with, Some(raw.package.len()))
+            } else {
+                (raw, Some(with.package.len()))
+            }
+        }
+    };
+    finish(
+        old, new, key, opts, progress, started, threads, stages, built, other_len,
+    )
+}
+
+/// Self-checks the package `build` made and gathers its figures.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    old: &[u8],
+    new: &[u8],
+    key: &SigningKey,
+    opts: &DiffOptions,
+    progress: &dyn Progress,
+    started: Instant,
+    threads: usize,
+    mut stages: StageSeconds,
+    built: Built,
+    other_len: Option<usize>,
+) -> Result<DiffOutput> {
+    let Built {
+        package,
+        ops,
+        in_place,
+        xform,
+    } = built;
     if opts.self_check {
         let t = Instant::now();
         progress.stage(Stage::SelfCheck, 0);
@@ -326,6 +371,105 @@ pub fn diff_with_progress(
         stage_seconds: stages,
         by_kind,
         in_place,
+        xform,
+        other_len,
+    })
+}
+
+/// A package made one way, before its self-check.
+struct Built {
+    package: Vec<u8>,
+    ops: Vec<plan::PlannedOp>,
+    in_place: Option<InPlaceStats>,
+    xform: Option<XformStats>,
+}
+
+/// Makes the package of `old` → `new`, diffing the transformed images of
+/// `prepared` when given (hashes always cover the real images).
+#[allow(clippy::too_many_arguments)]
+fn build(
+    old: &[u8],
+    new: &[u8],
+    prepared: Option<&xform::Prepared>,
+    opts: &DiffOptions,
+    segment_size: u32,
+    slots: u32,
+    key: &SigningKey,
+    progress: &dyn Progress,
+    stages: &mut StageSeconds,
+) -> Result<Built> {
+    // What the pipeline diffs: T(old) and F(new) through a transform.
+    let (wold, wnew) = prepared.map_or((old, new), |p| (&p.old[..], &p.new[..]));
+    let whole_blocks = prepared.is_some();
+    let t = Instant::now();
+    progress.stage(Stage::Index, 0);
+    let index = suffix::SuffixIndex::build(wold)?;
+    stages.index = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    progress.stage(Stage::Match, new.len() as u64);
+    let blocks = matcher::find_blocks(&index, wnew, opts.match_params, progress);
+    stages.matching = t.elapsed().as_secs_f64();
+    // The tiny coder also matches literals against the whole source.
+    let index = (opts.profile == Profile::Tiny).then_some(index);
+    let coding = match &index {
+        Some(ix) => plan::Coding::Tiny { source: Some(ix) },
+        None => plan::Coding::Zstd { level: opts.level },
+    };
+    let t = Instant::now();
+    progress.stage(Stage::Code, new.len() as u64);
+    let rules = plan::Rules { whole_blocks };
+    let ops = plan::plan_ops(
+        wold,
+        wnew,
+        &blocks,
+        segment_size as usize,
+        coding,
+        rules,
+        progress,
+    )?;
+    let (mut ops, mut in_place) = match opts.mode {
+        Mode::AB => (ops, None),
+        Mode::InPlace => {
+            // Re-coding without some sources must read only the blocks given.
+            let recoding = match coding {
+                plan::Coding::Tiny { .. } => plan::Coding::Tiny { source: None },
+                c => c,
+            };
+            let code = |b: &[matcher::Block], s, e| {
+                plan::plan_segment(wold, wnew, b, s, e, recoding, rules)
+            };
+            // SKIP is decided on the real images: it leaves bytes as they are.
+            let p = inplace::plan_in_place(old, new, &blocks, segment_size, slots, ops, &code)?;
+            (p.ops, Some(p.stats))
+        }
+    };
+    stages.coding = t.elapsed().as_secs_f64();
+    let mut manifest = Manifest {
+        device_class: opts.device_class,
+        from_version: opts.from_version,
+        to_version: opts.to_version,
+        security_counter: opts.security_counter,
+        release_notes_sha256: opts.release_notes_sha256,
+        profile: opts.profile,
+        scratch_slots: in_place.map_or(0, |p| p.scratch_slots),
+        ..write::image_manifest(old, new, segment_size, opts.mode)
+    };
+    if let Some(stats) = in_place.as_mut() {
+        // The format's own rules, before anything is written.
+        let mut m = manifest;
+        m.op_count = u32::try_from(ops.len()).unwrap_or(u32::MAX);
+        stats.stash_high_water = inplace::simulate(&m, &ops)?;
+    }
+    if let Some(p) = prepared {
+        manifest.xform_len = p.payload.len() as u32;
+        ops.insert(0, plan::PlannedOp::xform(p.payload.clone()));
+    }
+    let package = write::write_package(manifest, &ops, old, new, key)?;
+    Ok(Built {
+        package,
+        ops,
+        in_place,
+        xform: prepared.map(|p| p.stats),
     })
 }
 

@@ -35,6 +35,14 @@ pub enum Coding<'a> {
     },
 }
 
+/// Rules the ops must follow beyond the format's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// Source extents cover whole transform blocks (a package with an
+    /// XFORM op: the applier transforms whole blocks of what it reads).
+    pub whole_blocks: bool,
+}
+
 /// One coded op before it is chained and hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedOp {
@@ -57,6 +65,20 @@ pub struct PlannedOp {
 }
 
 impl PlannedOp {
+    /// The XFORM op carrying `payload` (op 0 of a transformed package).
+    pub fn xform(payload: Vec<u8>) -> PlannedOp {
+        PlannedOp {
+            kind: OpKind::Xform,
+            codec: Codec::Stored,
+            fill_value: 0,
+            dst_offset: 0,
+            dst_len: 0,
+            extents: Vec::new(),
+            decoded_len: payload.len() as u32,
+            payload,
+        }
+    }
+
     /// Bytes this op takes in the package besides its fixed header.
     pub fn variable_len(&self) -> usize {
         self.extents.len() * fota_format::EXTENT_LEN + self.payload.len()
@@ -240,9 +262,21 @@ pub fn patch_streams(
 /// Merges read ranges into at most [`MAX_EXTENTS`] sorted, disjoint extents
 /// covering them: neighbours closer than `max_gap` always (each extent costs
 /// 16 package bytes, a gap only a longer source hash on the device), then
-/// the closest neighbours first until the limit holds.
-fn merge_extents(reads: &[(u64, u64)], max_gap: u64) -> Vec<Extent> {
-    let mut sorted: Vec<(u64, u64)> = reads.iter().map(|&(o, l)| (o, o + l)).collect();
+/// the closest neighbours first until the limit holds. Under
+/// [`Rules::whole_blocks`] every read first grows to whole transform
+/// blocks of the `old_len`-byte source.
+fn merge_extents(reads: &[(u64, u64)], max_gap: u64, rules: Rules, old_len: u64) -> Vec<Extent> {
+    let block = fota_format::xform::XFORM_BLOCK as u64;
+    let mut sorted: Vec<(u64, u64)> = reads
+        .iter()
+        .map(|&(o, l)| match rules.whole_blocks {
+            true => (
+                o / block * block,
+                (o + l).div_ceil(block).saturating_mul(block).min(old_len),
+            ),
+            false => (o, o + l),
+        })
+        .collect();
     sorted.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::new();
     for (s, e) in sorted {
@@ -302,6 +336,7 @@ pub fn plan_segment(
     start: usize,
     end: usize,
     coding: Coding<'_>,
+    rules: Rules,
 ) -> Result<PlannedOp> {
     let seg = &new[start..end];
     let dst_len = seg.len() as u32;
@@ -335,7 +370,13 @@ pub fn plan_segment(
                 _ => runs.push(Extent { offset: o, len: l }),
             }
         }
-        if ascending && runs.len() <= MAX_EXTENTS {
+        let block = fota_format::xform::XFORM_BLOCK as u64;
+        let whole = |e: &Extent| {
+            e.offset % block == 0
+                && ((e.offset + e.len) % block == 0 || e.offset + e.len == old.len() as u64)
+        };
+        let fits = !rules.whole_blocks || runs.iter().all(whole);
+        if ascending && runs.len() <= MAX_EXTENTS && fits {
             return Ok(PlannedOp {
                 extents: runs,
                 ..base(OpKind::Copy)
@@ -345,11 +386,11 @@ pub fn plan_segment(
     let level = match coding {
         Coding::Zstd { level } => level,
         Coding::Tiny { source } => {
-            return Ok(plan_tiny(old, new, blocks, start, end, source, base));
+            return Ok(plan_tiny(old, new, blocks, start..end, source, rules, base));
         }
     };
     let literal_share = streams.extra.len() as f64 / seg.len() as f64;
-    let extents = merge_extents(&streams.reads, seg.len() as u64);
+    let extents = merge_extents(&streams.reads, seg.len() as u64, rules, old.len() as u64);
     let mut best: Option<PlannedOp> = None;
     let within_bound = (streams.decoded_len() as u64) <= max_patch_decoded_len(dst_len);
     if !streams.reads.is_empty() && within_bound {
@@ -394,11 +435,12 @@ fn plan_tiny(
     old: &[u8],
     new: &[u8],
     blocks: &[Block],
-    start: usize,
-    end: usize,
+    range: std::ops::Range<usize>,
     source: Option<&SuffixIndex<'_>>,
+    rules: Rules,
     base: impl Fn(OpKind) -> PlannedOp,
 ) -> PlannedOp {
+    let (start, end) = (range.start, range.end);
     let seg = &new[start..end];
     let dst_len = seg.len() as u32;
     let fresh = encode_segment(old, new, &[], start, end, None);
@@ -420,7 +462,7 @@ fn plan_tiny(
     if !patch.reads.is_empty() {
         let op = PlannedOp {
             codec: Codec::Tiny,
-            extents: merge_extents(&patch.reads, seg.len() as u64),
+            extents: merge_extents(&patch.reads, seg.len() as u64, rules, old.len() as u64),
             payload: patch.payload,
             decoded_len: dst_len,
             ..base(OpKind::Patch)
@@ -441,6 +483,7 @@ pub fn plan_ops(
     blocks: &[Block],
     segment_size: usize,
     coding: Coding<'_>,
+    rules: Rules,
     progress: &dyn Progress,
 ) -> Result<Vec<PlannedOp>> {
     let starts: Vec<usize> = (0..new.len()).step_by(segment_size.max(1)).collect();
@@ -448,7 +491,7 @@ pub fn plan_ops(
         .par_iter()
         .map(|&s| {
             let end = (s + segment_size).min(new.len());
-            let op = plan_segment(old, new, blocks, s, end, coding);
+            let op = plan_segment(old, new, blocks, s, end, coding, rules);
             progress.advance((end - s) as u64);
             op
         })
@@ -462,7 +505,7 @@ mod tests {
     #[test]
     fn extents_merge_to_the_limit_joining_closest_first() {
         let reads: Vec<(u64, u64)> = (0..40u64).map(|i| (i * 1000 + (i % 3) * 7, 10)).collect();
-        let e = merge_extents(&reads, 0);
+        let e = merge_extents(&reads, 0, Rules::default(), u64::MAX);
         assert_eq!(e.len(), MAX_EXTENTS);
         for (o, l) in &reads {
             assert!(e.iter().any(|x| x.contains(*o, *l)));
@@ -482,7 +525,7 @@ mod tests {
 
     #[test]
     fn overlapping_reads_merge() {
-        let e = merge_extents(&[(10, 10), (15, 10), (40, 5)], 0);
+        let e = merge_extents(&[(10, 10), (15, 10), (40, 5)], 0, Rules::default(), 100);
         assert_eq!(
             e,
             vec![
@@ -493,7 +536,7 @@ mod tests {
                 Extent { offset: 40, len: 5 }
             ]
         );
-        let e = merge_extents(&[(10, 10), (15, 10), (40, 5)], 15);
+        let e = merge_extents(&[(10, 10), (15, 10), (40, 5)], 15, Rules::default(), 100);
         assert_eq!(
             e,
             vec![Extent {

@@ -31,6 +31,7 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
         first_op_sha256: [0; 32],
         release_notes_sha256: [0; 32],
         scratch_slots: 0,
+        xform_len: 0,
     }
 }
 
@@ -77,6 +78,8 @@ pub fn write_package(
         // A stash writes its source bytes to a scratch slot, not the target.
         let dst_sha256 = if op.kind == OpKind::Stash {
             src_sha256
+        } else if op.kind == OpKind::Xform {
+            [0; 32]
         } else {
             let dst_end = op.dst_offset + u64::from(op.dst_len);
             let dst = target

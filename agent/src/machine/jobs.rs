@@ -39,8 +39,9 @@ enum From {
     /// Flash bytes at an address.
     Region { region: Region, addr: u64 },
     /// Source image bytes at a source offset (A/B slot, or in place the
-    /// image and scratch slots as the tracker says).
-    Source { offset: u64 },
+    /// image and scratch slots as the tracker says); through the
+    /// package's transform unless `raw` (the extents' hash).
+    Source { offset: u64, raw: bool },
     /// Bytes of the segment being produced, from its start.
     Output { pos: u64 },
 }
@@ -155,8 +156,11 @@ impl Agent<'_> {
     pub(super) fn push(&mut self, start: usize, len: usize) -> Result<()> {
         let len = self.work.get(start..start + len).map_or(0, <[u8]>::len);
         self.push_checked(len)?;
-        self.hash
-            .update(self.work.get(start..start + len).unwrap_or(&[]));
+        // Transformed output is hashed once F⁻¹ made it final.
+        if !self.transformed() {
+            self.hash
+                .update(self.work.get(start..start + len).unwrap_or(&[]));
+        }
         self.push = Some(Push {
             start: start as u32,
             end: (start + len) as u32,
@@ -189,6 +193,7 @@ impl Agent<'_> {
             p.start += n as u32;
             self.out.fill += n as u32;
             if self.out.fill as usize == self.chunk {
+                self.finish_out_chunk(self.chunk)?;
                 let request = Request::WriteFlash {
                     region: self.out.region,
                     addr: self.out.addr + u64::from(self.out.flushed),
@@ -207,31 +212,32 @@ impl Agent<'_> {
 
     /// Programs what is left of the segment, padded to the write size
     /// with the erased value; `None` when nothing is left.
-    pub(super) fn flush<F: Flash>(&mut self, flash: &F) -> Option<Request> {
+    pub(super) fn flush<F: Flash>(&mut self, flash: &F) -> Result<Option<Request>> {
         if self.out.fill == 0 {
-            return None;
+            return Ok(None);
         }
         let ws = flash.write_size().max(1);
         let fill = self.out.fill as usize;
+        self.finish_out_chunk(fill)?;
         let padded = fill.div_ceil(ws) * ws;
         if let Some(pad) = self.work.get_mut(fill..padded) {
             pad.fill(flash.erased_value());
         }
         self.wait = Wait::Flush;
-        Some(Request::WriteFlash {
+        Ok(Some(Request::WriteFlash {
             region: self.out.region,
             addr: self.out.addr + u64::from(self.out.flushed),
             buf: BufSpan {
                 start: self.out_at(),
                 len: padded,
             },
-        })
+        }))
     }
 
     /// Starts gathering source bytes `[offset, offset + len)` into the
     /// read chunk at `dst`.
     pub(super) fn fetch_source(&mut self, offset: u64, dst: usize, len: usize) {
-        self.start_fetch(From::Source { offset }, dst, len, false);
+        self.start_fetch(From::Source { offset, raw: false }, dst, len, false);
     }
 
     /// Starts gathering already-produced output `[pos, pos + len)` into
@@ -284,9 +290,27 @@ impl Agent<'_> {
         };
         let left = (f.len - f.done) as usize;
         let start = self.read_at() + (f.dst + f.done) as usize;
+        let transformed = match f.from {
+            From::Source { offset, raw: false } if self.transformed() => {
+                Some((false, offset + u64::from(f.done), left))
+            }
+            From::Output { pos } if self.transformed() => {
+                let p = pos + u64::from(f.done);
+                let flushed = u64::from(self.out.flushed);
+                (p < flushed).then(|| (true, p, ((flushed - p) as usize).min(left)))
+            }
+            _ => None,
+        };
+        if let Some((output, at, want)) = transformed {
+            let (n, request) = self.fetch_block(output, at, start, want)?;
+            if let Some(f) = self.fetch.as_mut() {
+                f.done += n as u32;
+            }
+            return Ok(request);
+        }
         let (region, addr, n) = match f.from {
             From::Region { region, addr } => (region, addr + u64::from(f.done), left),
-            From::Source { offset } => {
+            From::Source { offset, .. } => {
                 let at = offset + u64::from(f.done);
                 match self.tracker.as_ref() {
                     None => (Region::Source, self.config.layout.source().start + at, left),
@@ -409,7 +433,7 @@ impl Agent<'_> {
             Hashed::Extents { ext } => self.extent_piece(ext, pos).map(|(ext, at, offset, n)| {
                 what = Hashed::Extents { ext };
                 pos = at;
-                (From::Source { offset }, n)
+                (From::Source { offset, raw: true }, n)
             }),
         };
         match next {

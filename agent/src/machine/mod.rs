@@ -26,6 +26,7 @@
 
 mod jobs;
 mod op;
+mod xform;
 
 use fota_format::{
     Error as FormatError, Extent, InPlaceTracker, Mode, OpChain, OpHeader, Profile, EXTENT_LEN,
@@ -150,6 +151,8 @@ struct Goal {
     target_size: u64,
     target_sha256: [u8; 32],
     op_count: u32,
+    /// Bytes of the package's transform payload, 0 for none.
+    xform_len: u32,
 }
 
 /// The op being read (pass 1) or executed.
@@ -172,6 +175,10 @@ struct Out {
     produced: u32,
     flushed: u32,
     fill: u32,
+    /// The transformed block in the block area for this op's reads: its
+    /// index + 1, with a high bit for an output block; 0 for none (see
+    /// `xform`).
+    xblock: u32,
 }
 
 /// What the request in flight was for.
@@ -182,6 +189,8 @@ enum Wait {
     Flush,
     /// A read for the current fetch, of this many bytes.
     Fetch(u32),
+    /// A read of a whole block for a transformed fetch (its tag).
+    Block(u32),
     /// A read whose failure is an answer, not an error.
     Tolerant,
     /// Anything else: a failure stops the update.
@@ -196,6 +205,15 @@ enum Phase<'b> {
         written: &'b mut [u8],
         overwritten: &'b mut [u8],
         slots: &'b mut [u32],
+        requested: bool,
+    },
+    /// Reading the XFORM op (op 0) into the work buffer: its header
+    /// (`pending` 0) or `pending` payload bytes at `done`; its sha256 must
+    /// be `want`, the manifest's chain head.
+    LoadXform {
+        want: [u8; 32],
+        done: u32,
+        pending: u32,
         requested: bool,
     },
     /// Reading every journal slot.
@@ -308,6 +326,7 @@ impl<'b> Agent<'b> {
                 produced: 0,
                 flushed: 0,
                 fill: 0,
+                xblock: 0,
             },
             payload_pos: 0,
             push: None,
@@ -354,6 +373,10 @@ impl<'b> Agent<'b> {
                 self.out.fill = 0;
             }
             Wait::Fetch(n) => self.fetched(n, last)?,
+            Wait::Block(tag) => {
+                last?;
+                self.block_read(tag)?;
+            }
         }
         loop {
             let next = if self.push.is_some() {
@@ -480,20 +503,24 @@ impl<'b> Agent<'b> {
                     return Ok(self.read_package(0, 0, n));
                 }
                 self.manifest_read(flash, written, overwritten, slots)?;
-                let scan = Scan::empty(layout.journal);
-                match flash.block_at(layout.journal.start) {
-                    Some(block) => {
-                        self.phase = Phase::Scan {
-                            scan,
-                            block,
-                            slot: block.start,
-                            reading: false,
-                        }
-                    }
-                    None => self.decide(flash, scan)?,
+                if self.goal.xform_len > 0 {
+                    self.phase = Phase::LoadXform {
+                        want: *self.chain()?.expected_hash(),
+                        done: 0,
+                        pending: 0,
+                        requested: false,
+                    };
+                    return Ok(None);
                 }
+                self.begin_scan(flash)?;
                 Ok(None)
             }
+            Phase::LoadXform {
+                want,
+                done,
+                pending,
+                requested,
+            } => self.load_xform(flash, want, done, pending, requested),
             Phase::Scan {
                 mut scan,
                 mut block,
@@ -647,6 +674,89 @@ impl<'b> Agent<'b> {
         }
     }
 
+    /// After the manifest (and the transform): the journal is scanned.
+    fn begin_scan<F: Flash>(&mut self, flash: &F) -> Result<()> {
+        let layout = self.config.layout;
+        let scan = Scan::empty(layout.journal);
+        match flash.block_at(layout.journal.start) {
+            Some(block) => {
+                self.phase = Phase::Scan {
+                    scan,
+                    block,
+                    slot: block.start,
+                    reading: false,
+                }
+            }
+            None => self.decide(flash, scan)?,
+        }
+        Ok(())
+    }
+
+    /// One move of loading the XFORM op: header, then payload chunks into
+    /// the transform area, hashed; then the hash and the payload checked.
+    fn load_xform<F: Flash>(
+        &mut self,
+        flash: &F,
+        want: [u8; 32],
+        mut done: u32,
+        pending: u32,
+        requested: bool,
+    ) -> Result<Option<Request>> {
+        let at = first_op_offset();
+        let len = self.goal.xform_len;
+        let header_len = fota_format::OP_HEADER_LEN;
+        let stay = |agent: &mut Self, done, pending| {
+            agent.phase = Phase::LoadXform {
+                want,
+                done,
+                pending,
+                requested: true,
+            };
+        };
+        if !requested {
+            stay(self, 0, 0);
+            self.hash = Sha256::new();
+            return Ok(self.read_package(at, self.pkg_at(), header_len));
+        }
+        if pending == 0 && done == 0 {
+            let p = self.pkg_at();
+            let raw = self.work.get(p..p + header_len).unwrap_or(&[]);
+            let h = OpHeader::parse(raw, at)?;
+            if h.kind != fota_format::OpKind::Xform || h.payload_len != len {
+                return Err(FormatError::OpLayout {
+                    op_index: 0,
+                    offset: at,
+                    what: "op 0 (the xform op the manifest announces)",
+                    expected: len.into(),
+                    found: h.payload_len.into(),
+                }
+                .into());
+            }
+            self.hash.update(raw);
+        } else {
+            let x = self.xform_at() + done as usize;
+            self.hash
+                .update(self.work.get(x..x + pending as usize).unwrap_or(&[]));
+            done += pending;
+        }
+        if done < len {
+            let n = (self.chunk as u32).min(len - done);
+            stay(self, done, n);
+            let offset = at + header_len as u64 + u64::from(done);
+            return Ok(self.read_package(offset, self.xform_at() + done as usize, n as usize));
+        }
+        if self.digest() != want {
+            return Err(FormatError::OpHashMismatch {
+                op_index: 0,
+                offset: at,
+            }
+            .into());
+        }
+        self.check_loaded_xform()?;
+        self.begin_scan(flash)?;
+        Ok(None)
+    }
+
     /// Every check of the header and manifest, before anything else is
     /// read: the update's goal, chain and tracker come from here.
     fn manifest_read<F: Flash>(
@@ -683,7 +793,9 @@ impl<'b> Agent<'b> {
             target_size: m.target_size,
             target_sha256: m.target_sha256,
             op_count: m.op_count,
+            xform_len: m.xform_len,
         };
+        self.check_xform_room(m.xform_len)?;
         self.chain = Some(OpChain::new(&m));
         Ok(())
     }

@@ -265,6 +265,10 @@ impl Agent<'_> {
         let stay = |e| Ok((Flow::Stay(e), None));
         match exec {
             Exec::Start => {
+                // The transform was loaded before the journal scan.
+                if h.kind == OpKind::Xform {
+                    return Ok((Flow::Done, None));
+                }
                 if h.kind == OpKind::Skip {
                     self.job = Job::hash_region(region, dst, h.dst_len.into());
                     return stay(Exec::SkipChecked);
@@ -315,6 +319,7 @@ impl Agent<'_> {
                 Ok((Flow::Stay(Exec::Erasing), request))
             }
             Exec::Erasing => {
+                // Also drops the cached block of the last op.
                 self.out = super::Out {
                     region,
                     addr: dst,
@@ -322,6 +327,7 @@ impl Agent<'_> {
                     produced: 0,
                     flushed: 0,
                     fill: 0,
+                    xblock: 0,
                 };
                 self.hash = Sha256::new();
                 self.payload_hash = Sha256::new();
@@ -379,7 +385,7 @@ impl Agent<'_> {
                         }
                         .into());
                     }
-                    let request = self.flush(flash);
+                    let request = self.flush(flash)?;
                     Ok((Flow::Stay(Exec::Finishing), request))
                 }
             },

@@ -1,0 +1,123 @@
+//! Packages with a reference transform (an XFORM op) on the device: every
+//! single power cut resumes bit-exact in both modes and codecs, and a
+//! transform the device cannot hold, or one that was tampered with, is
+//! refused before anything is written.
+
+mod common;
+
+use common::{ab_setup, in_place_setup, key, opts, tiny_opts};
+use fota_agent::sim::SimFlash;
+use fota_agent::{Buffers, Error};
+use fota_format::{Error as FormatError, Mode, OpKind, Package};
+use fota_generator::xform::synth::firmware_pair;
+use fota_generator::{Arch, DiffOptions};
+
+fn package(o: &DiffOptions) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (old, new) = firmware_pair(120, 3, 21);
+    let o = DiffOptions {
+        arch: Arch::Thumb,
+        ..o.clone()
+    };
+    let out = fota_generator::diff(&old, &new, &key(), &o).unwrap();
+    assert!(out.xform.is_some(), "the transform applies");
+    (old, new, out.package)
+}
+
+#[test]
+fn every_single_cut_resumes_bit_exact_through_the_transform() {
+    let keys = [key().verifying_key()];
+    for (name, o) in [
+        ("ab-tiny", tiny_opts(Mode::AB, 1024)),
+        ("ab-zstd", opts(Mode::AB, 1024)),
+        ("in-place-tiny", tiny_opts(Mode::InPlace, 1024)),
+        ("in-place-zstd", opts(Mode::InPlace, 1024)),
+    ] {
+        let (old, new, pkg) = package(&o);
+        for write in [1usize, 16] {
+            let setup = match o.mode {
+                Mode::AB => ab_setup(&old, &new, &pkg, &keys, 1024, write),
+                Mode::InPlace => in_place_setup(&old, &new, &pkg, &keys, 1024, write, 4),
+            };
+            let report = setup.single_cuts(name, 1, 5).unwrap();
+            println!("{name} write {write}: {report:?}");
+            assert!(report.failures.is_empty(), "{name}: {:#?}", report.failures);
+            assert!(report.clean_ops > 10, "{name}: {report:?}");
+            assert!(report.max_rework_ops <= 1, "{name}: {report:?}");
+        }
+    }
+}
+
+#[test]
+fn a_work_buffer_without_room_for_the_transform_is_refused_before_any_write() {
+    let (old, new, pkg) = package(&tiny_opts(Mode::AB, 1024));
+    let keys = [key().verifying_key()];
+    let setup = ab_setup(&old, &new, &pkg, &keys, 1024, 4);
+    let mut flash: SimFlash = setup.fresh_flash();
+    let m = Package::parse(&pkg).unwrap().manifest_unverified().unwrap();
+    let need = fota_agent::work_len_for(4, 1, m.xform_len);
+    assert_eq!(
+        need,
+        fota_agent::work_len(4, 1) + 256 + m.xform_len as usize
+    );
+    let mut work = vec![0u8; need - 1];
+    let (mut w, mut o, mut s) = (vec![0u8; 64], vec![0u8; 64], vec![0u32; 4]);
+    let mut source = fota_agent::SlicePackage(&pkg);
+    let err = fota_agent::block_on(fota_agent::apply(
+        &mut flash,
+        &mut source,
+        &setup.config,
+        Buffers {
+            work: &mut work,
+            written: &mut w,
+            overwritten: &mut o,
+            slots: &mut s,
+        },
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Layout {
+                expected,
+                found,
+                ..
+            } if expected == need as u64 && found == need as u64 - 1
+        ),
+        "{err:?}"
+    );
+    assert_eq!(flash.ops, 0);
+}
+
+#[test]
+fn a_changed_transform_is_refused_before_any_write() {
+    let (old, new, pkg) = package(&tiny_opts(Mode::AB, 1024));
+    let keys = [key().verifying_key()];
+    let parsed = Package::parse(&pkg).unwrap();
+    let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
+    assert_eq!(op0.header.kind, OpKind::Xform);
+    let payload_at = (op0.offset as usize) + fota_format::OP_HEADER_LEN;
+    // A flipped bit in the map, and one in the op header.
+    for at in [
+        payload_at + op0.header.payload_len as usize - 3,
+        op0.offset as usize + 20,
+    ] {
+        let mut bad = pkg.clone();
+        bad[at] ^= 0x10;
+        let setup = ab_setup(&old, &new, &bad, &keys, 1024, 4);
+        let mut flash = setup.fresh_flash();
+        let err = setup.run(&mut flash).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Package(
+                    FormatError::OpHashMismatch { op_index: 0, .. }
+                        | FormatError::OpLayout { op_index: 0, .. }
+                        | FormatError::BadLength { .. }
+                        | FormatError::InvalidField { .. }
+                )
+            ),
+            "{err:?}"
+        );
+        assert_eq!(flash.ops, 0);
+    }
+}

@@ -1,0 +1,1017 @@
+//! XFORM: the reference transform that lets moved code diff to nothing.
+//!
+//! When a function moves, every branch and pointer that crosses the move
+//! changes its bytes, each by a different amount. An XFORM package carries
+//! an *address map* `M` (old address → new address, a step function) and
+//! describes where each image sits in memory; both sides then rewrite
+//! references before the bytes are diffed:
+//!
+//! - **F** ([`Xform::forward`], new image, generator only) turns every
+//!   relative branch into its absolute target (modulo the field width),
+//!   as xz's BCJ filters do. **F⁻¹** ([`Xform::inverse`], the applier)
+//!   turns it back using the real output address.
+//! - **T** ([`Xform::source`], old image, applier and generator) turns
+//!   every relative branch into the absolute form of `M(target)`, and every
+//!   aligned pointer word whose value falls in a pointer window into
+//!   `M(value)`.
+//!
+//! Code and pointers that moved as `M` predicts are then byte-identical in
+//! the two transformed images, so the ordinary matcher finds them.
+//!
+//! Every transform works on independent [`XFORM_BLOCK`]-byte blocks of its
+//! image (block `k` is image bytes `[256 k, 256 k + 256)`), scanned from the
+//! block start; no reference straddling a block boundary is touched. A block
+//! is therefore transformed the same whether an applier reads it alone, in a
+//! chunk, or as part of the whole image: ops stay independent, a resumed op
+//! recomputes exactly, and an in-place applier may read only its op's source
+//! extents (the generator rounds them out to whole blocks).
+//!
+//! F and F⁻¹ decide sites only from instruction bits they never rewrite and
+//! from the branch target, which is the same value in both forms, so
+//! `inverse(forward(x)) == x` for any bytes (property-tested).
+//!
+//! Instruction sets: Thumb-2 (ARMv7-M, ARMv8-M) BL and B.W (encoding T4);
+//! pointer words are 4-aligned little-endian words, Thumb bit kept.
+//!
+//! ## Payload (the XFORM op's stored payload, little-endian)
+//!
+//! ```text
+//! u8 version (1) | u8 isa (1 = Thumb-2) | u8 flags | u8 old range count
+//! | u8 new range count | u8 window count | u8 branch bits (12..=24)
+//! | u8 reserved (0)
+//! | old ranges: (u32 offset, u32 len, u32 address) × count
+//! | new ranges: (u32 offset, u32 len, u32 address) × count
+//! | pointer windows: (u32 low, u32 high) × count        (old addresses)
+//! | u32 breakpoint count | (u32 address, i32 delta) × count
+//! ```
+//!
+//! Ranges say which image bytes sit at which address (one for a raw image,
+//! one per loaded section of an ELF file); bytes outside every range are
+//! never transformed, and a branch counts only when its target lies inside
+//! a range of its own image. `M(t) = t + delta` of the last breakpoint at
+//! or below `t`, and `t` below the first one.
+
+use crate::bytes::Reader;
+use crate::error::{Error, Result};
+
+/// Bytes of one transform block; image offsets of blocks are multiples.
+pub const XFORM_BLOCK: usize = 256;
+/// Payload version this code reads and writes.
+pub const XFORM_VERSION: u8 = 1;
+/// Most address ranges per image.
+pub const MAX_RANGES: usize = 16;
+/// Most pointer windows.
+pub const MAX_WINDOWS: usize = 4;
+/// Most breakpoints of the address map (8 bytes each in the applier's RAM).
+pub const MAX_BREAKPOINTS: u32 = 8192;
+/// Bytes of the fixed part of the payload.
+pub const XFORM_FIXED_LEN: usize = 8;
+/// Bytes of one address range record.
+pub const RANGE_LEN: usize = 12;
+/// Bytes of one pointer window record.
+pub const WINDOW_LEN: usize = 8;
+/// Bytes of one breakpoint record.
+pub const BREAKPOINT_LEN: usize = 8;
+
+/// Largest payload the format allows (every count at its limit).
+pub const MAX_XFORM_LEN: u32 = (XFORM_FIXED_LEN
+    + 2 * MAX_RANGES * RANGE_LEN
+    + MAX_WINDOWS * WINDOW_LEN
+    + 4
+    + MAX_BREAKPOINTS as usize * BREAKPOINT_LEN) as u32;
+
+/// Narrowest branch window.
+pub const MIN_BRANCH_BITS: u8 = 12;
+/// Widest branch window: the whole 24-bit field.
+pub const MAX_BRANCH_BITS: u8 = 24;
+
+/// Transform branches (flag bit).
+pub const FLAG_BRANCHES: u8 = 1;
+/// Transform pointer words (flag bit, T only).
+pub const FLAG_POINTERS: u8 = 2;
+
+/// The instruction set whose references are transformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Isa {
+    /// Thumb-2: Cortex-M (ARMv7-M, ARMv8-M) and Thumb code of A/R cores.
+    Thumb2 = 1,
+}
+
+impl Isa {
+    /// The ISA for a payload byte, if known.
+    pub fn from_u8(v: u8) -> Option<Isa> {
+        match v {
+            1 => Some(Isa::Thumb2),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Thumb2 => "thumb2",
+        }
+    }
+}
+
+/// Image bytes `[offset, offset + len)` sit at addresses `[address, …)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddrRange {
+    /// Offset in the image.
+    pub offset: u32,
+    /// Length in bytes.
+    pub len: u32,
+    /// Address of the first byte.
+    pub address: u32,
+}
+
+impl AddrRange {
+    fn contains_address(&self, a: u32) -> bool {
+        a.wrapping_sub(self.address) < self.len
+    }
+}
+
+/// Old addresses `[low, high)` that pointer words may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// First address.
+    pub low: u32,
+    /// One past the last address.
+    pub high: u32,
+}
+
+/// From `address` on (up to the next breakpoint), `M(t) = t + delta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Breakpoint {
+    /// First old address the delta applies to.
+    pub address: u32,
+    /// New address minus old address.
+    pub delta: i32,
+}
+
+/// The parts of an XFORM payload, for encoding.
+#[derive(Debug, Clone, Copy)]
+pub struct XformParts<'a> {
+    /// Instruction set.
+    pub isa: Isa,
+    /// [`FLAG_BRANCHES`] and/or [`FLAG_POINTERS`].
+    pub flags: u8,
+    /// Width of the branch window in half-words: a branch is rewritten
+    /// only when its displacement fits this many bits, signed, and its
+    /// absolute form is its target modulo `2^branch_bits` half-words
+    /// ([`MIN_BRANCH_BITS`] to 24). Wide enough for the image, narrow
+    /// enough that data rarely looks like a branch.
+    pub branch_bits: u8,
+    /// Where the old image's bytes sit, sorted by offset, disjoint.
+    pub old_ranges: &'a [AddrRange],
+    /// Where the new image's bytes sit, sorted by offset, disjoint.
+    pub new_ranges: &'a [AddrRange],
+    /// Old addresses pointer words may hold.
+    pub windows: &'a [Window],
+    /// The address map, ascending strictly by address.
+    pub breakpoints: &'a [Breakpoint],
+}
+
+impl XformParts<'_> {
+    /// Length of the encoded payload.
+    pub fn encoded_len(&self) -> usize {
+        XFORM_FIXED_LEN
+            + (self.old_ranges.len() + self.new_ranges.len()) * RANGE_LEN
+            + self.windows.len() * WINDOW_LEN
+            + 4
+            + self.breakpoints.len() * BREAKPOINT_LEN
+    }
+
+    /// Encodes the payload into `out` (at least [`Self::encoded_len`]
+    /// bytes), returning the bytes written; `None` when `out` is short or
+    /// a count exceeds the format's limits. The result is not checked:
+    /// [`Xform::parse`] it to be sure.
+    pub fn encode(&self, out: &mut [u8]) -> Option<usize> {
+        let len = self.encoded_len();
+        if self.old_ranges.len() > MAX_RANGES
+            || self.new_ranges.len() > MAX_RANGES
+            || self.windows.len() > MAX_WINDOWS
+            || self.breakpoints.len() > MAX_BREAKPOINTS as usize
+            || !(MIN_BRANCH_BITS..=MAX_BRANCH_BITS).contains(&self.branch_bits)
+        {
+            return None;
+        }
+        let out = out.get_mut(..len)?;
+        let mut pos = 0;
+        let mut put = |b: &[u8]| {
+            if let Some(d) = out.get_mut(pos..pos + b.len()) {
+                d.copy_from_slice(b);
+            }
+            pos += b.len();
+        };
+        put(&[
+            XFORM_VERSION,
+            self.isa as u8,
+            self.flags,
+            self.old_ranges.len() as u8,
+            self.new_ranges.len() as u8,
+            self.windows.len() as u8,
+            self.branch_bits,
+            0,
+        ]);
+        for r in self.old_ranges.iter().chain(self.new_ranges) {
+            put(&r.offset.to_le_bytes());
+            put(&r.len.to_le_bytes());
+            put(&r.address.to_le_bytes());
+        }
+        for w in self.windows {
+            put(&w.low.to_le_bytes());
+            put(&w.high.to_le_bytes());
+        }
+        put(&(self.breakpoints.len() as u32).to_le_bytes());
+        for b in self.breakpoints {
+            put(&b.address.to_le_bytes());
+            put(&b.delta.to_le_bytes());
+        }
+        Some(pos)
+    }
+}
+
+/// A checked XFORM payload, read in place (no copy, no allocation).
+#[derive(Debug, Clone, Copy)]
+pub struct Xform<'a> {
+    isa: Isa,
+    flags: u8,
+    branch_bits: u8,
+    old_ranges: &'a [u8],
+    new_ranges: &'a [u8],
+    windows: &'a [u8],
+    breakpoints: &'a [u8],
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_le_bytes(w)
+}
+
+fn range_at(b: &[u8], i: usize) -> AddrRange {
+    AddrRange {
+        offset: le32(b, i * RANGE_LEN),
+        len: le32(b, i * RANGE_LEN + 4),
+        address: le32(b, i * RANGE_LEN + 8),
+    }
+}
+
+impl<'a> Xform<'a> {
+    /// Parses and checks an XFORM payload that starts at package offset
+    /// `offset`: known version, ISA and flags, counts within the limits,
+    /// ranges sorted, disjoint, non-empty and without overflow, windows
+    /// non-empty, breakpoints strictly ascending, no trailing bytes.
+    ///
+    /// # Errors
+    /// `Truncated`, `InvalidField`, `NonZeroReserved`, `BadLength`.
+    pub fn parse(bytes: &'a [u8], offset: u64) -> Result<Xform<'a>> {
+        let mut r = Reader::new(bytes, offset);
+        let field = |at: u64, what: &'static str, found: u64| Error::InvalidField {
+            offset: at,
+            what,
+            found,
+        };
+        let at = r.offset();
+        let version = r.u8("xform version")?;
+        if version != XFORM_VERSION {
+            return Err(field(at, "xform version (1)", version.into()));
+        }
+        let at = r.offset();
+        let isa_byte = r.u8("xform instruction set")?;
+        let isa = Isa::from_u8(isa_byte)
+            .ok_or_else(|| field(at, "xform instruction set (1 = thumb2)", isa_byte.into()))?;
+        let at = r.offset();
+        let flags = r.u8("xform flags")?;
+        if flags & !(FLAG_BRANCHES | FLAG_POINTERS) != 0 {
+            return Err(field(
+                at,
+                "xform flags (1 branches, 2 pointers)",
+                flags.into(),
+            ));
+        }
+        let count = |r: &mut Reader<'_>, what, max: usize| -> Result<usize> {
+            let at = r.offset();
+            let n = r.u8(what)?;
+            if usize::from(n) > max {
+                return Err(Error::BadLength {
+                    offset: at,
+                    what,
+                    expected: max as u64,
+                    found: n.into(),
+                });
+            }
+            Ok(n.into())
+        };
+        let n_old = count(&mut r, "xform old range count (at most 16)", MAX_RANGES)?;
+        let n_new = count(&mut r, "xform new range count (at most 16)", MAX_RANGES)?;
+        let n_win = count(&mut r, "xform window count (at most 4)", MAX_WINDOWS)?;
+        let at = r.offset();
+        let branch_bits = r.u8("xform branch bits")?;
+        if !(MIN_BRANCH_BITS..=MAX_BRANCH_BITS).contains(&branch_bits) {
+            return Err(field(
+                at,
+                "xform branch bits (12 to 24)",
+                branch_bits.into(),
+            ));
+        }
+        r.reserved::<1>()?;
+        let ranges = |r: &mut Reader<'a>, n: usize| -> Result<&'a [u8]> {
+            let base = r.offset();
+            let raw = r.take(n * RANGE_LEN, "xform address ranges")?;
+            let mut end = 0u64;
+            for i in 0..n {
+                let g = range_at(raw, i);
+                let at = base + (i * RANGE_LEN) as u64;
+                if g.len == 0
+                    || u64::from(g.offset) < end
+                    || u64::from(g.address) + u64::from(g.len) > 1 << 32
+                {
+                    return Err(field(
+                        at,
+                        "xform address range (non-empty, sorted, disjoint, below 4 GiB)",
+                        g.offset.into(),
+                    ));
+                }
+                end = u64::from(g.offset) + u64::from(g.len);
+            }
+            Ok(raw)
+        };
+        let old_ranges = ranges(&mut r, n_old)?;
+        let new_ranges = ranges(&mut r, n_new)?;
+        let base = r.offset();
+        let windows = r.take(n_win * WINDOW_LEN, "xform pointer windows")?;
+        for i in 0..n_win {
+            let (low, high) = (le32(windows, i * 8), le32(windows, i * 8 + 4));
+            if low >= high {
+                return Err(field(
+                    base + (i * WINDOW_LEN) as u64,
+                    "xform pointer window (low below high)",
+                    low.into(),
+                ));
+            }
+        }
+        let at = r.offset();
+        let n_bp = r.u32("xform breakpoint count")?;
+        if n_bp > MAX_BREAKPOINTS {
+            return Err(Error::BadLength {
+                offset: at,
+                what: "xform breakpoint count (at most 8192)",
+                expected: MAX_BREAKPOINTS.into(),
+                found: n_bp.into(),
+            });
+        }
+        let base = r.offset();
+        let breakpoints = r.take(n_bp as usize * BREAKPOINT_LEN, "xform breakpoints")?;
+        let mut prev: Option<u32> = None;
+        for i in 0..n_bp as usize {
+            let a = le32(breakpoints, i * BREAKPOINT_LEN);
+            if prev.is_some_and(|p| a <= p) {
+                return Err(field(
+                    base + (i * BREAKPOINT_LEN) as u64,
+                    "xform breakpoint address (strictly ascending)",
+                    a.into(),
+                ));
+            }
+            prev = Some(a);
+        }
+        if r.offset() != offset + bytes.len() as u64 {
+            return Err(Error::BadLength {
+                offset,
+                what: "xform payload length (exactly its records)",
+                expected: r.offset() - offset,
+                found: bytes.len() as u64,
+            });
+        }
+        Ok(Xform {
+            isa,
+            flags,
+            branch_bits,
+            old_ranges,
+            new_ranges,
+            windows,
+            breakpoints,
+        })
+    }
+
+    /// The instruction set.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// The flags ([`FLAG_BRANCHES`], [`FLAG_POINTERS`]).
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// Width of the branch window (see [`XformParts::branch_bits`]).
+    pub fn branch_bits(&self) -> u8 {
+        self.branch_bits
+    }
+
+    /// Number of address-map breakpoints.
+    pub fn breakpoint_count(&self) -> usize {
+        self.breakpoints.len() / BREAKPOINT_LEN
+    }
+
+    /// Breakpoint `i`.
+    pub fn breakpoint(&self, i: usize) -> Option<Breakpoint> {
+        (i < self.breakpoint_count()).then(|| Breakpoint {
+            address: le32(self.breakpoints, i * BREAKPOINT_LEN),
+            delta: le32(self.breakpoints, i * BREAKPOINT_LEN + 4) as i32,
+        })
+    }
+
+    /// The old image's address ranges.
+    pub fn old_ranges(&self) -> impl Iterator<Item = AddrRange> + 'a {
+        let raw = self.old_ranges;
+        (0..raw.len() / RANGE_LEN).map(move |i| range_at(raw, i))
+    }
+
+    /// The new image's address ranges.
+    pub fn new_ranges(&self) -> impl Iterator<Item = AddrRange> + 'a {
+        let raw = self.new_ranges;
+        (0..raw.len() / RANGE_LEN).map(move |i| range_at(raw, i))
+    }
+
+    /// The pointer windows.
+    pub fn windows(&self) -> impl Iterator<Item = Window> + 'a {
+        let raw = self.windows;
+        (0..raw.len() / WINDOW_LEN).map(move |i| Window {
+            low: le32(raw, i * WINDOW_LEN),
+            high: le32(raw, i * WINDOW_LEN + 4),
+        })
+    }
+
+    /// The address map: where old address `t` is in the new image.
+    pub fn map(&self, t: u32) -> u32 {
+        // Number of breakpoints at or below t.
+        let (mut lo, mut hi) = (0usize, self.breakpoint_count());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if le32(self.breakpoints, mid * BREAKPOINT_LEN) <= t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        match lo.checked_sub(1) {
+            Some(i) => t.wrapping_add(le32(self.breakpoints, i * BREAKPOINT_LEN + 4)),
+            None => t,
+        }
+    }
+
+    /// F: rewrites the new image's `bytes`, which start at image offset
+    /// `offset` (a multiple of [`XFORM_BLOCK`]), block by block. A short
+    /// last block is the image's last.
+    pub fn forward(&self, bytes: &mut [u8], offset: u64) {
+        self.blocks(bytes, offset, Side::Forward);
+    }
+
+    /// F⁻¹: undoes [`Xform::forward`] on output bytes at image offset
+    /// `offset` (a multiple of [`XFORM_BLOCK`]).
+    pub fn inverse(&self, bytes: &mut [u8], offset: u64) {
+        self.blocks(bytes, offset, Side::Inverse);
+    }
+
+    /// T: rewrites the old image's `bytes`, which start at image offset
+    /// `offset` (a multiple of [`XFORM_BLOCK`]), into the new image's
+    /// absolute domain through the address map.
+    pub fn source(&self, bytes: &mut [u8], offset: u64) {
+        self.blocks(bytes, offset, Side::Source);
+    }
+
+    /// Calls `visit` with every reference site of `bytes` (at image offset
+    /// `offset`, a multiple of [`XFORM_BLOCK`]) that T (old image) or F
+    /// (new image) rewrites, with the site's image offset, in order; the
+    /// bytes are not changed. For the generator's address-map inference.
+    pub fn sites(&self, bytes: &[u8], offset: u64, image: Image, mut visit: impl FnMut(u64, Site)) {
+        let side = match image {
+            Image::Old => Side::Source,
+            Image::New => Side::Forward,
+        };
+        let mut buf = [0u8; XFORM_BLOCK];
+        for (k, block) in bytes.chunks(XFORM_BLOCK).enumerate() {
+            let at = offset.saturating_add((k * XFORM_BLOCK) as u64);
+            if let Some(b) = buf.get_mut(..block.len()) {
+                b.copy_from_slice(block);
+                self.block(b, at, side, &mut |i, site| visit(at + i as u64, site));
+            }
+        }
+    }
+
+    fn blocks(&self, bytes: &mut [u8], offset: u64, side: Side) {
+        for (k, block) in bytes.chunks_mut(XFORM_BLOCK).enumerate() {
+            let at = offset.saturating_add((k * XFORM_BLOCK) as u64);
+            self.block(block, at, side, &mut |_, _| {});
+        }
+    }
+
+    fn block(
+        &self,
+        block: &mut [u8],
+        offset: u64,
+        side: Side,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
+        let raw = match side {
+            Side::Source => self.old_ranges,
+            Side::Forward | Side::Inverse => self.new_ranges,
+        };
+        let end = offset.saturating_add(block.len() as u64);
+        for i in 0..raw.len() / RANGE_LEN {
+            let g = range_at(raw, i);
+            let (gs, ge) = (u64::from(g.offset), u64::from(g.offset) + u64::from(g.len));
+            let (s, e) = (offset.max(gs), end.min(ge));
+            if s >= e {
+                continue;
+            }
+            let first = (s - offset) as usize;
+            let address = g.address.wrapping_add((s - gs) as u32);
+            if let Some(p) = block.get_mut(first..(e - offset) as usize) {
+                self.piece(p, address, raw, side, &mut |i, site| visit(first + i, site));
+            }
+        }
+    }
+
+    /// Transforms one piece of a block that lies in one range and starts at
+    /// `address`.
+    fn piece(
+        &self,
+        p: &mut [u8],
+        address: u32,
+        ranges: &[u8],
+        side: Side,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
+        // Halfwords of the piece that belong to a rewritten branch.
+        let mut touched: u128 = 0;
+        if self.flags & FLAG_BRANCHES != 0 {
+            let mut i = (address & 1) as usize;
+            while i + 4 <= p.len() {
+                let at = address.wrapping_add(i as u32);
+                let site = p
+                    .get_mut(i..i + 4)
+                    .and_then(|w| self.branch(w, at, ranges, side));
+                if let Some(target) = site {
+                    if let Some(target) = target {
+                        visit(i, Site::Branch { target });
+                    }
+                    touched |= 0b11 << (i / 2);
+                    i += 4;
+                } else {
+                    i += 2;
+                }
+            }
+        }
+        if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
+            let mut i = (address.wrapping_neg() & 3) as usize;
+            while i + 4 <= p.len() {
+                if touched & (0b11 << (i / 2)) == 0 {
+                    let w = le32(p, i);
+                    let v = w & !1;
+                    if self.windows().any(|win| (win.low..win.high).contains(&v)) {
+                        visit(i, Site::Pointer { value: w });
+                        let mapped = self.map(v) | (w & 1);
+                        if let Some(d) = p.get_mut(i..i + 4) {
+                            d.copy_from_slice(&mapped.to_le_bytes());
+                        }
+                    }
+                }
+                i += 4;
+            }
+        }
+    }
+
+    /// Rewrites the branch at `w` (4 bytes at address `at`) if it is one
+    /// whose displacement lies in the branch window; returns `None` if it
+    /// did not, else the target when that lies in `ranges`.
+    ///
+    /// F and F⁻¹ decide only from the opcode bits and from whether the
+    /// 24-bit field lies in the window (`branch_bits` wide, signed): both
+    /// forms of a rewritten branch lie in it and the others are left as
+    /// they are, so the pair is a bijection (xz's BCJ uses the same device
+    /// on x86). T, which need not be undone, maps a target in the old
+    /// image's ranges through `M` and keeps any other (a false site, most
+    /// likely) relative under the move `M` predicts for the site itself.
+    fn branch(&self, w: &mut [u8], at: u32, ranges: &[u8], side: Side) -> Option<Option<u32>> {
+        let word = le32(w, 0);
+        let (hw1, hw2) = (word as u16, (word >> 16) as u16);
+        // BL (T1) and B.W (T4): 11110 S imm10 | 1 x J1 1 J2 imm11, x = 1 for BL.
+        if hw1 & 0xF800 != 0xF000 || hw2 & 0x9000 != 0x9000 {
+            return None;
+        }
+        let bits = u32::from(self.branch_bits);
+        let field = sext24(thumb_field(hw1, hw2));
+        let half = 1i32 << (bits - 1);
+        if !(-half..half).contains(&field) {
+            return None;
+        }
+        let pc_half = at.wrapping_add(4) >> 1;
+        let wrap = |v: u32| sext(v, bits) as u32 & 0xFF_FFFF;
+        let rel = match side {
+            Side::Forward | Side::Source => field,
+            Side::Inverse => sext((field as u32).wrapping_sub(pc_half), bits),
+        };
+        let target = pc_half.wrapping_add(rel as u32) << 1;
+        let in_image =
+            (0..ranges.len() / RANGE_LEN).any(|i| range_at(ranges, i).contains_address(target));
+        let new_field = match side {
+            Side::Forward => wrap(target >> 1),
+            Side::Inverse => rel as u32 & 0xFF_FFFF,
+            Side::Source if in_image => wrap(self.map(target) >> 1),
+            Side::Source => {
+                let moved = self.map(at).wrapping_sub(at);
+                wrap(target.wrapping_add(moved) >> 1)
+            }
+        };
+        let (h1, h2) = thumb_encode(hw1, hw2, new_field);
+        let out = u32::from(h1) | u32::from(h2) << 16;
+        if let Some(d) = w.get_mut(..4) {
+            d.copy_from_slice(&out.to_le_bytes());
+        }
+        Some(in_image.then_some(target))
+    }
+}
+
+/// Which image [`Xform::sites`] scans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// The old image, as T sees it.
+    Old,
+    /// The new image, as F sees it.
+    New,
+}
+
+/// A reference [`Xform::sites`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// A branch (4 bytes) to this target address.
+    Branch {
+        /// The branch target.
+        target: u32,
+    },
+    /// A pointer word (4 bytes) holding this value (Thumb bit included).
+    Pointer {
+        /// The word.
+        value: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Forward,
+    Inverse,
+    Source,
+}
+
+/// The 24-bit S:I1:I2:imm10:imm11 field of a Thumb BL/B.W.
+fn thumb_field(hw1: u16, hw2: u16) -> u32 {
+    let s = u32::from(hw1 >> 10) & 1;
+    let j1 = u32::from(hw2 >> 13) & 1;
+    let j2 = u32::from(hw2 >> 11) & 1;
+    let i1 = !(j1 ^ s) & 1;
+    let i2 = !(j2 ^ s) & 1;
+    (s << 23) | (i1 << 22) | (i2 << 21) | (u32::from(hw1 & 0x3FF) << 11) | u32::from(hw2 & 0x7FF)
+}
+
+/// `hw1`/`hw2` with their 24-bit field replaced by `field`.
+fn thumb_encode(hw1: u16, hw2: u16, field: u32) -> (u16, u16) {
+    let s = (field >> 23) & 1;
+    let i1 = (field >> 22) & 1;
+    let i2 = (field >> 21) & 1;
+    let j1 = !(i1 ^ s) & 1;
+    let j2 = !(i2 ^ s) & 1;
+    let h1 = (hw1 & 0xF800) | ((s as u16) << 10) | (((field >> 11) & 0x3FF) as u16);
+    let h2 = (hw2 & 0xD000) | ((j1 as u16) << 13) | ((j2 as u16) << 11) | ((field & 0x7FF) as u16);
+    (h1, h2)
+}
+
+fn sext24(v: u32) -> i32 {
+    sext(v, 24)
+}
+
+/// The low `bits` bits of `v`, sign-extended.
+fn sext(v: u32, bits: u32) -> i32 {
+    let shift = 32 - bits;
+    ((v << shift) as i32) >> shift
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn payload(parts: &XformParts<'_>) -> Vec<u8> {
+        let mut out = vec![0u8; parts.encoded_len()];
+        let n = parts.encode(&mut out).unwrap();
+        assert_eq!(n, out.len());
+        out
+    }
+
+    fn bl(at: u32, target: u32) -> [u8; 4] {
+        let rel = (target.wrapping_sub(at + 4) >> 1) & 0xFF_FFFF;
+        let (h1, h2) = thumb_encode(0xF000, 0xF800, rel);
+        let mut w = [0u8; 4];
+        w[..2].copy_from_slice(&h1.to_le_bytes());
+        w[2..].copy_from_slice(&h2.to_le_bytes());
+        w
+    }
+
+    const RANGE: AddrRange = AddrRange {
+        offset: 0,
+        len: 4096,
+        address: 0x0800_0000,
+    };
+
+    #[test]
+    fn field_encoding_matches_the_architecture() {
+        // BL from 0x08000100 to 0x08000200: imm32 = 0xFC -> field 0x7E.
+        let w = bl(0x0800_0100, 0x0800_0200);
+        assert_eq!(w, [0x00, 0xF0, 0x7E, 0xF8]);
+        // Backwards: BL to itself - 4 is imm32 = -8.
+        let w = bl(0x0800_0100, 0x0800_00FC);
+        assert_eq!(w, [0xFF, 0xF7, 0xFC, 0xFF]);
+    }
+
+    #[test]
+    fn moved_call_to_a_moved_callee_becomes_identical() {
+        // Old: call at 0x100 to 0x800. New: everything after 0x80 moved by
+        // 0x40, so the call sits at 0x140 and its callee at 0x840.
+        let bps = [Breakpoint {
+            address: 0x0800_0080,
+            delta: 0x40,
+        }];
+        let ranges = [RANGE];
+        let parts = XformParts {
+            isa: Isa::Thumb2,
+            branch_bits: 22,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
+            old_ranges: &ranges,
+            new_ranges: &ranges,
+            windows: &[Window {
+                low: 0x0800_0000,
+                high: 0x0800_1000,
+            }],
+            breakpoints: &bps,
+        };
+        let bytes = payload(&parts);
+        let x = Xform::parse(&bytes, 0).unwrap();
+        let mut old = vec![0u8; 512];
+        old[0x100..0x104].copy_from_slice(&bl(0x0800_0100, 0x0800_0800));
+        old[0x1F0..0x1F4].copy_from_slice(&0x0800_0901u32.to_le_bytes());
+        let mut new = vec![0u8; 512];
+        new[0x140..0x144].copy_from_slice(&bl(0x0800_0140, 0x0800_0840));
+        new[0x1F0..0x1F4].copy_from_slice(&0x0800_0941u32.to_le_bytes());
+        // The relative forms are the same, the new pointer is not.
+        let mut t = old.clone();
+        x.source(&mut t, 0);
+        let mut f = new.clone();
+        x.forward(&mut f, 0);
+        assert_eq!(t[0x100..0x104], f[0x140..0x144]);
+        assert_eq!(t[0x1F0..0x1F4], f[0x1F0..0x1F4]);
+        x.inverse(&mut f, 0);
+        assert_eq!(f, new);
+    }
+
+    #[test]
+    fn a_branch_across_a_block_boundary_is_left_alone() {
+        let ranges = [RANGE];
+        let parts = XformParts {
+            isa: Isa::Thumb2,
+            branch_bits: 22,
+            flags: FLAG_BRANCHES,
+            old_ranges: &ranges,
+            new_ranges: &ranges,
+            windows: &[],
+            breakpoints: &[],
+        };
+        let bytes = payload(&parts);
+        let x = Xform::parse(&bytes, 0).unwrap();
+        let mut img = vec![0u8; 512];
+        img[254..258].copy_from_slice(&bl(0x0800_00FE, 0x0800_0010));
+        let before = img.clone();
+        x.forward(&mut img, 0);
+        assert_eq!(img, before);
+    }
+
+    #[test]
+    fn map_is_a_step_function() {
+        let bps = [
+            Breakpoint {
+                address: 100,
+                delta: 8,
+            },
+            Breakpoint {
+                address: 200,
+                delta: -4,
+            },
+        ];
+        let parts = XformParts {
+            isa: Isa::Thumb2,
+            branch_bits: 22,
+            flags: 0,
+            old_ranges: &[],
+            new_ranges: &[],
+            windows: &[],
+            breakpoints: &bps,
+        };
+        let bytes = payload(&parts);
+        let x = Xform::parse(&bytes, 0).unwrap();
+        assert_eq!(x.map(99), 99);
+        assert_eq!(x.map(100), 108);
+        assert_eq!(x.map(199), 207);
+        assert_eq!(x.map(200), 196);
+        assert_eq!(x.map(u32::MAX), u32::MAX - 4);
+    }
+
+    #[test]
+    fn malformed_payloads_are_refused_with_their_offset() {
+        let ranges = [RANGE];
+        let bps = [
+            Breakpoint {
+                address: 10,
+                delta: 1,
+            },
+            Breakpoint {
+                address: 20,
+                delta: 2,
+            },
+        ];
+        let parts = XformParts {
+            isa: Isa::Thumb2,
+            branch_bits: 22,
+            flags: FLAG_BRANCHES,
+            old_ranges: &ranges,
+            new_ranges: &ranges,
+            windows: &[Window { low: 1, high: 2 }],
+            breakpoints: &bps,
+        };
+        let good = payload(&parts);
+        assert!(Xform::parse(&good, 0).is_ok());
+        let bad = |i: usize, v: u8| {
+            let mut b = good.clone();
+            b[i] = v;
+            Xform::parse(&b, 1000).unwrap_err()
+        };
+        assert!(matches!(
+            bad(0, 2),
+            Error::InvalidField { offset: 1000, .. }
+        ));
+        assert!(matches!(
+            bad(1, 9),
+            Error::InvalidField { offset: 1001, .. }
+        ));
+        assert!(matches!(
+            bad(2, 4),
+            Error::InvalidField { offset: 1002, .. }
+        ));
+        assert!(matches!(bad(3, 17), Error::BadLength { offset: 1003, .. }));
+        assert!(matches!(
+            bad(6, 25),
+            Error::InvalidField { offset: 1006, .. }
+        ));
+        assert!(matches!(bad(7, 1), Error::NonZeroReserved { offset: 1007 }));
+        // Empty range (length byte 0 of the first old range).
+        assert!(matches!(
+            bad(13, 0),
+            Error::InvalidField { offset: 1008, .. }
+        ));
+        // Window low >= high.
+        assert!(matches!(
+            bad(32, 5),
+            Error::InvalidField { offset: 1032, .. }
+        ));
+        // Second breakpoint not above the first.
+        assert!(matches!(
+            bad(52, 10),
+            Error::InvalidField { offset: 1052, .. }
+        ));
+        // Truncated and trailing bytes.
+        assert!(matches!(
+            Xform::parse(&good[..good.len() - 1], 0),
+            Err(Error::Truncated { .. })
+        ));
+        let mut long = good.clone();
+        long.push(0);
+        assert!(matches!(
+            Xform::parse(&long, 0),
+            Err(Error::BadLength { .. })
+        ));
+    }
+
+    fn arb_xform() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0u32..0x100,
+            prop::collection::vec((0u32..0x2000, -0x400i32..0x400), 0..8),
+            0u8..4,
+            MIN_BRANCH_BITS..=MAX_BRANCH_BITS,
+        )
+            .prop_map(|(base_pages, bps, flags, branch_bits)| {
+                let ranges = [
+                    AddrRange {
+                        offset: 0,
+                        len: 0x300,
+                        address: 0x0800_0000 + base_pages * 0x100,
+                    },
+                    AddrRange {
+                        offset: 0x301,
+                        len: 0x1000,
+                        address: 0x2000_0001,
+                    },
+                ];
+                let mut bps: Vec<Breakpoint> = bps
+                    .into_iter()
+                    .map(|(a, d)| Breakpoint {
+                        address: 0x0800_0000 + a * 2,
+                        delta: d * 2,
+                    })
+                    .collect();
+                bps.sort_by_key(|b| b.address);
+                bps.dedup_by_key(|b| b.address);
+                let parts = XformParts {
+                    isa: Isa::Thumb2,
+                    branch_bits,
+                    flags,
+                    old_ranges: &ranges,
+                    new_ranges: &ranges,
+                    windows: &[Window {
+                        low: 0x0800_0000,
+                        high: 0x0801_0000,
+                    }],
+                    breakpoints: &bps,
+                };
+                payload(&parts)
+            })
+    }
+
+    /// Bytes dense in Thumb BL/B.W patterns.
+    fn arb_code() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![
+                any::<u16>(),
+                any::<u16>().prop_map(|v| 0xF000 | (v & 0x7FF)),
+                any::<u16>().prop_map(|v| 0x9000 | (v & 0x6FFF)),
+            ],
+            0..900,
+        )
+        .prop_map(|hws| hws.iter().flat_map(|h| h.to_le_bytes()).collect())
+    }
+
+    proptest! {
+        #[test]
+        fn inverse_undoes_forward(x in arb_xform(), code in arb_code(), skew in 0usize..3) {
+            let x = Xform::parse(&x, 0).unwrap();
+            let code = &code[skew.min(code.len())..];
+            let mut f = code.to_vec();
+            x.forward(&mut f, 0);
+            x.inverse(&mut f, 0);
+            prop_assert_eq!(&f[..], code);
+        }
+
+        #[test]
+        fn blocks_transform_alone(x in arb_xform(), code in arb_code(), k in 0usize..4) {
+            let x = Xform::parse(&x, 0).unwrap();
+            let mut whole = code.clone();
+            x.source(&mut whole, 0);
+            let start = (k * XFORM_BLOCK).min(code.len() / XFORM_BLOCK * XFORM_BLOCK);
+            let mut part = code[start..].to_vec();
+            x.source(&mut part, start as u64);
+            prop_assert_eq!(&whole[start..], &part[..]);
+        }
+
+        #[test]
+        fn encode_parse_round_trip(x in arb_xform()) {
+            let p = Xform::parse(&x, 0).unwrap();
+            let old: Vec<AddrRange> = p.old_ranges().collect();
+            let new: Vec<AddrRange> = p.new_ranges().collect();
+            let win: Vec<Window> = p.windows().collect();
+            let bps: Vec<Breakpoint> =
+                (0..p.breakpoint_count()).map(|i| p.breakpoint(i).unwrap()).collect();
+            let again = payload(&XformParts {
+                isa: p.isa(),
+                branch_bits: p.branch_bits(),
+                flags: p.flags(),
+                old_ranges: &old,
+                new_ranges: &new,
+                windows: &win,
+                breakpoints: &bps,
+            });
+            prop_assert_eq!(again, x);
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Xform::parse(&bytes, 0);
+        }
+    }
+}

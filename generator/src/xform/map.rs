@@ -1,0 +1,262 @@
+//! Inferring the address map `M` (old address → new address) from the two
+//! images alone.
+//!
+//! Matched blocks pair old and new positions. Where a paired position holds
+//! a reference on both sides, the two targets are a *vote*: old target `t`
+//! went to new target `t'`. Votes come from branches (code targets) and
+//! pointer words (code, constants and RAM variables), plus one per block
+//! for the block's own move. The map is the step function that follows the
+//! majority delta of the votes, sorted by old address, with runs that too
+//! few votes support absorbed by their neighbours (one false site must not
+//! cost a breakpoint, nor bend the map for the targets around it).
+
+use std::collections::HashMap;
+
+use fota_format::xform::{Breakpoint, Image, Site, Window, Xform, MAX_BREAKPOINTS};
+
+use crate::matcher::Block;
+
+/// Votes a run of equal deltas needs to stand between two runs of another
+/// delta; a breakpoint costs about as much as the references it fixes.
+const MIN_RUN_VOTES: u32 = 3;
+
+/// One observation: old address `t` appears as `t + delta` in the new image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Vote {
+    t: u32,
+    delta: i32,
+}
+
+/// The breakpoints of the map the votes of `blocks` support. `probe` is a
+/// transform with both images' ranges and the old pointer windows (its own
+/// map is not used); `new_windows` bound the new pointer values that count.
+pub fn infer(
+    old: &[u8],
+    new: &[u8],
+    probe: &Xform<'_>,
+    blocks: &[Block],
+    new_windows: &[Window],
+) -> Vec<Breakpoint> {
+    let votes = collect_votes(old, new, probe, blocks, new_windows);
+    fit(votes)
+}
+
+fn collect_votes(
+    old: &[u8],
+    new: &[u8],
+    probe: &Xform<'_>,
+    blocks: &[Block],
+    new_windows: &[Window],
+) -> Vec<Vote> {
+    let mut old_sites: Vec<(u64, Site)> = Vec::new();
+    probe.sites(old, 0, Image::Old, |at, s| old_sites.push((at, s)));
+    // Within a block, branches are reported before pointer words.
+    old_sites.sort_unstable_by_key(|&(at, _)| at);
+    let mut new_branches: HashMap<u64, u32> = HashMap::new();
+    probe.sites(new, 0, Image::New, |at, s| {
+        if let Site::Branch { target } = s {
+            new_branches.insert(at, target);
+        }
+    });
+    let in_new_window = |v: u32| new_windows.iter().any(|w| (w.low..w.high).contains(&v));
+    let old_ranges: Vec<_> = probe.old_ranges().collect();
+    let new_ranges: Vec<_> = probe.new_ranges().collect();
+    let address = |ranges: &[fota_format::xform::AddrRange], at: usize| {
+        ranges.iter().find_map(|r| {
+            let off = u32::try_from(at).ok()?.checked_sub(r.offset)?;
+            (off < r.len).then(|| r.address.wrapping_add(off))
+        })
+    };
+    let mut votes = Vec::new();
+    for b in blocks {
+        if b.len >= 64 {
+            if let (Some(a), Some(a2)) = (address(&old_ranges, b.old), address(&new_ranges, b.new))
+            {
+                votes.push(Vote {
+                    t: a,
+                    delta: a2.wrapping_sub(a) as i32,
+                });
+            }
+        }
+        let first = old_sites.partition_point(|&(at, _)| at < b.old as u64);
+        for &(at, site) in &old_sites[first..] {
+            if at + 4 > (b.old + b.len) as u64 {
+                break;
+            }
+            let y = b.new as u64 + (at - b.old as u64);
+            match site {
+                Site::Branch { target } => {
+                    if let Some(&t2) = new_branches.get(&y) {
+                        votes.push(Vote {
+                            t: target,
+                            delta: t2.wrapping_sub(target) as i32,
+                        });
+                    }
+                }
+                Site::Pointer { value } => {
+                    let Some(w) = new.get(y as usize..y as usize + 4) else {
+                        continue;
+                    };
+                    let v2 = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                    if v2 & 1 == value & 1 && in_new_window(v2 & !1) {
+                        votes.push(Vote {
+                            t: value & !1,
+                            delta: (v2 & !1).wrapping_sub(value & !1) as i32,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    votes
+}
+
+/// A run of consecutive old addresses whose majority delta is the same.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: u32,
+    delta: i32,
+    votes: u32,
+}
+
+/// The step function through the votes' majority deltas.
+fn fit(mut votes: Vec<Vote>) -> Vec<Breakpoint> {
+    votes.sort_unstable();
+    // Majority delta per old address (ties: the smaller move).
+    let mut points: Vec<(u32, i32, u32)> = Vec::new();
+    let mut i = 0;
+    while i < votes.len() {
+        let t = votes[i].t;
+        let mut best = (0u32, 0i32);
+        while i < votes.len() && votes[i].t == t {
+            let d = votes[i].delta;
+            let mut n = 0u32;
+            while i < votes.len() && votes[i].t == t && votes[i].delta == d {
+                n += 1;
+                i += 1;
+            }
+            if n > best.0 || (n == best.0 && d.unsigned_abs() < best.1.unsigned_abs()) {
+                best = (n, d);
+            }
+        }
+        points.push((t, best.1, best.0));
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    for (t, d, n) in points {
+        match runs.last_mut() {
+            Some(r) if r.delta == d => r.votes += n,
+            _ => runs.push(Run {
+                start: t,
+                delta: d,
+                votes: n,
+            }),
+        }
+    }
+    // Absorb weak runs, weakest first, into their neighbours.
+    loop {
+        let weak = (0..runs.len())
+            .filter(|&i| runs[i].votes < MIN_RUN_VOTES && runs.len() > 1)
+            .min_by_key(|&i| (runs[i].votes, i));
+        let Some(i) = weak else { break };
+        let removed = runs.remove(i);
+        if i > 0 && i < runs.len() && runs[i - 1].delta == runs[i].delta {
+            let next = runs.remove(i);
+            runs[i - 1].votes += next.votes + removed.votes;
+        } else if i > 0 {
+            runs[i - 1].votes += removed.votes;
+        } else if let Some(next) = runs.first_mut() {
+            next.start = removed.start;
+            next.votes += removed.votes;
+        }
+    }
+    let mut out: Vec<Breakpoint> = Vec::new();
+    for (k, r) in runs.iter().enumerate() {
+        let address = if k == 0 { 0 } else { r.start };
+        let prev = out.last().map_or(0, |b| b.delta);
+        if r.delta != prev {
+            out.push(Breakpoint {
+                address,
+                delta: r.delta,
+            });
+        }
+    }
+    out.truncate(MAX_BREAKPOINTS as usize);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(t: u32, delta: i32, n: usize) -> Vec<Vote> {
+        vec![Vote { t, delta }; n]
+    }
+
+    #[test]
+    fn a_single_insertion_is_one_breakpoint() {
+        let mut votes = Vec::new();
+        for t in (0x0800_0000..0x0800_1000).step_by(0x40) {
+            votes.extend(v(t, 0, 2));
+        }
+        for t in (0x0800_1000..0x0800_3000).step_by(0x40) {
+            votes.extend(v(t, 0x24, 2));
+        }
+        let bps = fit(votes);
+        assert_eq!(
+            bps,
+            vec![Breakpoint {
+                address: 0x0800_1000,
+                delta: 0x24
+            }]
+        );
+    }
+
+    #[test]
+    fn stray_votes_do_not_make_breakpoints() {
+        let mut votes = Vec::new();
+        for t in (0x100..0x2000).step_by(0x10) {
+            votes.extend(v(t, 8, 1));
+        }
+        // A false site in the middle, and a disagreeing vote on one target.
+        votes.extend(v(0x805, -0x7000, 1));
+        votes.extend(v(0x900, 12, 1));
+        let bps = fit(votes);
+        assert_eq!(
+            bps,
+            vec![Breakpoint {
+                address: 0,
+                delta: 8
+            }]
+        );
+    }
+
+    #[test]
+    fn ram_and_flash_move_apart() {
+        let mut votes = Vec::new();
+        for t in (0x0800_0000..0x0800_0400).step_by(4) {
+            votes.extend(v(t, -16, 1));
+        }
+        for t in (0x2000_0000..0x2000_0100).step_by(4) {
+            votes.extend(v(t, 8, 1));
+        }
+        let bps = fit(votes);
+        assert_eq!(
+            bps,
+            vec![
+                Breakpoint {
+                    address: 0,
+                    delta: -16
+                },
+                Breakpoint {
+                    address: 0x2000_0000,
+                    delta: 8
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn no_votes_is_the_identity() {
+        assert!(fit(Vec::new()).is_empty());
+    }
+}

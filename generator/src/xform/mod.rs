@@ -1,0 +1,164 @@
+//! The reference transform (see `fota_format::xform`) on the generator's
+//! side: find each image's layout, infer the address map, and hand the
+//! pipeline the transformed images T(old) and F(new) to diff instead of
+//! the raw ones.
+//!
+//! ```text
+//! layout (ELF sections | Cortex-M vector table)
+//!   ──> match raw images ──> votes ──> map M₁
+//!   ──> match T₁(old) against F(new) ──> votes ──> map M₂ ──> T₂(old), F(new)
+//! ```
+//!
+//! The second round matches the transformed images, whose blocks are
+//! longer and so pair more references; its map is the one shipped.
+
+pub mod layout;
+pub mod map;
+pub mod synth;
+
+use fota_format::xform::{Breakpoint, XformParts, FLAG_BRANCHES, FLAG_POINTERS};
+use fota_format::Xform;
+
+pub use layout::{Arch, Layout};
+
+use crate::error::{Error, Result};
+use crate::matcher::{find_blocks, MatchParams};
+use crate::progress::NoProgress;
+use crate::suffix::SuffixIndex;
+
+/// Rounds of matching and map inference.
+const ROUNDS: usize = 2;
+
+/// What the transform made of a pair of images.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The XFORM op's payload.
+    pub payload: Vec<u8>,
+    /// T(old): the old image in the new image's absolute domain.
+    pub old: Vec<u8>,
+    /// F(new): the new image with branches made absolute.
+    pub new: Vec<u8>,
+    /// Figures for reports.
+    pub stats: XformStats,
+}
+
+/// Figures of a transform, for `fota diff` and `fota inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XformStats {
+    /// Instruction set.
+    pub isa: fota_format::xform::Isa,
+    /// How the old image's layout was found.
+    pub layout: &'static str,
+    /// Breakpoints of the address map.
+    pub breakpoints: usize,
+    /// References T rewrites in the old image.
+    pub old_sites: usize,
+    /// Branches F rewrites in the new image.
+    pub new_sites: usize,
+}
+
+/// Prepares the transform of `old` → `new` for `arch`; `None` when either
+/// image has no layout of that instruction set (the pair is diffed raw).
+///
+/// # Errors
+/// [`Error::Limit`] for images over 4 GiB, which the transform's 32-bit
+/// ranges cannot describe.
+pub fn prepare(
+    old: &[u8],
+    new: &[u8],
+    arch: Arch,
+    params: MatchParams,
+) -> Result<Option<Prepared>> {
+    let (Some(lo), Some(ln)) = (layout::detect(old, arch), layout::detect(new, arch)) else {
+        return Ok(None);
+    };
+    if lo.isa != ln.isa {
+        return Ok(None);
+    }
+    let branch_bits = branch_bits(&lo, &ln);
+    let payload_for = |breakpoints: &[Breakpoint]| -> Result<Vec<u8>> {
+        let parts = XformParts {
+            isa: lo.isa,
+            branch_bits,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
+            old_ranges: &lo.ranges,
+            new_ranges: &ln.ranges,
+            windows: &lo.windows,
+            breakpoints,
+        };
+        let mut out = vec![0u8; parts.encoded_len()];
+        let n = parts.encode(&mut out).ok_or(Error::Limit {
+            what: "xform payload records",
+            value: breakpoints.len() as u64,
+            limit: fota_format::xform::MAX_BREAKPOINTS.into(),
+        })?;
+        out.truncate(n);
+        Ok(out)
+    };
+    let probe_bytes = payload_for(&[])?;
+    let probe = parse(&probe_bytes)?;
+    let mut forward = new.to_vec();
+    probe.forward(&mut forward, 0);
+    let mut breakpoints: Vec<Breakpoint> = Vec::new();
+    let mut current = (old.to_vec(), new.to_vec());
+    for _ in 0..ROUNDS {
+        let index = SuffixIndex::build(&current.0)?;
+        let blocks = find_blocks(&index, &current.1, params, &NoProgress);
+        drop(index);
+        breakpoints = map::infer(old, new, &probe, &blocks, &ln.windows);
+        let payload = payload_for(&breakpoints)?;
+        let x = parse(&payload)?;
+        let mut t = old.to_vec();
+        x.source(&mut t, 0);
+        current = (t, forward.clone());
+    }
+    let payload = payload_for(&breakpoints)?;
+    let (mut old_sites, mut new_sites) = (0, 0);
+    probe.sites(old, 0, fota_format::xform::Image::Old, |_, _| {
+        old_sites += 1
+    });
+    probe.sites(new, 0, fota_format::xform::Image::New, |_, _| {
+        new_sites += 1
+    });
+    Ok(Some(Prepared {
+        payload,
+        old: current.0,
+        new: current.1,
+        stats: XformStats {
+            isa: lo.isa,
+            layout: lo.source,
+            breakpoints: breakpoints.len(),
+            old_sites,
+            new_sites,
+        },
+    }))
+}
+
+/// The narrowest branch window that still reaches across either image: a
+/// displacement of the whole address span, in half-words, signed.
+fn branch_bits(old: &Layout, new: &Layout) -> u8 {
+    use fota_format::xform::{MAX_BRANCH_BITS, MIN_BRANCH_BITS};
+    let span = |l: &Layout| {
+        let lo = l
+            .ranges
+            .iter()
+            .map(|r| u64::from(r.address))
+            .min()
+            .unwrap_or(0);
+        let hi = l
+            .ranges
+            .iter()
+            .map(|r| u64::from(r.address) + u64::from(r.len))
+            .max()
+            .unwrap_or(0);
+        hi.saturating_sub(lo)
+    };
+    let halfwords = span(old).max(span(new)).div_ceil(2).max(1);
+    let bits = 64 - (halfwords - 1).leading_zeros() + 1;
+    (bits as u8).clamp(MIN_BRANCH_BITS, MAX_BRANCH_BITS)
+}
+
+/// Parses a payload this module encoded: failing is a bug, reported.
+fn parse(payload: &[u8]) -> Result<Xform<'_>> {
+    Xform::parse(payload, 0).map_err(Error::SelfCheck)
+}

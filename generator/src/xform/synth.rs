@@ -1,0 +1,246 @@
+//! Synthetic Cortex-M firmware pairs, for tests and benchmarks of the
+//! transform: a vector table, functions that call each other with BL and
+//! load addresses from literal pools (other functions, RAM variables,
+//! constant strings), and a second version in which a function was
+//! inserted, a few were edited and a RAM variable added, so nearly every
+//! reference after those points changed.
+
+/// Flash base of the synthetic images.
+pub const BASE: u32 = 0x0800_0000;
+/// RAM base (variables).
+pub const RAM: u32 = 0x2000_0000;
+
+/// A deterministic generator (xorshift), so fixtures need no files.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// One instruction-level item of a function body.
+#[derive(Debug, Clone)]
+enum Item {
+    /// A 16-bit instruction that is no reference.
+    Plain(u16),
+    /// BL to function `n`.
+    Call(usize),
+    /// A literal-pool load of the address of function `n`.
+    FuncPtr(usize),
+    /// A literal-pool load of the address of RAM variable `n`.
+    VarPtr(usize),
+    /// A literal-pool load of the address of string `n`.
+    StrPtr(usize),
+}
+
+/// A program: what both versions are laid out from.
+#[derive(Debug, Clone)]
+struct Program {
+    functions: Vec<Vec<Item>>,
+    /// Sizes of the RAM variables.
+    vars: Vec<u32>,
+    strings: Vec<Vec<u8>>,
+}
+
+fn random_function(rng: &mut Rng, functions: usize, vars: usize, strings: usize) -> Vec<Item> {
+    let len = 20 + rng.below(180) as usize;
+    (0..len)
+        .map(|_| match rng.below(100) {
+            0..=9 => Item::Call(rng.below(functions as u64) as usize),
+            10..=12 => Item::FuncPtr(rng.below(functions as u64) as usize),
+            13..=17 => Item::VarPtr(rng.below(vars as u64) as usize),
+            18..=19 => Item::StrPtr(rng.below(strings as u64) as usize),
+            // Opcodes below 0xE800: 16-bit Thumb instructions.
+            _ => Item::Plain(rng.below(0xE800) as u16),
+        })
+        .collect()
+}
+
+impl Program {
+    fn random(rng: &mut Rng, functions: usize) -> Program {
+        let vars: Vec<u32> = (0..functions / 2)
+            .map(|_| 4 * (1 + rng.below(8) as u32))
+            .collect();
+        let strings: Vec<Vec<u8>> = (0..functions / 4 + 1)
+            .map(|i| {
+                let len = 8 + rng.below(40) as usize;
+                (0..len).map(|k| b'a' + ((i + k) % 26) as u8).collect()
+            })
+            .collect();
+        let bodies = (0..functions)
+            .map(|_| random_function(rng, functions, vars.len(), strings.len()))
+            .collect();
+        Program {
+            functions: bodies,
+            vars,
+            strings,
+        }
+    }
+
+    /// The image: vector table, functions (each followed by its literal
+    /// pool), strings; RAM variables laid out from [`RAM`].
+    fn layout(&self) -> Vec<u8> {
+        let table = 4 * 48;
+        // Pass 1: addresses.
+        let mut func_addr = Vec::with_capacity(self.functions.len());
+        let mut at = table as u32;
+        for f in &self.functions {
+            func_addr.push(BASE + at);
+            at += code_len(f) + pool_len(f, at);
+        }
+        let mut str_addr = Vec::new();
+        for s in &self.strings {
+            str_addr.push(BASE + at);
+            at += (s.len() as u32 + 3) & !3;
+        }
+        let mut var_addr = Vec::new();
+        let mut ram = RAM;
+        for v in &self.vars {
+            var_addr.push(ram);
+            ram += v;
+        }
+        // Pass 2: bytes.
+        let mut img = Vec::with_capacity(at as usize);
+        img.extend_from_slice(&(RAM + 0x2_0000).to_le_bytes());
+        for i in 0..47 {
+            let f = func_addr[i % func_addr.len()];
+            img.extend_from_slice(&(f | 1).to_le_bytes());
+        }
+        for (fi, f) in self.functions.iter().enumerate() {
+            let start = func_addr[fi];
+            let code_end = start + code_len(f);
+            let pool_start = (code_end + 3) & !3;
+            let mut pool: Vec<u32> = Vec::new();
+            for item in f {
+                let here = BASE + img.len() as u32;
+                match *item {
+                    Item::Plain(h) => img.extend_from_slice(&h.to_le_bytes()),
+                    Item::Call(n) => img.extend_from_slice(&bl(here, func_addr[n])),
+                    Item::FuncPtr(_) | Item::VarPtr(_) | Item::StrPtr(_) => {
+                        let value = match *item {
+                            Item::FuncPtr(n) => func_addr[n] | 1,
+                            Item::VarPtr(n) => var_addr[n],
+                            Item::StrPtr(n) => str_addr[n],
+                            _ => 0,
+                        };
+                        // LDR Rt, [PC, #imm8*4] (T1).
+                        let slot = pool_start + 4 * pool.len() as u32;
+                        let imm = (slot - ((here + 4) & !3)) / 4;
+                        img.extend_from_slice(&(0x4800u16 | (imm as u16 & 0xFF)).to_le_bytes());
+                        pool.push(value);
+                    }
+                }
+            }
+            while (BASE + img.len() as u32) < pool_start {
+                img.push(0);
+            }
+            for v in pool {
+                img.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        for s in &self.strings {
+            img.extend_from_slice(s);
+            while img.len() % 4 != 0 {
+                img.push(0);
+            }
+        }
+        img
+    }
+}
+
+fn code_len(f: &[Item]) -> u32 {
+    f.iter()
+        .map(|i| match i {
+            Item::Call(_) => 4,
+            _ => 2,
+        })
+        .sum()
+}
+
+/// Padding to 4 and the pool words after a function's code at `at`.
+fn pool_len(f: &[Item], at: u32) -> u32 {
+    let code_end = at + code_len(f);
+    let pad = ((code_end + 3) & !3) - code_end;
+    let words = f
+        .iter()
+        .filter(|i| matches!(i, Item::FuncPtr(_) | Item::VarPtr(_) | Item::StrPtr(_)))
+        .count() as u32;
+    pad + 4 * words
+}
+
+/// A Thumb BL at `at` to `target`.
+fn bl(at: u32, target: u32) -> [u8; 4] {
+    let off = target.wrapping_sub(at + 4) >> 1;
+    let s = (off >> 23) & 1;
+    let i1 = (off >> 22) & 1;
+    let i2 = (off >> 21) & 1;
+    let j1 = !(i1 ^ s) & 1;
+    let j2 = !(i2 ^ s) & 1;
+    let h1 = 0xF000 | (s << 10) | ((off >> 11) & 0x3FF);
+    let h2 = 0xD000 | (j1 << 13) | (j2 << 11) | (off & 0x7FF);
+    let mut w = [0u8; 4];
+    w[..2].copy_from_slice(&(h1 as u16).to_le_bytes());
+    w[2..].copy_from_slice(&(h2 as u16).to_le_bytes());
+    w
+}
+
+/// A firmware pair of about `functions` functions: the old image, and a
+/// new one with a function inserted near the start, `edits` functions
+/// edited (an instruction changed, one added) and a RAM variable added.
+pub fn firmware_pair(functions: usize, edits: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng(seed | 1);
+    let functions = functions.max(4);
+    let old = Program::random(&mut rng, functions);
+    let mut new = old.clone();
+    // A new function early on: every later function moves.
+    let fresh = random_function(&mut rng, functions, new.vars.len(), new.strings.len());
+    let at = 1 + rng.below(functions as u64 / 4) as usize;
+    new.functions.insert(at, fresh);
+    for item in new.functions.iter_mut().flatten() {
+        if let Item::Call(n) | Item::FuncPtr(n) = item {
+            if *n >= at {
+                *n += 1;
+            }
+        }
+    }
+    for _ in 0..edits {
+        let f = rng.below(new.functions.len() as u64) as usize;
+        let body = &mut new.functions[f];
+        let i = rng.below(body.len() as u64) as usize;
+        body[i] = Item::Plain(rng.below(0xE800) as u16);
+        body.insert(i, Item::Plain(rng.below(0xE800) as u16));
+    }
+    // A new variable early in RAM: later variables move.
+    new.vars.insert(1, 8);
+    for item in new.functions.iter_mut().flatten() {
+        if let Item::VarPtr(n) = item {
+            if *n >= 1 {
+                *n += 1;
+            }
+        }
+    }
+    (old.layout(), new.layout())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_look_like_cortex_m_images() {
+        let (old, new) = firmware_pair(60, 3, 7);
+        assert_ne!(old, new);
+        for img in [&old, &new] {
+            let l = super::super::layout::detect(img, super::super::Arch::Auto).expect("layout");
+            assert_eq!(l.ranges[0].address, BASE);
+        }
+        assert_eq!(firmware_pair(60, 3, 7), (old, new));
+    }
+}

@@ -1,0 +1,101 @@
+//! The reference transform end to end on the host: packages of synthetic
+//! Cortex-M firmware pairs apply bit-exactly (every `diff` self-checks
+//! through the host applier) in every profile and mode, and the transform
+//! pays for itself where code moved.
+
+mod common;
+
+use fota_format::{Mode, OpKind, Package, Profile};
+use fota_generator::xform::synth::firmware_pair;
+use fota_generator::{diff, Arch, DiffOptions};
+use proptest::prelude::*;
+
+fn opts(profile: Profile, mode: Mode, arch: Arch) -> DiffOptions {
+    DiffOptions {
+        threads: 1,
+        profile,
+        mode,
+        arch,
+        segment_size: if mode == Mode::AB {
+            4096
+        } else {
+            fota_generator::DEFAULT_SEGMENT_SIZE
+        },
+        ..DiffOptions::default()
+    }
+}
+
+#[test]
+fn moved_code_costs_far_less_with_the_transform() {
+    let (old, new) = firmware_pair(400, 4, 11);
+    let key = common::key(1);
+    for profile in [Profile::Zstd, Profile::Tiny] {
+        for mode in [Mode::AB, Mode::InPlace] {
+            let with = diff(&old, &new, &key, &opts(profile, mode, Arch::Auto)).unwrap();
+            let without = diff(&old, &new, &key, &opts(profile, mode, Arch::None)).unwrap();
+            let x = with.xform.expect("the transform applies");
+            assert!(x.breakpoints >= 2, "{x:?}");
+            assert_eq!(with.other_len, Some(without.package.len()));
+            assert_eq!(without.xform, None);
+            let ratio = with.package.len() as f64 / without.package.len() as f64;
+            println!(
+                "{profile:?} {mode:?}: {} vs {} bytes ({ratio:.3}), {x:?}",
+                with.package.len(),
+                without.package.len()
+            );
+            assert!(ratio < 0.6, "{profile:?} {mode:?}: {ratio:.3}");
+            // Op 0 is the transform, announced by the manifest.
+            let pkg = Package::parse(&with.package).unwrap();
+            let m = pkg.manifest_unverified().unwrap();
+            let first = pkg.ops_unverified().unwrap().next().unwrap().unwrap();
+            assert_eq!(first.header.kind, OpKind::Xform);
+            assert_eq!(m.xform_len, first.header.payload_len);
+        }
+    }
+}
+
+#[test]
+fn a_package_without_gain_is_made_without_the_transform() {
+    // Data that is no firmware: no layout, no transform, nothing tried.
+    let old: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut new = old.clone();
+    new[1000] ^= 1;
+    let out = diff(&old, &new, &common::key(1), &DiffOptions::default()).unwrap();
+    assert_eq!((out.xform, out.other_len), (None, None));
+    // An identical pair: the transform costs its payload and gains nothing.
+    let (old, _) = firmware_pair(100, 0, 3);
+    let out = diff(&old, &old, &common::key(1), &DiffOptions::default()).unwrap();
+    assert_eq!(out.xform, None);
+    assert!(out.other_len.is_some());
+}
+
+#[test]
+fn thread_count_does_not_change_the_package() {
+    let (old, new) = firmware_pair(200, 3, 5);
+    let key = common::key(2);
+    let mut o = opts(Profile::Tiny, Mode::AB, Arch::Auto);
+    let one = diff(&old, &new, &key, &o).unwrap().package;
+    o.threads = 2;
+    assert_eq!(diff(&old, &new, &key, &o).unwrap().package, one);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn transformed_packages_apply(
+        functions in 8usize..120,
+        edits in 0usize..6,
+        seed in any::<u64>(),
+        tiny in any::<bool>(),
+        in_place in any::<bool>(),
+    ) {
+        let (old, new) = firmware_pair(functions, edits, seed);
+        let profile = if tiny { Profile::Tiny } else { Profile::Zstd };
+        let mode = if in_place { Mode::InPlace } else { Mode::AB };
+        // diff applies the package to `old` and compares with `new`.
+        let out = diff(&old, &new, &common::key(3), &opts(profile, mode, Arch::Thumb)).unwrap();
+        prop_assert!(out.xform.is_some());
+        prop_assert_eq!(out.other_len, None);
+    }
+}
