@@ -503,6 +503,16 @@ int32_t fota_agent_init(struct FotaAgent *agent, const struct FotaConfig *config
 size_t fota_agent_work_len(uint32_t write_size, uint32_t read_size);
 
 /**
+ * Bytes the work buffer needs for a package whose manifest announces a
+ * reference transform of `xform_len` bytes (0 for none): the work length
+ * plus a 256-byte block and the transform. A device lends what its RAM
+ * budget allows; `fota_agent_apply` refuses a package whose transform does
+ * not fit (`FOTA_ERR_LAYOUT`) before it writes anything. 0 when a size is
+ * not supported.
+ */
+size_t fota_agent_work_len_for(uint32_t write_size, uint32_t read_size, uint32_t xform_len);
+
+/**
  * Bytes of a `FotaAgent` (`FOTA_AGENT_SIZE`), for callers that allocate it
  * at run time and want to check the header they were built with.
  */

@@ -401,6 +401,24 @@ pub extern "C" fn fota_agent_work_len(write_size: u32, read_size: u32) -> usize 
     work_len(write_size as usize, read_size as usize)
 }
 
+/// Bytes the work buffer needs for a package whose manifest announces a
+/// reference transform of `xform_len` bytes (0 for none): the work length
+/// plus a 256-byte block and the transform. A device lends what its RAM
+/// budget allows; `fota_agent_apply` refuses a package whose transform does
+/// not fit (`FOTA_ERR_LAYOUT`) before it writes anything. 0 when a size is
+/// not supported.
+#[no_mangle]
+pub extern "C" fn fota_agent_work_len_for(
+    write_size: u32,
+    read_size: u32,
+    xform_len: u32,
+) -> usize {
+    match fota_agent_work_len(write_size, read_size) {
+        0 => 0,
+        _ => crate::work_len_for(write_size as usize, read_size as usize, xform_len),
+    }
+}
+
 /// Bytes of a `FotaAgent` (`FOTA_AGENT_SIZE`), for callers that allocate it
 /// at run time and want to check the header they were built with.
 #[no_mangle]
@@ -1100,6 +1118,9 @@ mod tests {
         assert_eq!(fota_agent_work_len(4, 1), work_len(4, 1));
         assert_eq!(fota_agent_work_len(0, 1), 0);
         assert_eq!(fota_agent_work_len(4, 1024), 0);
+        assert_eq!(fota_agent_work_len_for(4, 1, 0), work_len(4, 1));
+        assert_eq!(fota_agent_work_len_for(4, 1, 100), work_len(4, 1) + 356);
+        assert_eq!(fota_agent_work_len_for(0, 1, 100), 0);
         assert_eq!(size_of::<FotaConfig>(), 240);
     }
 

@@ -294,6 +294,24 @@ fn verify(a: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `fota inspect` shows of a package's reference transform.
+fn xform_json(x: &fota_format::Xform<'_>) -> serde_json::Value {
+    let ranges = |r: &mut dyn Iterator<Item = fota_format::xform::AddrRange>| {
+        r.map(|g| json!({"offset": g.offset, "len": g.len, "address": format!("{:#010x}", g.address)}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "isa": x.isa().name(),
+        "branches": x.flags() & fota_format::xform::FLAG_BRANCHES != 0,
+        "pointers": x.flags() & fota_format::xform::FLAG_POINTERS != 0,
+        "branch_bits": x.branch_bits(),
+        "old_ranges": ranges(&mut x.old_ranges()),
+        "new_ranges": ranges(&mut x.new_ranges()),
+        "pointer_windows": x.windows().map(|w| json!([format!("{:#010x}", w.low), format!("{:#010x}", w.high)])).collect::<Vec<_>>(),
+        "breakpoints": x.breakpoint_count(),
+    })
+}
+
 fn inspect(a: InspectArgs) -> Result<()> {
     let bytes = MappedFile::open(&a.package)?;
     let blame_pkg = |e| blame(e, &a.package, None);
@@ -301,8 +319,14 @@ fn inspect(a: InspectArgs) -> Result<()> {
     let m = pkg.manifest_unverified().map_err(blame_pkg)?;
     let kinds = OpKind::ALL;
     let mut stats = [(0u64, 0u64, 0u64); OpKind::ALL.len()];
+    let mut xform: Option<serde_json::Value> = None;
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
+        if op.header.kind == OpKind::Xform {
+            let at = op.offset + fota_format::OP_HEADER_LEN as u64;
+            let x = fota_format::Xform::parse(op.payload, at).map_err(blame_pkg)?;
+            xform = Some(xform_json(&x));
+        }
         let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
         stats[i].0 += 1;
         stats[i].1 += u64::from(op.header.dst_len);
@@ -337,6 +361,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 "target_size": m.target_size, "target_sha256": human::hex(&m.target_sha256),
                 "op_count": m.op_count, "release_notes_sha256": human::hex(&m.release_notes_sha256),
                 "scratch_slots": m.scratch_slots, "stash_ops": stash_ops,
+                "xform": xform,
                 "ops": ops,
             })
         );
@@ -385,6 +410,19 @@ fn inspect(a: InspectArgs) -> Result<()> {
             "release notes  sha256 {}",
             human::hex(&m.release_notes_sha256)
         );
+    }
+    match &xform {
+        Some(x) => println!(
+            "xform          {} ({} bytes in the device's RAM): {} map breakpoints, branch window {} bits, {} old / {} new address ranges, {} pointer windows",
+            x["isa"].as_str().unwrap_or("?"),
+            m.xform_len,
+            x["breakpoints"],
+            x["branch_bits"],
+            x["old_ranges"].as_array().map_or(0, Vec::len),
+            x["new_ranges"].as_array().map_or(0, Vec::len),
+            x["pointer_windows"].as_array().map_or(0, Vec::len),
+        ),
+        None => println!("xform          none"),
     }
     println!("ops            {}", m.op_count);
     println!("  kind      ops   target bytes   package bytes");

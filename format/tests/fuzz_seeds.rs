@@ -100,3 +100,16 @@ fn repair_makes_a_mutated_package_verify() {
         "repair of an intact package is the identity"
     );
 }
+
+#[test]
+fn xform_seeds() {
+    for (name, data) in seeds("xform") {
+        let outcome = exercise::xform(&data);
+        // Payloads written by the generator parse; hand-made bad ones do not.
+        if name.starts_with("from-") {
+            assert_eq!(outcome, Some(true), "{name}");
+        } else if name.starts_with("hand-bad-") {
+            assert_eq!(outcome, Some(false), "{name}");
+        }
+    }
+}

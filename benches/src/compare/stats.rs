@@ -9,6 +9,9 @@ use super::tools::FOTA;
 pub const FOTA_MAIN: &str = "fota:threads-2";
 /// Single-threaded fota variant.
 pub const FOTA_ONE: &str = "fota:threads-1";
+/// fota with its reference transform switched off (`--no-xform`), so the
+/// transform's own gain shows.
+pub const FOTA_NO_XFORM: &str = "fota:no-xform";
 
 /// Geometric mean of positive finite values; `None` when there are none.
 pub fn geomean(values: &[f64]) -> Option<f64> {
@@ -102,6 +105,7 @@ pub fn summarize(records: &[Record]) -> Summary {
             "fota speed-up, 2 vs 1 thread",
             "fota create peak RSS / (old+new), max",
             "apply time fota / bspatch",
+            "xform gain: fota / fota --no-xform size",
         ]
         .map(String::from),
     );
@@ -181,6 +185,16 @@ pub fn summarize(records: &[Record]) -> Summary {
         cells.push(fmt(
             ratio(&runs, |r| {
                 div(secs(r, FOTA_MAIN, true), secs(r, "bsdiff:default", true))
+            }),
+            3,
+            "",
+        ));
+        cells.push(fmt(
+            ratio(&runs, |r| {
+                div(
+                    size(r, FOTA_MAIN).map(|s| s as f64),
+                    size(r, FOTA_NO_XFORM).map(|s| s as f64),
+                )
             }),
             3,
             "",
@@ -274,6 +288,7 @@ mod tests {
             rec("a", "x", FOTA_MAIN, 10, 1.0),
             rec("a", "x", "bsdiff:default", 20, 4.0),
             rec("a", "x", "zstd:-19", 40, 1.0),
+            rec("a", "x", FOTA_NO_XFORM, 20, 1.0),
             rec("b", "y", FOTA_ONE, 40, 3.0),
             rec("b", "y", FOTA_MAIN, 40, 1.0),
             rec("b", "y", "bsdiff:default", 20, 1.0),
@@ -296,6 +311,10 @@ mod tests {
             &vec!["0.500", "2.000", "1.000"]
         );
         assert_eq!(row("fota / zstd:-19 size"), &vec!["0.250", "-", "0.250"]);
+        assert_eq!(
+            row("xform gain: fota / fota --no-xform size"),
+            &vec!["0.500", "-", "0.500"]
+        );
         assert_eq!(
             row("create time fota(2 thr) / bsdiff"),
             &vec!["0.250", "1.000", "0.500"]

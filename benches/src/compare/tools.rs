@@ -124,6 +124,25 @@ pub fn variants(t: &Toolset, info: &PairInfo) -> (Vec<Variant>, Vec<NotApplicabl
         }
         v.push(f);
     }
+    // The same without the reference transform: its gain per category.
+    v.push(mk(
+        FOTA,
+        "no-xform",
+        vec![
+            p(&t.fota),
+            "diff".into(),
+            "--key".into(),
+            p(&t.key),
+            "--threads".into(),
+            "2".into(),
+            "--no-xform".into(),
+            "{old}".into(),
+            "{new}".into(),
+            "-o".into(),
+            "{patch}".into(),
+        ],
+        fota_apply.clone(),
+    ));
     v.push(mk(
         "bsdiff",
         "default",

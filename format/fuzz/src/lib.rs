@@ -911,3 +911,51 @@ pub fn reference_tiny(
     }
     (pos == payload.len()).then_some(out)
 }
+
+// ---------------------------------------------------------------- xform
+
+/// The `xform` target: a u16 payload length, an XFORM payload (`SPEC.md`
+/// §5c), then image bytes. A payload that parses is run over the image:
+/// F⁻¹ must undo F exactly, T and the site scan must finish, and the map
+/// must be a step function (monotone between breakpoints). Returns `None`
+/// when the input is too short, else whether the payload parsed.
+pub fn xform(data: &[u8]) -> Option<bool> {
+    use fota_format::xform::{Image, Site, XFORM_BLOCK};
+    let len = usize::from(u16::from_le_bytes([*data.first()?, *data.get(1)?]));
+    let payload = data.get(2..2 + len)?;
+    let image = data.get(2 + len..).unwrap_or(&[]);
+    let Ok(x) = fota_format::Xform::parse(payload, 0) else {
+        return Some(false);
+    };
+    // Any block-aligned offset: the image may sit anywhere in its ranges.
+    let offset = u64::from(u16::from_le_bytes([
+        *image.first().unwrap_or(&0),
+        *image.get(1).unwrap_or(&0),
+    ])) * XFORM_BLOCK as u64;
+    let mut f = image.to_vec();
+    x.forward(&mut f, offset);
+    let mut back = f.clone();
+    x.inverse(&mut back, offset);
+    assert_eq!(back, image, "F⁻¹ must undo F");
+    let mut t = image.to_vec();
+    x.source(&mut t, offset);
+    let mut sites = 0usize;
+    let mut last = None;
+    x.sites(image, offset, Image::Old, |at, site| {
+        assert!(at >= offset && at + 4 <= offset + image.len() as u64);
+        if let Site::Branch { target } = site {
+            assert_eq!(target & 1, 0, "branch targets are half-word aligned");
+        }
+        // Within a block, branches come before pointer words; blocks in order.
+        let block = at / XFORM_BLOCK as u64;
+        assert!(last.is_none_or(|b| b <= block));
+        last = Some(block);
+        sites += 1;
+    });
+    assert!(sites <= image.len() / 4 + image.len() / XFORM_BLOCK + 1);
+    for i in 0..x.breakpoint_count() {
+        let b = x.breakpoint(i)?;
+        assert_eq!(x.map(b.address), b.address.wrapping_add(b.delta as u32));
+    }
+    Some(true)
+}

@@ -86,10 +86,35 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
             address: sh.sh_addr as u32,
         });
     }
-    let ranges = fit_ranges(ranges);
     if ranges.is_empty() {
         return None;
     }
+    // Symbol tables hold addresses too (st_value, 4-aligned in 16-byte
+    // entries): T maps them like pointer words. They are not loaded, so
+    // they get addresses of their own above everything loaded.
+    let mut next = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(1 << 20);
+    for sh in &elf.section_headers {
+        let symbols = sh.sh_type == section_header::SHT_SYMTAB;
+        let alloc = sh.sh_flags & u64::from(section_header::SHF_ALLOC) != 0;
+        if !symbols || alloc || sh.sh_size == 0 || sh.sh_offset + sh.sh_size > image.len() as u64 {
+            continue;
+        }
+        if next + sh.sh_size > 1 << 32 {
+            break;
+        }
+        ranges.push(AddrRange {
+            offset: u32::try_from(sh.sh_offset).ok()?,
+            len: u32::try_from(sh.sh_size).ok()?,
+            address: next as u32,
+        });
+        next = (next + sh.sh_size).next_multiple_of(1 << 20);
+    }
+    let ranges = fit_ranges(ranges);
     Some(Layout {
         isa: Isa::Thumb2,
         ranges,
