@@ -9,15 +9,20 @@ use common::{ab_setup, in_place_setup, key, opts, tiny_opts};
 use fota_agent::sim::SimFlash;
 use fota_agent::{Buffers, Error};
 use fota_format::{Error as FormatError, Mode, OpKind, Package};
-use fota_generator::xform::synth::firmware_pair;
+use fota_generator::xform::synth::{aarch64_pair, firmware_pair};
 use fota_generator::{Arch, DiffOptions};
 
 fn package(o: &DiffOptions) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let (old, new) = firmware_pair(120, 3, 21);
-    let o = DiffOptions {
-        arch: Arch::Thumb,
-        ..o.clone()
-    };
+    package_of(firmware_pair(120, 3, 21), Arch::Thumb, o)
+}
+
+fn package_of(
+    pair: (Vec<u8>, Vec<u8>),
+    arch: Arch,
+    o: &DiffOptions,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (old, new) = pair;
+    let o = DiffOptions { arch, ..o.clone() };
     let out = fota_generator::diff(&old, &new, &key(), &o).unwrap();
     assert!(out.xform.is_some(), "the transform applies");
     (old, new, out.package)
@@ -32,17 +37,25 @@ fn every_single_cut_resumes_bit_exact_through_the_transform() {
         ("in-place-tiny", tiny_opts(Mode::InPlace, 1024)),
         ("in-place-zstd", opts(Mode::InPlace, 1024)),
     ] {
-        let (old, new, pkg) = package(&o);
-        for write in [1usize, 16] {
-            let setup = match o.mode {
-                Mode::AB => ab_setup(&old, &new, &pkg, &keys, 1024, write),
-                Mode::InPlace => in_place_setup(&old, &new, &pkg, &keys, 1024, write, 4),
-            };
-            let report = setup.single_cuts(name, 1, 5).unwrap();
-            println!("{name} write {write}: {report:?}");
-            assert!(report.failures.is_empty(), "{name}: {:#?}", report.failures);
-            assert!(report.clean_ops > 10, "{name}: {report:?}");
-            assert!(report.max_rework_ops <= 1, "{name}: {report:?}");
+        for (isa, (old, new, pkg)) in [
+            ("thumb2", package(&o)),
+            (
+                "aarch64",
+                package_of(aarch64_pair(60, 3, 4), Arch::Aarch64, &o),
+            ),
+        ] {
+            let name = &format!("{name}-{isa}");
+            for write in [1usize, 16] {
+                let setup = match o.mode {
+                    Mode::AB => ab_setup(&old, &new, &pkg, &keys, 1024, write),
+                    Mode::InPlace => in_place_setup(&old, &new, &pkg, &keys, 1024, write, 4),
+                };
+                let report = setup.single_cuts(name, 1, 5).unwrap();
+                println!("{name} write {write}: {report:?}");
+                assert!(report.failures.is_empty(), "{name}: {:#?}", report.failures);
+                assert!(report.clean_ops > 10, "{name}: {report:?}");
+                assert!(report.max_rework_ops <= 1, "{name}: {report:?}");
+            }
         }
     }
 }

@@ -113,8 +113,9 @@ pub struct DiffArgs {
     pub scratch_size: Option<u64>,
     /// Instruction set whose branches and pointers are rewritten so that moved
     /// code diffs to nothing: auto (ELF headers, or a Cortex-M vector table in
-    /// a raw image; the package is made with and without the transform and the
-    /// smaller is kept), thumb (always, when the layout is found), or none.
+    /// a raw image, AArch64 code in a raw image; the package is made with and
+    /// without the transform and the smaller is kept), thumb or aarch64 (always,
+    /// when the layout is found), or none.
     #[arg(long, value_enum, default_value_t = ArchArg::Auto)]
     pub arch: ArchArg,
     /// No reference transform (the same as --arch none), to measure its gain.
@@ -142,6 +143,8 @@ pub enum ArchArg {
     Auto,
     /// Thumb-2 (Cortex-M; Thumb code of Cortex-A/R).
     Thumb,
+    /// AArch64 (ELF files, or raw images).
+    Aarch64,
     /// No transform.
     None,
 }
@@ -151,6 +154,7 @@ impl From<ArchArg> for fota_generator::Arch {
         match a {
             ArchArg::Auto => fota_generator::Arch::Auto,
             ArchArg::Thumb => fota_generator::Arch::Thumb,
+            ArchArg::Aarch64 => fota_generator::Arch::Aarch64,
             ArchArg::None => fota_generator::Arch::None,
         }
     }

@@ -82,8 +82,8 @@ pub const MAX_XFORM_LEN: u32 = (XFORM_FIXED_LEN
 
 /// Narrowest branch window.
 pub const MIN_BRANCH_BITS: u8 = 12;
-/// Widest branch window: the whole 24-bit field.
-pub const MAX_BRANCH_BITS: u8 = 24;
+/// Widest branch window of any instruction set (see [`Isa::max_branch_bits`]).
+pub const MAX_BRANCH_BITS: u8 = 26;
 
 /// Transform branches (flag bit).
 pub const FLAG_BRANCHES: u8 = 1;
@@ -96,6 +96,8 @@ pub const FLAG_POINTERS: u8 = 2;
 pub enum Isa {
     /// Thumb-2: Cortex-M (ARMv7-M, ARMv8-M) and Thumb code of A/R cores.
     Thumb2 = 1,
+    /// AArch64 (ARMv8-A and later, 64-bit).
+    Aarch64 = 2,
 }
 
 impl Isa {
@@ -103,6 +105,7 @@ impl Isa {
     pub fn from_u8(v: u8) -> Option<Isa> {
         match v {
             1 => Some(Isa::Thumb2),
+            2 => Some(Isa::Aarch64),
             _ => None,
         }
     }
@@ -111,6 +114,16 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Thumb2 => "thumb2",
+            Isa::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Widest branch window: the branch field's width (Thumb BL 24 bits
+    /// of half-words, AArch64 B/BL 26 bits of words).
+    pub fn max_branch_bits(self) -> u8 {
+        match self {
+            Isa::Thumb2 => 24,
+            Isa::Aarch64 => 26,
         }
     }
 }
@@ -193,7 +206,7 @@ impl XformParts<'_> {
             || self.new_ranges.len() > MAX_RANGES
             || self.windows.len() > MAX_WINDOWS
             || self.breakpoints.len() > MAX_BREAKPOINTS as usize
-            || !(MIN_BRANCH_BITS..=MAX_BRANCH_BITS).contains(&self.branch_bits)
+            || !(MIN_BRANCH_BITS..=self.isa.max_branch_bits()).contains(&self.branch_bits)
         {
             return None;
         }
@@ -283,8 +296,13 @@ impl<'a> Xform<'a> {
         }
         let at = r.offset();
         let isa_byte = r.u8("xform instruction set")?;
-        let isa = Isa::from_u8(isa_byte)
-            .ok_or_else(|| field(at, "xform instruction set (1 = thumb2)", isa_byte.into()))?;
+        let isa = Isa::from_u8(isa_byte).ok_or_else(|| {
+            field(
+                at,
+                "xform instruction set (1 = thumb2, 2 = aarch64)",
+                isa_byte.into(),
+            )
+        })?;
         let at = r.offset();
         let flags = r.u8("xform flags")?;
         if flags & !(FLAG_BRANCHES | FLAG_POINTERS) != 0 {
@@ -312,10 +330,10 @@ impl<'a> Xform<'a> {
         let n_win = count(&mut r, "xform window count (at most 4)", MAX_WINDOWS)?;
         let at = r.offset();
         let branch_bits = r.u8("xform branch bits")?;
-        if !(MIN_BRANCH_BITS..=MAX_BRANCH_BITS).contains(&branch_bits) {
+        if !(MIN_BRANCH_BITS..=isa.max_branch_bits()).contains(&branch_bits) {
             return Err(field(
                 at,
-                "xform branch bits (12 to 24)",
+                "xform branch bits (12 to 24 for thumb2, to 26 for aarch64)",
                 branch_bits.into(),
             ));
         }
@@ -548,6 +566,36 @@ impl<'a> Xform<'a> {
         side: Side,
         visit: &mut impl FnMut(usize, Site),
     ) {
+        match self.isa {
+            Isa::Thumb2 => self.thumb_piece(p, address, ranges, side, visit),
+            Isa::Aarch64 => self.a64_piece(p, address, ranges, side, visit),
+        }
+    }
+
+    /// Whether `target` lies in one of `ranges`.
+    fn in_ranges(ranges: &[u8], target: u32) -> bool {
+        (0..ranges.len() / RANGE_LEN).any(|i| range_at(ranges, i).contains_address(target))
+    }
+
+    /// T's new absolute target for a reference at `at` to `target`: `M`
+    /// of it inside the old image, else the target moved with the site.
+    fn source_target(&self, at: u32, target: u32, in_image: bool) -> u32 {
+        if in_image {
+            self.map(target)
+        } else {
+            target.wrapping_add(self.map(at).wrapping_sub(at))
+        }
+    }
+
+    /// Thumb-2: BL/B.W at every half-word, then pointer words.
+    fn thumb_piece(
+        &self,
+        p: &mut [u8],
+        address: u32,
+        ranges: &[u8],
+        side: Side,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
         // Halfwords of the piece that belong to a rewritten branch.
         let mut touched: u128 = 0;
         if self.flags & FLAG_BRANCHES != 0 {
@@ -636,6 +684,154 @@ impl<'a> Xform<'a> {
         }
         Some(in_image.then_some(target))
     }
+
+    /// AArch64: B/BL and ADRP at every word (T pairs an ADRP with the
+    /// ADD or load/store that completes its address and maps the whole
+    /// address), then 64-bit pointer words.
+    fn a64_piece(
+        &self,
+        p: &mut [u8],
+        address: u32,
+        ranges: &[u8],
+        side: Side,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
+        // Words of the piece (by offset / 4) that were rewritten.
+        let mut touched: u64 = 0;
+        let first = (address.wrapping_neg() & 3) as usize;
+        let bits = u32::from(self.branch_bits);
+        let page_bits = bits.saturating_sub(10).clamp(1, 21);
+        if self.flags & FLAG_BRANCHES != 0 {
+            let mut i = first;
+            while i + 4 <= p.len() {
+                let at = address.wrapping_add(i as u32);
+                let w = le32(p, i);
+                let rewritten = if w & 0x7C00_0000 == 0x1400_0000 {
+                    // B (000101) and BL (100101): imm26 words.
+                    self.a64_branch(w, at, ranges, side, bits)
+                        .map(|(n, t)| ((w & 0xFC00_0000) | (n & 0x03FF_FFFF), t))
+                } else if w & 0x9F00_0000 == 0x9000_0000 {
+                    self.a64_adrp(p, i, at, ranges, side, page_bits, &mut touched)
+                } else {
+                    None
+                };
+                if let Some((new, target)) = rewritten {
+                    if let Some(d) = p.get_mut(i..i + 4) {
+                        d.copy_from_slice(&new.to_le_bytes());
+                    }
+                    touched |= 1 << (i / 4);
+                    if let Some(target) = target {
+                        visit(i, Site::Branch { target });
+                    }
+                }
+                i += 4;
+            }
+        }
+        if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
+            let mut i = (address.wrapping_neg() & 7) as usize;
+            while i + 8 <= p.len() {
+                let free = touched & (0b11 << (i / 4)) == 0;
+                let (v, high) = (le32(p, i), le32(p, i + 4));
+                if free && high == 0 && self.windows().any(|win| (win.low..win.high).contains(&v)) {
+                    visit(i, Site::Pointer { value: v });
+                    if let Some(d) = p.get_mut(i..i + 4) {
+                        d.copy_from_slice(&self.map(v).to_le_bytes());
+                    }
+                }
+                i += 8;
+            }
+        }
+    }
+
+    /// The window rule of [`Self::branch`] for a signed `width`-bit field
+    /// `f` counted in units of `1 << shift` bytes from the site at `at`:
+    /// its new field, and the target when in `ranges`; `None` outside the
+    /// window.
+    #[allow(clippy::too_many_arguments)]
+    fn a64_field(
+        &self,
+        f: i32,
+        at: u32,
+        shift: u32,
+        bits: u32,
+        ranges: &[u8],
+        side: Side,
+        target_of: impl Fn(u32) -> u32,
+    ) -> Option<(u32, Option<u32>, u32)> {
+        let half = 1i32 << (bits - 1);
+        if !(-half..half).contains(&f) {
+            return None;
+        }
+        let pc = at >> shift;
+        let rel = match side {
+            Side::Forward | Side::Source => f,
+            Side::Inverse => sext((f as u32).wrapping_sub(pc), bits),
+        };
+        let base = pc.wrapping_add(rel as u32) << shift;
+        let target = target_of(base);
+        let in_image = Self::in_ranges(ranges, target);
+        let new = match side {
+            Side::Forward => sext(base >> shift, bits) as u32,
+            Side::Inverse => rel as u32,
+            Side::Source => sext(self.source_target(at, target, in_image) >> shift, bits) as u32,
+        };
+        Some((new, in_image.then_some(target), target))
+    }
+
+    /// B/BL: the new word's imm26 and the target.
+    fn a64_branch(
+        &self,
+        w: u32,
+        at: u32,
+        ranges: &[u8],
+        side: Side,
+        bits: u32,
+    ) -> Option<(u32, Option<u32>)> {
+        let f = sext(w & 0x03FF_FFFF, 26);
+        self.a64_field(f, at, 2, bits, ranges, side, |t| t)
+            .map(|(n, t, _)| (n, t))
+    }
+
+    /// ADRP at `p[i..]`: its new word and target. T also rewrites the
+    /// offset of the instruction that completes the address (marking it in
+    /// `touched`); F and F⁻¹ reach the partner only to report the target.
+    #[allow(clippy::too_many_arguments)]
+    fn a64_adrp(
+        &self,
+        p: &mut [u8],
+        i: usize,
+        at: u32,
+        ranges: &[u8],
+        side: Side,
+        bits: u32,
+        touched: &mut u64,
+    ) -> Option<(u32, Option<u32>)> {
+        let w = le32(p, i);
+        let imm = ((w >> 5) & 0x7_FFFF) << 2 | ((w >> 29) & 3);
+        let f = sext(imm, 21);
+        let partner = adrp_partner(p, i, w & 31, *touched);
+        let offset = |page: u32| partner.map_or(page, |(_, off, _)| page.wrapping_add(off));
+        let (new, target, full) = self.a64_field(f, at, 12, bits, ranges, side, offset)?;
+        if side == Side::Source {
+            // The mapped address's page went into the ADRP; its offset into
+            // the partner, when the partner can hold it.
+            let mapped = self.source_target(at, full, Self::in_ranges(ranges, full));
+            if let Some((j, _, scale)) = partner {
+                let lo = mapped & 0xFFF;
+                if lo % (1 << scale) == 0 {
+                    let pw = le32(p, j);
+                    let nw = (pw & !(0xFFF << 10)) | ((lo >> scale) << 10);
+                    if let Some(d) = p.get_mut(j..j + 4) {
+                        d.copy_from_slice(&nw.to_le_bytes());
+                    }
+                    *touched |= 1 << (j / 4);
+                }
+            }
+            let page = sext(mapped >> 12, bits) as u32;
+            return Some((adrp_with(w, page), target));
+        }
+        Some((adrp_with(w, new), target))
+    }
 }
 
 /// Which image [`Xform::sites`] scans.
@@ -667,6 +863,46 @@ enum Side {
     Forward,
     Inverse,
     Source,
+}
+
+/// `w` (an ADRP) with its 21-bit page field replaced by `page`.
+fn adrp_with(w: u32, page: u32) -> u32 {
+    (w & 0x9F00_001F) | ((page & 3) << 29) | (((page >> 2) & 0x7_FFFF) << 5)
+}
+
+/// The instruction within the next 8 words of `p` after the ADRP at `i`
+/// that adds a 12-bit offset to its register `rd`: ADD (immediate, no
+/// shift) or a load/store with an unsigned offset. Its offset in `p`, the
+/// byte offset it adds and the log2 scale of its field.
+fn adrp_partner(p: &[u8], i: usize, rd: u32, touched: u64) -> Option<(usize, u32, u32)> {
+    (1..=8)
+        .map(|k| i + 4 * k)
+        .take_while(|j| j + 4 <= p.len())
+        .find_map(|j| {
+            let w = le32(p, j);
+            if touched & (1 << (j / 4)) != 0 || (w >> 5) & 31 != rd {
+                return None;
+            }
+            let imm = (w >> 10) & 0xFFF;
+            if w & 0xFFC0_0000 == 0x9100_0000 {
+                // ADD Xd, Xn, #imm12 (64-bit, no shift).
+                return Some((j, imm, 0));
+            }
+            if w & 0x3B00_0000 == 0x3900_0000 {
+                // LDR/STR (unsigned offset): scale from size, and for SIMD
+                // 128-bit (size 00, opc 1x) it is 4.
+                let size = w >> 30;
+                let simd = (w >> 26) & 1 == 1;
+                let opc = (w >> 22) & 3;
+                let scale = if simd && size == 0 && opc >= 2 {
+                    4
+                } else {
+                    size
+                };
+                return Some((j, imm << scale, scale));
+            }
+            None
+        })
 }
 
 /// The 24-bit S:I1:I2:imm10:imm11 field of a Thumb BL/B.W.
@@ -781,6 +1017,81 @@ mod tests {
         assert_eq!(t[0x1F0..0x1F4], f[0x1F0..0x1F4]);
         x.inverse(&mut f, 0);
         assert_eq!(f, new);
+    }
+
+    #[test]
+    fn aarch64_moved_call_address_and_pointer_become_identical() {
+        let ranges = [AddrRange {
+            offset: 0,
+            len: 0x10000,
+            address: 0x40_0000,
+        }];
+        let bps = [
+            Breakpoint {
+                address: 0x40_0080,
+                delta: 0x40,
+            },
+            Breakpoint {
+                address: 0x40_8000,
+                delta: 0x1010,
+            },
+        ];
+        let parts = XformParts {
+            isa: Isa::Aarch64,
+            branch_bits: 16,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
+            old_ranges: &ranges,
+            new_ranges: &ranges,
+            windows: &[Window {
+                low: 0x40_0000,
+                high: 0x41_0000,
+            }],
+            breakpoints: &bps,
+        };
+        let bytes = payload(&parts);
+        let x = Xform::parse(&bytes, 0).unwrap();
+        let bl = |pc: u32, t: u32| 0x9400_0000 | ((t.wrapping_sub(pc) >> 2) & 0x03FF_FFFF);
+        let adrp = |pc: u32, t: u32| {
+            let pages = (t >> 12).wrapping_sub(pc >> 12);
+            0x9000_0000 | ((pages & 3) << 29) | (((pages >> 2) & 0x7_FFFF) << 5)
+        };
+        let add = |lo: u32| 0x9100_0000 | (lo << 10);
+        let put = |img: &mut Vec<u8>, at: usize, w: u32| {
+            img[at..at + 4].copy_from_slice(&w.to_le_bytes());
+        };
+        let mut old = vec![0u8; 1024];
+        put(&mut old, 0x100, bl(0x40_0100, 0x40_2000));
+        put(&mut old, 0x200, adrp(0x40_0200, 0x40_8123));
+        put(&mut old, 0x204, add(0x123));
+        put(&mut old, 0x300, 0x40_8123);
+        let mut new = vec![0u8; 1024];
+        put(&mut new, 0x140, bl(0x40_0140, 0x40_2040));
+        put(&mut new, 0x240, adrp(0x40_0240, 0x40_9133));
+        put(&mut new, 0x244, add(0x133));
+        put(&mut new, 0x340, 0x40_9133);
+        // Relative branch and page differ by nothing or by the move; the
+        // pointer and the ADD offset do differ.
+        assert_eq!(old[0x100..0x104], new[0x140..0x144]);
+        assert_ne!(old[0x204..0x208], new[0x244..0x248]);
+        let mut t = old.clone();
+        x.source(&mut t, 0);
+        let mut f = new.clone();
+        x.forward(&mut f, 0);
+        assert_eq!(t[0x100..0x104], f[0x140..0x144], "BL");
+        assert_eq!(t[0x200..0x208], f[0x240..0x248], "ADRP + ADD");
+        assert_eq!(t[0x300..0x308], f[0x340..0x348], "pointer");
+        x.inverse(&mut f, 0);
+        assert_eq!(f, new);
+        let mut sites = Vec::new();
+        x.sites(&old, 0, Image::Old, |at, s| sites.push((at, s)));
+        assert_eq!(
+            sites,
+            vec![
+                (0x100, Site::Branch { target: 0x40_2000 }),
+                (0x200, Site::Branch { target: 0x40_8123 }),
+                (0x300, Site::Pointer { value: 0x40_8123 }),
+            ]
+        );
     }
 
     #[test]
@@ -915,8 +1226,11 @@ mod tests {
             prop::collection::vec((0u32..0x2000, -0x400i32..0x400), 0..8),
             0u8..4,
             MIN_BRANCH_BITS..=MAX_BRANCH_BITS,
+            any::<bool>(),
         )
-            .prop_map(|(base_pages, bps, flags, branch_bits)| {
+            .prop_map(|(base_pages, bps, flags, bits, a64)| {
+                let isa = if a64 { Isa::Aarch64 } else { Isa::Thumb2 };
+                let branch_bits = bits.min(isa.max_branch_bits());
                 let ranges = [
                     AddrRange {
                         offset: 0,
@@ -939,7 +1253,7 @@ mod tests {
                 bps.sort_by_key(|b| b.address);
                 bps.dedup_by_key(|b| b.address);
                 let parts = XformParts {
-                    isa: Isa::Thumb2,
+                    isa,
                     branch_bits,
                     flags,
                     old_ranges: &ranges,
@@ -954,17 +1268,24 @@ mod tests {
             })
     }
 
-    /// Bytes dense in Thumb BL/B.W patterns.
+    /// Bytes dense in Thumb BL/B.W and AArch64 B/BL, ADRP, ADD and
+    /// load/store patterns (small register numbers, so ADRPs find
+    /// partners).
     fn arb_code() -> impl Strategy<Value = Vec<u8>> {
         prop::collection::vec(
             prop_oneof![
-                any::<u16>(),
-                any::<u16>().prop_map(|v| 0xF000 | (v & 0x7FF)),
-                any::<u16>().prop_map(|v| 0x9000 | (v & 0x6FFF)),
+                any::<u16>().prop_map(|v| v.to_le_bytes().to_vec()),
+                any::<u16>().prop_map(|v| (0xF000 | (v & 0x7FF)).to_le_bytes().to_vec()),
+                any::<u16>().prop_map(|v| (0x9000 | (v & 0x6FFF)).to_le_bytes().to_vec()),
+                any::<u32>().prop_map(|v| (0x9400_0000 | (v & 0x83FF_FFFF)).to_le_bytes().to_vec()),
+                any::<u32>().prop_map(|v| (0x9000_0000 | (v & 0x60FF_FFE3)).to_le_bytes().to_vec()),
+                any::<u32>().prop_map(|v| (0x9100_0000 | (v & 0x003F_FC63)).to_le_bytes().to_vec()),
+                any::<u32>().prop_map(|v| (0x3900_0000 | (v & 0xC4FF_FC63)).to_le_bytes().to_vec()),
+                any::<u64>().prop_map(|v| (0x0800_0000 + (v & 0xFFFF)).to_le_bytes().to_vec()),
             ],
-            0..900,
+            0..600,
         )
-        .prop_map(|hws| hws.iter().flat_map(|h| h.to_le_bytes()).collect())
+        .prop_map(|pieces| pieces.concat())
     }
 
     proptest! {

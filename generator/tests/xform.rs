@@ -6,7 +6,7 @@
 mod common;
 
 use fota_format::{Mode, OpKind, Package, Profile};
-use fota_generator::xform::synth::firmware_pair;
+use fota_generator::xform::synth::{aarch64_pair, firmware_pair};
 use fota_generator::{diff, Arch, DiffOptions};
 use proptest::prelude::*;
 
@@ -27,7 +27,13 @@ fn opts(profile: Profile, mode: Mode, arch: Arch) -> DiffOptions {
 
 #[test]
 fn moved_code_costs_far_less_with_the_transform() {
-    let (old, new) = firmware_pair(400, 4, 11);
+    for (old, new) in [firmware_pair(400, 4, 11), aarch64_pair(400, 4, 11)] {
+        moved_code_pair(&old, &new);
+    }
+}
+
+fn moved_code_pair(old: &[u8], new: &[u8]) {
+    let (old, new) = (old.to_vec(), new.to_vec());
     let key = common::key(1);
     for profile in [Profile::Zstd, Profile::Tiny] {
         for mode in [Mode::AB, Mode::InPlace] {
@@ -89,12 +95,17 @@ proptest! {
         seed in any::<u64>(),
         tiny in any::<bool>(),
         in_place in any::<bool>(),
+        a64 in any::<bool>(),
     ) {
-        let (old, new) = firmware_pair(functions, edits, seed);
+        let ((old, new), arch) = if a64 {
+            (aarch64_pair(functions, edits, seed), Arch::Aarch64)
+        } else {
+            (firmware_pair(functions, edits, seed), Arch::Thumb)
+        };
         let profile = if tiny { Profile::Tiny } else { Profile::Zstd };
         let mode = if in_place { Mode::InPlace } else { Mode::AB };
         // diff applies the package to `old` and compares with `new`.
-        let out = diff(&old, &new, &common::key(3), &opts(profile, mode, Arch::Thumb)).unwrap();
+        let out = diff(&old, &new, &common::key(3), &opts(profile, mode, arch)).unwrap();
         prop_assert!(out.xform.is_some());
         prop_assert_eq!(out.other_len, None);
     }

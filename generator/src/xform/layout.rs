@@ -15,6 +15,8 @@ pub enum Arch {
     None,
     /// Thumb-2 (Cortex-M, and Thumb code of A/R cores).
     Thumb,
+    /// AArch64.
+    Aarch64,
 }
 
 /// An image's memory layout as the transform needs it.
@@ -27,6 +29,9 @@ pub struct Layout {
     /// Addresses a pointer word of this image may hold (its loaded
     /// sections or flash, and RAM).
     pub windows: Vec<Window>,
+    /// Bytes from the lowest to the highest loaded address: how far a
+    /// branch may reach.
+    pub span: u64,
     /// How the layout was found, for reports.
     pub source: &'static str,
 }
@@ -40,16 +45,84 @@ pub fn detect(image: &[u8], arch: Arch) -> Option<Layout> {
     if image.starts_with(b"\x7fELF") {
         return elf_layout(image, arch);
     }
-    cortex_m_layout(image)
+    match arch {
+        Arch::Aarch64 => Some(aarch64_raw_layout(image)),
+        Arch::Auto if looks_like_aarch64(image) => Some(aarch64_raw_layout(image)),
+        _ => cortex_m_layout(image),
+    }
+}
+
+/// AArch64 code, by two instructions every function has: RET and BL
+/// (the latter at least one word in 256, the former one in 4096).
+fn looks_like_aarch64(image: &[u8]) -> bool {
+    let (mut ret, mut bl) = (0usize, 0usize);
+    for w in image.chunks_exact(4) {
+        let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        ret += usize::from(w == 0xD65F_03C0);
+        bl += usize::from(w & 0xFC00_0000 == 0x9400_0000);
+    }
+    image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
+}
+
+/// A raw AArch64 image: one range at the base most 64-bit pointer words
+/// point into (64 KiB aligned), and that range as the pointer window.
+fn aarch64_raw_layout(image: &[u8]) -> Layout {
+    let len = image.len().min(u32::MAX as usize) as u32;
+    let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for w in image.chunks_exact(8) {
+        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if v >= 0x1_0000 && v < 1 << 32 {
+            *buckets.entry((v as u32) & !0xFFFF).or_default() += 1;
+        }
+    }
+    let mut candidates: Vec<(u32, usize)> = buckets.into_iter().collect();
+    candidates.sort_unstable_by_key(|&(b, n)| (std::cmp::Reverse(n), b));
+    candidates.truncate(16);
+    let score = |base: u32| -> usize {
+        image
+            .chunks_exact(8)
+            .filter(|w| {
+                let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+                v >= u64::from(base) && v < u64::from(base) + u64::from(len)
+            })
+            .count()
+    };
+    let base = candidates
+        .iter()
+        .map(|&(b, _)| b)
+        .chain([0, 0x1_0000, 0x40_0000])
+        .filter(|b| u64::from(*b) + u64::from(len) <= 1 << 32)
+        .map(|b| (score(b), std::cmp::Reverse(b), b))
+        .max()
+        .map_or(0, |(_, _, b)| b);
+    Layout {
+        isa: Isa::Aarch64,
+        ranges: vec![AddrRange {
+            offset: 0,
+            len,
+            address: base,
+        }],
+        windows: vec![Window {
+            low: base,
+            high: (u64::from(base) + u64::from(len)).min(u64::from(u32::MAX)) as u32,
+        }],
+        span: len.into(),
+        source: "aarch64 raw image",
+    }
 }
 
 /// Thumb code in an ARM ELF file: ranges from the loaded sections with
 /// contents, windows from every loaded section (`.bss` included).
 fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
     let elf = Elf::parse(image).ok()?;
-    if elf.header.e_machine != header::EM_ARM || elf.is_64 || !elf.little_endian {
+    if !elf.little_endian {
         return None;
     }
+    let isa = match (elf.header.e_machine, elf.is_64) {
+        (header::EM_AARCH64, true) if matches!(arch, Arch::Auto | Arch::Aarch64) => Isa::Aarch64,
+        (header::EM_ARM, false) if matches!(arch, Arch::Auto | Arch::Thumb) => Isa::Thumb2,
+        _ => return None,
+    };
     // Thumb functions have odd symbol values; an executable's entry too.
     let funcs = elf
         .syms
@@ -64,7 +137,7 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
         }
     });
     let thumb = odd > even || (odd + even == 0 && elf.entry & 1 == 1);
-    if !thumb && arch != Arch::Thumb {
+    if isa == Isa::Thumb2 && !thumb && arch != Arch::Thumb {
         return None;
     }
     let mut ranges = Vec::new();
@@ -89,8 +162,19 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
     if ranges.is_empty() {
         return None;
     }
+    let lowest = ranges
+        .iter()
+        .map(|r| u64::from(r.address))
+        .min()
+        .unwrap_or(0);
+    let highest = ranges
+        .iter()
+        .map(|r| u64::from(r.address) + u64::from(r.len))
+        .max()
+        .unwrap_or(0);
     // Symbol tables hold addresses too (st_value, 4-aligned in 16-byte
-    // entries): T maps them like pointer words. They are not loaded, so
+    // entries, or 8-aligned in 24-byte ones): T maps them like pointer
+    // words. They are not loaded, so
     // they get addresses of their own above everything loaded.
     let mut next = spans
         .iter()
@@ -116,9 +200,10 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
     }
     let ranges = fit_ranges(ranges);
     Some(Layout {
-        isa: Isa::Thumb2,
+        isa,
         ranges,
         windows: fit_windows(spans),
+        span: highest - lowest,
         source: "elf",
     })
 }
@@ -239,6 +324,7 @@ fn cortex_m_layout(image: &[u8]) -> Option<Layout> {
             address: base,
         }],
         windows,
+        span: len.into(),
         source: "cortex-m vector table",
     })
 }

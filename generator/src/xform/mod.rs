@@ -137,25 +137,14 @@ pub fn prepare(
 /// The narrowest branch window that still reaches across either image: a
 /// displacement of the whole address span, in half-words, signed.
 fn branch_bits(old: &Layout, new: &Layout) -> u8 {
-    use fota_format::xform::{MAX_BRANCH_BITS, MIN_BRANCH_BITS};
-    let span = |l: &Layout| {
-        let lo = l
-            .ranges
-            .iter()
-            .map(|r| u64::from(r.address))
-            .min()
-            .unwrap_or(0);
-        let hi = l
-            .ranges
-            .iter()
-            .map(|r| u64::from(r.address) + u64::from(r.len))
-            .max()
-            .unwrap_or(0);
-        hi.saturating_sub(lo)
+    use fota_format::xform::{Isa, MIN_BRANCH_BITS};
+    let unit = match old.isa {
+        Isa::Thumb2 => 2,
+        Isa::Aarch64 => 4,
     };
-    let halfwords = span(old).max(span(new)).div_ceil(2).max(1);
-    let bits = 64 - (halfwords - 1).leading_zeros() + 1;
-    (bits as u8).clamp(MIN_BRANCH_BITS, MAX_BRANCH_BITS)
+    let units = old.span.max(new.span).div_ceil(unit).max(1);
+    let bits = 64 - (units - 1).leading_zeros() + 1;
+    (bits as u8).clamp(MIN_BRANCH_BITS, old.isa.max_branch_bits())
 }
 
 /// Parses a payload this module encoded: failing is a bug, reported.

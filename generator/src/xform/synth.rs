@@ -229,6 +229,148 @@ pub fn firmware_pair(functions: usize, edits: usize, seed: u64) -> (Vec<u8>, Vec
     (old.layout(), new.layout())
 }
 
+/// Load address of the synthetic AArch64 images.
+pub const A64_BASE: u32 = 0x40_0000;
+
+/// An AArch64 item: a plain instruction, a call, an address formed with
+/// ADRP + ADD or loaded with ADRP + LDR, or a 64-bit pointer in the data.
+#[derive(Debug, Clone, Copy)]
+enum A64 {
+    Plain(u32),
+    Call(usize),
+    Addr(usize),
+    Load(usize),
+}
+
+/// An AArch64 firmware pair (a raw image, as `objcopy -O binary` makes):
+/// functions calling each other and reaching data objects through ADRP
+/// pairs, a table of 64-bit pointers to functions and objects; the new
+/// version inserts a function and a data object early and edits a few
+/// functions.
+pub fn aarch64_pair(functions: usize, edits: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng(seed | 1);
+    let functions = functions.max(4);
+    let objects = functions / 2 + 1;
+    let body = |rng: &mut Rng| -> Vec<A64> {
+        let len = 16 + rng.below(120) as usize;
+        (0..len)
+            .map(|_| match rng.below(100) {
+                0..=9 => A64::Call(rng.below(functions as u64) as usize),
+                10..=14 => A64::Addr(rng.below(objects as u64) as usize),
+                15..=18 => A64::Load(rng.below(objects as u64) as usize),
+                // ORR (shifted register): no reference.
+                _ => A64::Plain(0xAA00_0000 | (rng.next() as u32 & 0x00FF_FFFF)),
+            })
+            .collect()
+    };
+    let mut f_old: Vec<Vec<A64>> = (0..functions).map(|_| body(&mut rng)).collect();
+    let mut o_old: Vec<u32> = (0..objects)
+        .map(|_| 8 * (1 + rng.below(12) as u32))
+        .collect();
+    let old = a64_layout(&f_old, &o_old);
+    let at = 1 + rng.below(functions as u64 / 4) as usize;
+    let fresh = body(&mut rng);
+    f_old.insert(at, fresh);
+    let renumber = |n: &mut usize, from: usize| {
+        if *n >= from {
+            *n += 1;
+        }
+    };
+    for item in f_old.iter_mut().flatten() {
+        if let A64::Call(n) = item {
+            renumber(n, at);
+        }
+    }
+    for _ in 0..edits {
+        let f = rng.below(f_old.len() as u64) as usize;
+        let b = &mut f_old[f];
+        let i = rng.below(b.len() as u64) as usize;
+        b.insert(
+            i,
+            A64::Plain(0xAA00_0000 | (rng.next() as u32 & 0x00FF_FFFF)),
+        );
+    }
+    o_old.insert(1, 24);
+    for item in f_old.iter_mut().flatten() {
+        if let A64::Addr(n) | A64::Load(n) = item {
+            renumber(n, 1);
+        }
+    }
+    let new = a64_layout(&f_old, &o_old);
+    (old, new)
+}
+
+/// Lays out functions (each ending in RET), then the data objects, then a
+/// pointer table.
+fn a64_layout(functions: &[Vec<A64>], objects: &[u32]) -> Vec<u8> {
+    let words = |f: &[A64]| -> u32 {
+        f.iter()
+            .map(|i| match i {
+                A64::Addr(_) | A64::Load(_) => 2,
+                _ => 1,
+            })
+            .sum::<u32>()
+            + 1
+    };
+    let mut func_addr = Vec::new();
+    let mut at = A64_BASE;
+    for f in functions {
+        func_addr.push(at);
+        at += 4 * words(f);
+    }
+    at = (at + 0xFFF) & !0xFFF;
+    let mut obj_addr = Vec::new();
+    for o in objects {
+        obj_addr.push(at);
+        at += o;
+    }
+    let mut img: Vec<u8> = Vec::new();
+    let put = |img: &mut Vec<u8>, w: u32| img.extend_from_slice(&w.to_le_bytes());
+    let adrp = |pc: u32, t: u32, rd: u32| {
+        let pages = (t >> 12).wrapping_sub(pc >> 12);
+        0x9000_0000 | ((pages & 3) << 29) | (((pages >> 2) & 0x7_FFFF) << 5) | rd
+    };
+    for f in functions {
+        for item in f {
+            let pc = A64_BASE + img.len() as u32;
+            match *item {
+                A64::Plain(w) => put(&mut img, w),
+                A64::Call(n) => put(
+                    &mut img,
+                    0x9400_0000 | ((func_addr[n].wrapping_sub(pc) >> 2) & 0x03FF_FFFF),
+                ),
+                A64::Addr(n) => {
+                    put(&mut img, adrp(pc, obj_addr[n], 1));
+                    put(
+                        &mut img,
+                        0x9100_0000 | ((obj_addr[n] & 0xFFF) << 10) | (1 << 5) | 1,
+                    );
+                }
+                A64::Load(n) => {
+                    put(&mut img, adrp(pc, obj_addr[n], 2));
+                    let lo = (obj_addr[n] & 0xFFF) >> 3;
+                    put(&mut img, 0xF940_0000 | (lo << 10) | (2 << 5) | 2);
+                }
+            }
+        }
+        put(&mut img, 0xD65F_03C0);
+    }
+    img.resize((obj_addr[0] - A64_BASE) as usize, 0);
+    for (i, o) in objects.iter().enumerate() {
+        let fill = (i as u8).wrapping_mul(37);
+        img.extend((0..*o).map(|k| fill ^ k as u8));
+    }
+    for (i, f) in func_addr.iter().enumerate() {
+        let target = if i % 3 == 0 {
+            obj_addr[i % obj_addr.len()]
+        } else {
+            *f
+        };
+        img.extend_from_slice(&u64::from(target).to_le_bytes());
+    }
+    img
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,5 +384,16 @@ mod tests {
             assert_eq!(l.ranges[0].address, BASE);
         }
         assert_eq!(firmware_pair(60, 3, 7), (old, new));
+    }
+
+    #[test]
+    fn aarch64_pairs_are_detected_with_their_base() {
+        let (old, new) = aarch64_pair(300, 3, 9);
+        assert_ne!(old, new);
+        for img in [&old, &new] {
+            let l = super::super::layout::detect(img, super::super::Arch::Auto).expect("layout");
+            assert_eq!(l.isa, fota_format::xform::Isa::Aarch64);
+            assert_eq!(l.ranges[0].address, A64_BASE);
+        }
     }
 }
