@@ -295,7 +295,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
 }
 
 /// What `fota inspect` shows of a package's reference transform.
-fn xform_json(x: &fota_format::Xform<'_>) -> serde_json::Value {
+fn xform_json(x: &fota_format::Xform<'_>, wire_len: usize) -> serde_json::Value {
     let ranges = |r: &mut dyn Iterator<Item = fota_format::xform::AddrRange>| {
         r.map(|g| json!({"offset": g.offset, "len": g.len, "address": format!("{:#010x}", g.address)}))
             .collect::<Vec<_>>()
@@ -309,6 +309,7 @@ fn xform_json(x: &fota_format::Xform<'_>) -> serde_json::Value {
         "new_ranges": ranges(&mut x.new_ranges()),
         "pointer_windows": x.windows().map(|w| json!([format!("{:#010x}", w.low), format!("{:#010x}", w.high)])).collect::<Vec<_>>(),
         "breakpoints": x.breakpoint_count(),
+        "package_bytes": wire_len,
     })
 }
 
@@ -324,8 +325,10 @@ fn inspect(a: InspectArgs) -> Result<()> {
         let op = op.map_err(blame_pkg)?;
         if op.header.kind == OpKind::Xform {
             let at = op.offset + fota_format::OP_HEADER_LEN as u64;
-            let x = fota_format::Xform::parse(op.payload, at).map_err(blame_pkg)?;
-            xform = Some(xform_json(&x));
+            let mut expanded = vec![0u8; m.xform_len as usize];
+            fota_format::xform::expand(op.payload, at, &mut expanded).map_err(blame_pkg)?;
+            let x = fota_format::Xform::parse(&expanded, at).map_err(blame_pkg)?;
+            xform = Some(xform_json(&x, op.payload.len()));
         }
         let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
         stats[i].0 += 1;
@@ -413,8 +416,9 @@ fn inspect(a: InspectArgs) -> Result<()> {
     }
     match &xform {
         Some(x) => println!(
-            "xform          {} ({} bytes in the device's RAM): {} map breakpoints, branch window {} bits, {} old / {} new address ranges, {} pointer windows",
+            "xform          {} ({} bytes in the package, {} in the device's RAM): {} map breakpoints, branch window {} bits, {} old / {} new address ranges, {} pointer windows",
             x["isa"].as_str().unwrap_or("?"),
+            x["package_bytes"],
             m.xform_len,
             x["breakpoints"],
             x["branch_bits"],

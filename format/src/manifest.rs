@@ -98,9 +98,10 @@ pub struct Manifest {
     /// In-place: scratch slots (each one segment long) the device must
     /// provide for STASH ops. Zero for A/B.
     pub scratch_slots: u32,
-    /// Bytes of the reference transform (see [`crate::xform`]) the device
-    /// must hold in RAM while it applies the package; zero when the
-    /// package has none. When non-zero, op 0 is the XFORM op carrying it.
+    /// Bytes of the reference transform (see [`crate::xform`]), expanded,
+    /// that the device must hold in RAM while it applies the package; zero
+    /// when the package has none. When non-zero, op 0 is the XFORM op
+    /// carrying it (in its smaller wire form).
     pub xform_len: u32,
 }
 

@@ -36,8 +36,8 @@ pub enum OpKind {
     /// `dst_sha256` equals `src_sha256`.
     Stash = 6,
     /// The reference transform of the package (see [`crate::xform`]): op 0
-    /// exactly when the manifest's `xform_len` is non-zero, its stored
-    /// payload that many bytes. Writes nothing.
+    /// exactly when the manifest's `xform_len` is non-zero; its stored
+    /// payload expands to that many bytes. Writes nothing.
     Xform = 7,
 }
 

@@ -377,13 +377,6 @@ impl OpChain {
                     header.kind as u64,
                 );
             }
-            if header.payload_len != m.xform_len {
-                return layout(
-                    "xform payload length (the manifest's xform length)",
-                    m.xform_len.into(),
-                    header.payload_len.into(),
-                );
-            }
             return self.advance(header, offset);
         }
         if header.kind == OpKind::Stash {

@@ -246,6 +246,234 @@ impl XformParts<'_> {
     }
 }
 
+impl XformParts<'_> {
+    /// The payload as sent in the XFORM op: [`Self::encode`]'s layout with
+    /// the breakpoints varint-coded (see [`Expander`]), into `out`;
+    /// returns the bytes written, `None` when `out` is short or a count
+    /// exceeds the format's limits.
+    pub fn encode_wire(&self, out: &mut [u8]) -> Option<usize> {
+        let fixed = self.encoded_len() - 4 - self.breakpoints.len() * BREAKPOINT_LEN;
+        let mut full =
+            [0u8; XFORM_FIXED_LEN + 2 * MAX_RANGES * RANGE_LEN + MAX_WINDOWS * WINDOW_LEN];
+        let head = XformParts {
+            breakpoints: &[],
+            ..*self
+        };
+        if self.breakpoints.len() > MAX_BREAKPOINTS as usize {
+            return None;
+        }
+        head.encode(&mut full)?;
+        let mut pos = 0usize;
+        let mut put = |b: &[u8]| -> Option<()> {
+            out.get_mut(pos..pos + b.len())?.copy_from_slice(b);
+            pos += b.len();
+            Some(())
+        };
+        put(full.get(..fixed)?)?;
+        let mut buf = [0u8; crate::patch::MAX_VARINT_LEN];
+        let n = crate::patch::write_varint(self.breakpoints.len() as u64, &mut buf);
+        put(buf.get(..n)?)?;
+        let (mut prev_address, mut prev_delta) = (0u32, 0i32);
+        for (i, b) in self.breakpoints.iter().enumerate() {
+            let step = if i == 0 {
+                b.address
+            } else {
+                b.address.checked_sub(prev_address).filter(|&d| d > 0)?
+            };
+            let n = crate::patch::write_varint(step.into(), &mut buf);
+            put(buf.get(..n)?)?;
+            let change = i64::from(b.delta.wrapping_sub(prev_delta));
+            let n = crate::patch::write_varint(crate::patch::zigzag(change), &mut buf);
+            put(buf.get(..n)?)?;
+            (prev_address, prev_delta) = (b.address, b.delta);
+        }
+        Some(pos)
+    }
+}
+
+/// Expands the XFORM op's payload as sent into the form [`Xform::parse`]
+/// reads, fed in pieces of any size, with a few bytes of state: an
+/// applier streams the op from the package into its RAM.
+///
+/// The wire form is [`XformParts::encode`]'s, except that the breakpoint
+/// count is a LEB128 varint and each breakpoint two: the address minus the
+/// previous one (the first: the address itself; later ones at least 1),
+/// and the delta minus the previous delta (zigzag). Varints are minimal
+/// and fit 32 bits. A map's addresses grow by a function's size and its
+/// deltas change little, so a breakpoint takes about 3 bytes, not 8.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expander {
+    /// Bytes written to the expanded form.
+    written: u32,
+    /// Bytes of the fixed part, ranges and windows (known after 6 bytes).
+    head: u32,
+    stage: ExpandStage,
+    /// The varint being read: its value so far and bits taken.
+    acc: u32,
+    shift: u8,
+    /// Breakpoints still to read.
+    left: u32,
+    address: u32,
+    delta: i32,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ExpandStage {
+    #[default]
+    Head,
+    Count,
+    Address,
+    Delta,
+    Done,
+}
+
+impl Expander {
+    /// Expands `input`, the next bytes of the wire form whose first byte
+    /// sits at package offset `offset`, appending to `out` (the whole
+    /// expanded form, as far as written so far).
+    ///
+    /// # Errors
+    /// `InvalidField` for a bad varint, count or address step, `BadLength`
+    /// when `out` is too short or bytes follow the last breakpoint.
+    pub fn feed(&mut self, input: &[u8], offset: u64, out: &mut [u8]) -> Result<()> {
+        for (k, &byte) in input.iter().enumerate() {
+            let at = offset.saturating_add(k as u64);
+            self.step(byte, at, out)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of the expanded form, once the last breakpoint was read.
+    ///
+    /// # Errors
+    /// `Truncated` when the wire form ended early.
+    pub fn finish(&self, offset: u64) -> Result<usize> {
+        match self.stage {
+            ExpandStage::Done => Ok(self.written as usize),
+            _ => Err(Error::Truncated {
+                offset,
+                needed: 1,
+                available: 0,
+                what: "xform breakpoints",
+            }),
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8], at: u64, out: &mut [u8]) -> Result<()> {
+        let start = self.written as usize;
+        let room = out.len() as u64;
+        let dst = out
+            .get_mut(start..start + bytes.len())
+            .ok_or(Error::BadLength {
+                offset: at,
+                what: "expanded xform (the manifest's xform length)",
+                expected: room,
+                found: (start + bytes.len()) as u64,
+            })?;
+        dst.copy_from_slice(bytes);
+        self.written += bytes.len() as u32;
+        Ok(())
+    }
+
+    fn step(&mut self, byte: u8, at: u64, out: &mut [u8]) -> Result<()> {
+        let bad = |what| Error::InvalidField {
+            offset: at,
+            what,
+            found: byte.into(),
+        };
+        match self.stage {
+            ExpandStage::Head => {
+                self.put(&[byte], at, out)?;
+                if self.written == 6 {
+                    let count = |i: usize| u32::from(*out.get(i).unwrap_or(&0));
+                    self.head = XFORM_FIXED_LEN as u32
+                        + (count(3) + count(4)) * RANGE_LEN as u32
+                        + count(5) * WINDOW_LEN as u32;
+                }
+                if self.written >= 6 && self.written == self.head {
+                    self.stage = ExpandStage::Count;
+                }
+                return Ok(());
+            }
+            ExpandStage::Done => {
+                return Err(Error::BadLength {
+                    offset: at,
+                    what: "xform payload (nothing after the last breakpoint)",
+                    expected: 0,
+                    found: 1,
+                })
+            }
+            _ => {}
+        }
+        // A LEB128 u32, minimal.
+        if self.shift == 28 && byte > 0x0F {
+            return Err(bad("xform varint (fits 32 bits)"));
+        }
+        if self.shift > 0 && byte == 0 {
+            return Err(bad("xform varint (minimal)"));
+        }
+        self.acc |= u32::from(byte & 0x7F) << self.shift;
+        if byte & 0x80 != 0 {
+            self.shift += 7;
+            return Ok(());
+        }
+        let v = core::mem::take(&mut self.acc);
+        self.shift = 0;
+        match self.stage {
+            ExpandStage::Count => {
+                if v > MAX_BREAKPOINTS {
+                    return Err(bad("xform breakpoint count (at most 8192)"));
+                }
+                self.put(&v.to_le_bytes(), at, out)?;
+                self.left = v;
+                self.stage = if v == 0 {
+                    ExpandStage::Done
+                } else {
+                    ExpandStage::Address
+                };
+            }
+            ExpandStage::Address => {
+                let first = self.written == self.head + 4;
+                self.address = if first {
+                    v
+                } else if v == 0 {
+                    return Err(bad("xform breakpoint step (at least 1)"));
+                } else {
+                    self.address
+                        .checked_add(v)
+                        .ok_or(bad("xform breakpoint address (below 4 GiB)"))?
+                };
+                self.put(&self.address.to_le_bytes(), at, out)?;
+                self.stage = ExpandStage::Delta;
+            }
+            ExpandStage::Delta => {
+                let change = crate::patch::unzigzag(v.into()) as i32;
+                self.delta = self.delta.wrapping_add(change);
+                self.put(&self.delta.to_le_bytes(), at, out)?;
+                self.left -= 1;
+                self.stage = if self.left == 0 {
+                    ExpandStage::Done
+                } else {
+                    ExpandStage::Address
+                };
+            }
+            ExpandStage::Head | ExpandStage::Done => {}
+        }
+        Ok(())
+    }
+}
+
+/// Expands a whole wire-form payload (at package offset `offset`) into
+/// `out`, returning the expanded length.
+///
+/// # Errors
+/// As [`Expander::feed`] and [`Expander::finish`].
+pub fn expand(wire: &[u8], offset: u64, out: &mut [u8]) -> Result<usize> {
+    let mut e = Expander::default();
+    e.feed(wire, offset, out)?;
+    e.finish(offset.saturating_add(wire.len() as u64))
+}
+
 /// A checked XFORM payload, read in place (no copy, no allocation).
 #[derive(Debug, Clone, Copy)]
 pub struct Xform<'a> {
@@ -1288,7 +1516,124 @@ mod tests {
         .prop_map(|pieces| pieces.concat())
     }
 
+    fn parts_of(p: &Xform<'_>) -> (Vec<AddrRange>, Vec<AddrRange>, Vec<Window>, Vec<Breakpoint>) {
+        (
+            p.old_ranges().collect(),
+            p.new_ranges().collect(),
+            p.windows().collect(),
+            (0..p.breakpoint_count())
+                .map(|i| p.breakpoint(i).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_wire_form_is_small_and_malformed_wire_is_refused() {
+        let bps: Vec<Breakpoint> = (0..100u32)
+            .map(|i| Breakpoint {
+                address: 0x0800_0000 + i * 300,
+                delta: 8 + (i as i32 % 3) * 4,
+            })
+            .collect();
+        let parts = XformParts {
+            isa: Isa::Thumb2,
+            branch_bits: 20,
+            flags: FLAG_BRANCHES,
+            old_ranges: &[RANGE],
+            new_ranges: &[RANGE],
+            windows: &[],
+            breakpoints: &bps,
+        };
+        let ram = payload(&parts);
+        let mut wire = vec![0u8; ram.len() * 2];
+        let n = parts.encode_wire(&mut wire).unwrap();
+        wire.truncate(n);
+        // 8 fixed + 24 ranges + 1 count + the first breakpoint (a 4-byte
+        // address, 1-byte delta) + 99 x (2 + 1).
+        assert_eq!(wire.len(), 8 + 24 + 1 + 5 + 99 * 3);
+        assert!(wire.len() * 2 < ram.len());
+        let mut out = vec![0u8; ram.len()];
+        assert_eq!(expand(&wire, 0, &mut out).unwrap(), ram.len());
+        assert_eq!(out, ram);
+        // Short output, truncated input, trailing bytes, a zero step, a
+        // non-minimal varint, a count over the limit.
+        let mut short = vec![0u8; ram.len() - 1];
+        assert!(matches!(
+            expand(&wire, 0, &mut short),
+            Err(Error::BadLength { .. })
+        ));
+        assert!(matches!(
+            expand(&wire[..wire.len() - 1], 0, &mut out),
+            Err(Error::Truncated { .. })
+        ));
+        let mut long = wire.clone();
+        long.push(0);
+        assert!(matches!(
+            expand(&long, 0, &mut out),
+            Err(Error::BadLength { .. })
+        ));
+        let head = 8 + 24;
+        let mut zero_step = wire.clone();
+        zero_step[head + 6] = 0;
+        assert!(matches!(
+            expand(&zero_step, 100, &mut out),
+            Err(Error::InvalidField { offset, .. }) if offset == 100 + head as u64 + 6
+        ));
+        let mut count = wire[..head].to_vec();
+        count.extend_from_slice(&[0x81, 0x80, 0x01]);
+        assert!(matches!(
+            expand(&count, 0, &mut out),
+            Err(Error::InvalidField { .. })
+        ));
+        let mut non_minimal = wire[..head].to_vec();
+        non_minimal.extend_from_slice(&[0x81, 0x00]);
+        assert!(matches!(
+            expand(&non_minimal, 0, &mut out),
+            Err(Error::InvalidField { .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn wire_form_expands_to_the_parsed_form_in_any_pieces(
+            x in arb_xform(),
+            cuts in prop::collection::vec(1usize..40, 1..20),
+        ) {
+            let p = Xform::parse(&x, 0).unwrap();
+            let (old, new, win, bps) = parts_of(&p);
+            let parts = XformParts {
+                isa: p.isa(),
+                branch_bits: p.branch_bits(),
+                flags: p.flags(),
+                old_ranges: &old,
+                new_ranges: &new,
+                windows: &win,
+                breakpoints: &bps,
+            };
+            let mut wire = vec![0u8; 2 * x.len() + 16];
+            let n = parts.encode_wire(&mut wire).unwrap();
+            wire.truncate(n);
+            let mut out = vec![0u8; x.len()];
+            let mut e = Expander::default();
+            let mut at = 0usize;
+            for c in cuts.iter().cycle() {
+                if at >= wire.len() {
+                    break;
+                }
+                let end = (at + c).min(wire.len());
+                e.feed(&wire[at..end], at as u64, &mut out).unwrap();
+                at = end;
+            }
+            prop_assert_eq!(e.finish(0).unwrap(), x.len());
+            prop_assert_eq!(out, x);
+        }
+
+        #[test]
+        fn expand_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let mut out = vec![0u8; 400];
+            let _ = expand(&bytes, 0, &mut out);
+        }
+
         #[test]
         fn inverse_undoes_forward(x in arb_xform(), code in arb_code(), skew in 0usize..3) {
             let x = Xform::parse(&x, 0).unwrap();
@@ -1313,11 +1658,7 @@ mod tests {
         #[test]
         fn encode_parse_round_trip(x in arb_xform()) {
             let p = Xform::parse(&x, 0).unwrap();
-            let old: Vec<AddrRange> = p.old_ranges().collect();
-            let new: Vec<AddrRange> = p.new_ranges().collect();
-            let win: Vec<Window> = p.windows().collect();
-            let bps: Vec<Breakpoint> =
-                (0..p.breakpoint_count()).map(|i| p.breakpoint(i).unwrap()).collect();
+            let (old, new, win, bps) = parts_of(&p);
             let again = payload(&XformParts {
                 isa: p.isa(),
                 branch_bits: p.branch_bits(),

@@ -53,7 +53,11 @@ pub fn apply(
     if m.mode == Mode::InPlace {
         return apply_in_place(&pkg, source, target_len);
     }
-    let xform = load_xform(&pkg)?;
+    let xform_bytes = load_xform(&pkg)?;
+    let xform = xform_bytes
+        .as_deref()
+        .map(|b| Xform::parse(b, 0))
+        .transpose()?;
     let mut target = vec![0u8; target_len];
     let mut segment = Vec::new();
     let view = SourceView::Whole(source);
@@ -66,21 +70,31 @@ pub fn apply(
     check_target(&m, target)
 }
 
-/// The package's reference transform: op 0's payload when the manifest
-/// announces one (the op chain has authenticated it and checked its kind).
-fn load_xform<'p>(pkg: &VerifiedPackage<'p>) -> Result<Option<Xform<'p>>, FormatError> {
-    if pkg.manifest().xform_len == 0 {
+/// The package's reference transform, expanded: op 0's payload when the
+/// manifest announces one (the op chain has authenticated it and checked
+/// its kind), checked by [`Xform::parse`].
+fn load_xform(pkg: &VerifiedPackage<'_>) -> Result<Option<Vec<u8>>, FormatError> {
+    let m = pkg.manifest();
+    if m.xform_len == 0 {
         return Ok(None);
     }
     let Some(first) = pkg.ops().next() else {
         return Ok(None);
     };
     let op = first?;
-    Xform::parse(
-        op.payload,
-        op.offset + op.header.total_len() - u64::from(op.header.payload_len),
-    )
-    .map(Some)
+    let at = op.offset + fota_format::OP_HEADER_LEN as u64;
+    let mut out = vec![0u8; m.xform_len as usize];
+    let n = fota_format::xform::expand(op.payload, at, &mut out)?;
+    if n != out.len() {
+        return Err(FormatError::BadLength {
+            offset: at,
+            what: "expanded xform (the manifest's xform length)",
+            expected: out.len() as u64,
+            found: n as u64,
+        });
+    }
+    Xform::parse(&out, 0)?;
+    Ok(Some(out))
 }
 
 /// Checks the finished target against the manifest.
@@ -111,7 +125,11 @@ fn apply_in_place(
     image.resize(target_len.max(source.len()), 0);
     let mut scratch = vec![0u8; m.scratch_slots as usize * seg];
     let mut segment = Vec::new();
-    let xform = load_xform(pkg)?;
+    let xform_bytes = load_xform(pkg)?;
+    let xform = xform_bytes
+        .as_deref()
+        .map(|b| Xform::parse(b, 0))
+        .transpose()?;
     for op in pkg.ops() {
         let op = op?;
         tracker.record(op.index, op.offset, &op.header, op.extents.as_slice())?;

@@ -462,7 +462,7 @@ fn build(
     }
     if let Some(p) = prepared {
         manifest.xform_len = p.payload.len() as u32;
-        ops.insert(0, plan::PlannedOp::xform(p.payload.clone()));
+        ops.insert(0, plan::PlannedOp::xform(p.wire.clone()));
     }
     let package = write::write_package(manifest, &ops, old, new, key)?;
     Ok(Built {

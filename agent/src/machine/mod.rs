@@ -207,12 +207,15 @@ enum Phase<'b> {
         slots: &'b mut [u32],
         requested: bool,
     },
-    /// Reading the XFORM op (op 0) into the work buffer: its header
-    /// (`pending` 0) or `pending` payload bytes at `done`; its sha256 must
-    /// be `want`, the manifest's chain head.
+    /// Reading the XFORM op (op 0), expanding its payload into the work
+    /// buffer: its header (`len` 0), then `pending` payload bytes at
+    /// `done` of `len`; its sha256 must be `want`, the manifest's chain
+    /// head.
     LoadXform {
         want: [u8; 32],
+        expander: fota_format::xform::Expander,
         done: u32,
+        len: u32,
         pending: u32,
         requested: bool,
     },
@@ -506,7 +509,9 @@ impl<'b> Agent<'b> {
                 if self.goal.xform_len > 0 {
                     self.phase = Phase::LoadXform {
                         want: *self.chain()?.expected_hash(),
+                        expander: Default::default(),
                         done: 0,
+                        len: 0,
                         pending: 0,
                         requested: false,
                     };
@@ -517,10 +522,12 @@ impl<'b> Agent<'b> {
             }
             Phase::LoadXform {
                 want,
+                expander,
                 done,
+                len,
                 pending,
                 requested,
-            } => self.load_xform(flash, want, done, pending, requested),
+            } => self.load_xform(flash, want, expander, [done, len, pending], requested),
             Phase::Scan {
                 mut scan,
                 mut block,
@@ -692,63 +699,83 @@ impl<'b> Agent<'b> {
         Ok(())
     }
 
-    /// One move of loading the XFORM op: header, then payload chunks into
-    /// the transform area, hashed; then the hash and the payload checked.
+    /// One move of loading the XFORM op: header, then payload chunks
+    /// into the package chunk, hashed and expanded into the transform
+    /// area; then the hash, the expanded length and the transform checked.
     fn load_xform<F: Flash>(
         &mut self,
         flash: &F,
         want: [u8; 32],
-        mut done: u32,
-        pending: u32,
+        mut expander: fota_format::xform::Expander,
+        [mut done, mut len, pending]: [u32; 3],
         requested: bool,
     ) -> Result<Option<Request>> {
         let at = first_op_offset();
-        let len = self.goal.xform_len;
         let header_len = fota_format::OP_HEADER_LEN;
-        let stay = |agent: &mut Self, done, pending| {
-            agent.phase = Phase::LoadXform {
+        let payload_at = at + header_len as u64;
+        if !requested {
+            self.hash = Sha256::new();
+            self.phase = Phase::LoadXform {
                 want,
+                expander,
                 done,
+                len,
                 pending,
                 requested: true,
             };
-        };
-        if !requested {
-            stay(self, 0, 0);
-            self.hash = Sha256::new();
             return Ok(self.read_package(at, self.pkg_at(), header_len));
         }
-        if pending == 0 && done == 0 {
-            let p = self.pkg_at();
+        let p = self.pkg_at();
+        if len == 0 {
             let raw = self.work.get(p..p + header_len).unwrap_or(&[]);
             let h = OpHeader::parse(raw, at)?;
-            if h.kind != fota_format::OpKind::Xform || h.payload_len != len {
+            if h.kind != fota_format::OpKind::Xform {
                 return Err(FormatError::OpLayout {
                     op_index: 0,
                     offset: at,
-                    what: "op 0 (the xform op the manifest announces)",
-                    expected: len.into(),
-                    found: h.payload_len.into(),
+                    what: "op kind (the xform op the manifest announces)",
+                    expected: fota_format::OpKind::Xform as u64,
+                    found: h.kind as u64,
                 }
                 .into());
             }
             self.hash.update(raw);
+            len = h.payload_len;
         } else {
-            let x = self.xform_at() + done as usize;
-            self.hash
-                .update(self.work.get(x..x + pending as usize).unwrap_or(&[]));
+            let (area, room) = (self.xform_at(), self.goal.xform_len as usize);
+            let (head, tail) = self.work.split_at_mut(area.min(self.work.len()));
+            let input = head.get(p..p + pending as usize).unwrap_or(&[]);
+            self.hash.update(input);
+            let out = tail.get_mut(..room).unwrap_or(&mut []);
+            expander.feed(input, payload_at + u64::from(done), out)?;
             done += pending;
         }
         if done < len {
             let n = (self.chunk as u32).min(len - done);
-            stay(self, done, n);
-            let offset = at + header_len as u64 + u64::from(done);
-            return Ok(self.read_package(offset, self.xform_at() + done as usize, n as usize));
+            self.phase = Phase::LoadXform {
+                want,
+                expander,
+                done,
+                len,
+                pending: n,
+                requested: true,
+            };
+            return Ok(self.read_package(payload_at + u64::from(done), p, n as usize));
         }
         if self.digest() != want {
             return Err(FormatError::OpHashMismatch {
                 op_index: 0,
                 offset: at,
+            }
+            .into());
+        }
+        let expanded = expander.finish(payload_at + u64::from(len))?;
+        if expanded != self.goal.xform_len as usize {
+            return Err(FormatError::BadLength {
+                offset: payload_at,
+                what: "expanded xform (the manifest's xform length)",
+                expected: self.goal.xform_len.into(),
+                found: expanded as u64,
             }
             .into());
         }

@@ -914,16 +914,37 @@ pub fn reference_tiny(
 
 // ---------------------------------------------------------------- xform
 
-/// The `xform` target: a u16 payload length, an XFORM payload (`SPEC.md`
-/// §5c), then image bytes. A payload that parses is run over the image:
+/// The `xform` target: a u16 payload length, an XFORM op payload as sent
+/// (`SPEC.md` §5c, breakpoints varint-coded), then image bytes. The
+/// payload is expanded (fed in two pieces split at a point taken from the
+/// input, which must not change the result) and parsed; one that parses is
+/// run over the image:
 /// F⁻¹ must undo F exactly, T and the site scan must finish, and the map
 /// must be a step function (monotone between breakpoints). Returns `None`
 /// when the input is too short, else whether the payload parsed.
 pub fn xform(data: &[u8]) -> Option<bool> {
     use fota_format::xform::{Image, Site, XFORM_BLOCK};
     let len = usize::from(u16::from_le_bytes([*data.first()?, *data.get(1)?]));
-    let payload = data.get(2..2 + len)?;
+    let wire = data.get(2..2 + len)?;
     let image = data.get(2 + len..).unwrap_or(&[]);
+    let mut whole = vec![0u8; fota_format::xform::MAX_XFORM_LEN as usize];
+    let Ok(n) = fota_format::xform::expand(wire, 0, &mut whole) else {
+        return Some(false);
+    };
+    let cut = usize::from(*image.get(2).unwrap_or(&0)).min(wire.len());
+    let mut pieces = vec![0u8; whole.len()];
+    let mut e = fota_format::xform::Expander::default();
+    assert!(
+        e.feed(&wire[..cut], 0, &mut pieces).is_ok(),
+        "pieces as whole"
+    );
+    assert!(
+        e.feed(&wire[cut..], cut as u64, &mut pieces).is_ok(),
+        "pieces as whole"
+    );
+    assert_eq!(e.finish(wire.len() as u64).ok(), Some(n));
+    assert_eq!(pieces[..n], whole[..n]);
+    let payload = &whole[..n];
     let Ok(x) = fota_format::Xform::parse(payload, 0) else {
         return Some(false);
     };

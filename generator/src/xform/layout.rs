@@ -71,7 +71,7 @@ fn aarch64_raw_layout(image: &[u8]) -> Layout {
     let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for w in image.chunks_exact(8) {
         let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        if v >= 0x1_0000 && v < 1 << 32 {
+        if (0x1_0000..1 << 32).contains(&v) {
             *buckets.entry((v as u32) & !0xFFFF).or_default() += 1;
         }
     }

@@ -32,8 +32,11 @@ const ROUNDS: usize = 2;
 /// What the transform made of a pair of images.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// The XFORM op's payload.
+    /// The transform as the applier holds it (its length is the
+    /// manifest's `xform_len`).
     pub payload: Vec<u8>,
+    /// The XFORM op's payload: the same, with the map varint-coded.
+    pub wire: Vec<u8>,
     /// T(old): the old image in the new image's absolute domain.
     pub old: Vec<u8>,
     /// F(new): the new image with branches made absolute.
@@ -77,15 +80,7 @@ pub fn prepare(
     }
     let branch_bits = branch_bits(&lo, &ln);
     let payload_for = |breakpoints: &[Breakpoint]| -> Result<Vec<u8>> {
-        let parts = XformParts {
-            isa: lo.isa,
-            branch_bits,
-            flags: FLAG_BRANCHES | FLAG_POINTERS,
-            old_ranges: &lo.ranges,
-            new_ranges: &ln.ranges,
-            windows: &lo.windows,
-            breakpoints,
-        };
+        let parts = parts(&lo, &ln, branch_bits, breakpoints);
         let mut out = vec![0u8; parts.encoded_len()];
         let n = parts.encode(&mut out).ok_or(Error::Limit {
             what: "xform payload records",
@@ -113,6 +108,15 @@ pub fn prepare(
         current = (t, forward.clone());
     }
     let payload = payload_for(&breakpoints)?;
+    let mut wire = vec![0u8; 2 * payload.len() + 16];
+    let n = parts(&lo, &ln, branch_bits, &breakpoints)
+        .encode_wire(&mut wire)
+        .ok_or(Error::Limit {
+            what: "xform wire payload",
+            value: payload.len() as u64,
+            limit: fota_format::xform::MAX_XFORM_LEN.into(),
+        })?;
+    wire.truncate(n);
     let (mut old_sites, mut new_sites) = (0, 0);
     probe.sites(old, 0, fota_format::xform::Image::Old, |_, _| {
         old_sites += 1
@@ -122,6 +126,7 @@ pub fn prepare(
     });
     Ok(Some(Prepared {
         payload,
+        wire,
         old: current.0,
         new: current.1,
         stats: XformStats {
@@ -132,6 +137,24 @@ pub fn prepare(
             new_sites,
         },
     }))
+}
+
+/// The transform of a pair with these layouts, window and map.
+fn parts<'a>(
+    old: &'a Layout,
+    new: &'a Layout,
+    branch_bits: u8,
+    breakpoints: &'a [Breakpoint],
+) -> XformParts<'a> {
+    XformParts {
+        isa: old.isa,
+        branch_bits,
+        flags: FLAG_BRANCHES | FLAG_POINTERS,
+        old_ranges: &old.ranges,
+        new_ranges: &new.ranges,
+        windows: &old.windows,
+        breakpoints,
+    }
 }
 
 /// The narrowest branch window that still reaches across either image: a
