@@ -121,6 +121,11 @@ pub struct DiffArgs {
     /// No reference transform (the same as --arch none), to measure its gain.
     #[arg(long, conflicts_with = "arch")]
     pub no_xform: bool,
+    /// RAM the device lends the transform, in bytes (`fota inspect` shows what
+    /// a package needs): the address map is cut to fit. Default: the format's
+    /// limit (64 KiB).
+    #[arg(long, value_name = "BYTES")]
+    pub xform_ram: Option<u32>,
     /// Skip applying the package to OLD before writing it (faster, less safe).
     #[arg(long)]
     pub no_self_check: bool,

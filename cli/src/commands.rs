@@ -143,6 +143,7 @@ fn diff(a: DiffArgs) -> Result<()> {
         } else {
             a.arch.into()
         },
+        xform_ram: a.xform_ram,
         ..DiffOptions::default()
     };
     let bar = Bar::new();

@@ -101,6 +101,9 @@ pub struct DiffOptions {
     /// with and without it and keeps the smaller; a named instruction set
     /// is used whenever the images' layout is found; [`Arch::None`] never.
     pub arch: Arch,
+    /// Most bytes of RAM the device lends the transform (the manifest's
+    /// `xform_len`): the map is cut to fit; `None` is the format's limit.
+    pub xform_ram: Option<u32>,
 }
 
 impl Default for DiffOptions {
@@ -121,6 +124,7 @@ impl Default for DiffOptions {
             erase_size: DEFAULT_ERASE_SIZE,
             scratch_size: None,
             arch: Arch::Auto,
+            xform_ram: None,
         }
     }
 }
@@ -256,7 +260,8 @@ pub fn diff_with_progress(
         })?;
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
-    let prepared = pool.install(|| xform::prepare(old, new, opts.arch, opts.match_params))?;
+    let prepared =
+        pool.install(|| xform::prepare(old, new, opts.arch, opts.match_params, opts.xform_ram))?;
     if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
         let built = pool.install(|| {
             build(

@@ -116,3 +116,45 @@ proptest! {
         prop_assert_eq!(out.other_len, None);
     }
 }
+
+#[test]
+fn the_map_fits_the_ram_the_device_lends() {
+    let (old, new) = firmware_pair(300, 6, 17);
+    let key = common::key(4);
+    let free = diff(
+        &old,
+        &new,
+        &key,
+        &opts(Profile::Tiny, Mode::AB, Arch::Thumb),
+    )
+    .unwrap();
+    let need = Package::parse(&free.package)
+        .unwrap()
+        .manifest_unverified()
+        .unwrap()
+        .xform_len;
+    assert!(free.xform.unwrap().breakpoints > 2);
+    // Room for two breakpoints fewer: the map is cut, the package still applies.
+    let budget = need - 16;
+    let o = DiffOptions {
+        xform_ram: Some(budget),
+        ..opts(Profile::Tiny, Mode::AB, Arch::Thumb)
+    };
+    let cut = diff(&old, &new, &key, &o).unwrap();
+    let m = Package::parse(&cut.package)
+        .unwrap()
+        .manifest_unverified()
+        .unwrap();
+    assert!(m.xform_len <= budget, "{} > {budget}", m.xform_len);
+    assert_eq!(
+        cut.xform.unwrap().breakpoints,
+        free.xform.unwrap().breakpoints - 2
+    );
+    // No room for the ranges themselves: no transform.
+    let o = DiffOptions {
+        xform_ram: Some(16),
+        ..opts(Profile::Tiny, Mode::AB, Arch::Thumb)
+    };
+    let none = diff(&old, &new, &key, &o).unwrap();
+    assert_eq!(none.xform, None);
+}

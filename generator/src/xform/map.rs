@@ -27,18 +27,20 @@ struct Vote {
     delta: i32,
 }
 
-/// The breakpoints of the map the votes of `blocks` support. `probe` is a
-/// transform with both images' ranges and the old pointer windows (its own
-/// map is not used); `new_windows` bound the new pointer values that count.
+/// The breakpoints (at most `max`) of the map the votes of `blocks`
+/// support. `probe` is a transform with both images' ranges and the old
+/// pointer windows (its own map is not used); `new_windows` bound the new
+/// pointer values that count.
 pub fn infer(
     old: &[u8],
     new: &[u8],
     probe: &Xform<'_>,
     blocks: &[Block],
     new_windows: &[Window],
+    max: usize,
 ) -> Vec<Breakpoint> {
     let votes = collect_votes(old, new, probe, blocks, new_windows);
-    fit(votes)
+    fit(votes, max)
 }
 
 fn collect_votes(
@@ -119,8 +121,9 @@ struct Run {
     votes: u32,
 }
 
-/// The step function through the votes' majority deltas.
-fn fit(mut votes: Vec<Vote>) -> Vec<Breakpoint> {
+/// The step function through the votes' majority deltas, with at most
+/// `max` breakpoints: the runs the fewest votes support go first.
+fn fit(mut votes: Vec<Vote>, max: usize) -> Vec<Breakpoint> {
     votes.sort_unstable();
     // Majority delta per old address (ties: the smaller move).
     let mut points: Vec<(u32, i32, u32)> = Vec::new();
@@ -152,11 +155,20 @@ fn fit(mut votes: Vec<Vote>) -> Vec<Breakpoint> {
             }),
         }
     }
-    // Absorb weak runs, weakest first, into their neighbours.
+    // Absorb weak runs, weakest first, into their neighbours; then the
+    // weakest of all while the map is over its budget.
+    let breakpoints =
+        |runs: &[Run]| runs.len() - usize::from(runs.first().is_some_and(|r| r.delta == 0));
     loop {
+        let over = breakpoints(&runs) > max;
         let weak = (0..runs.len())
-            .filter(|&i| runs[i].votes < MIN_RUN_VOTES && runs.len() > 1)
+            .filter(|&i| (over || runs[i].votes < MIN_RUN_VOTES) && runs.len() > 1)
             .min_by_key(|&i| (runs[i].votes, i));
+        if weak.is_none() && over {
+            // One run with a delta and no room for it: the identity.
+            runs.clear();
+            break;
+        }
         let Some(i) = weak else { break };
         let removed = runs.remove(i);
         if i > 0 && i < runs.len() && runs[i - 1].delta == runs[i].delta {
@@ -180,7 +192,7 @@ fn fit(mut votes: Vec<Vote>) -> Vec<Breakpoint> {
             });
         }
     }
-    out.truncate(MAX_BREAKPOINTS as usize);
+    out.truncate(max.min(MAX_BREAKPOINTS as usize));
     out
 }
 
@@ -201,13 +213,45 @@ mod tests {
         for t in (0x0800_1000..0x0800_3000).step_by(0x40) {
             votes.extend(v(t, 0x24, 2));
         }
-        let bps = fit(votes);
+        let bps = fit(votes.clone(), usize::MAX);
         assert_eq!(
             bps,
             vec![Breakpoint {
                 address: 0x0800_1000,
                 delta: 0x24
             }]
+        );
+        // No room for a breakpoint: the identity.
+        assert!(fit(votes, 0).is_empty());
+    }
+
+    #[test]
+    fn a_budget_keeps_the_best_supported_breakpoints() {
+        let mut votes = Vec::new();
+        // Three moves: 40 votes, 4 votes, 20 votes.
+        for t in (0x1000..0x1000 + 40 * 4).step_by(4) {
+            votes.extend(v(t, 8, 1));
+        }
+        for t in (0x2000..0x2000 + 4 * 4).step_by(4) {
+            votes.extend(v(t, 16, 1));
+        }
+        for t in (0x3000..0x3000 + 20 * 4).step_by(4) {
+            votes.extend(v(t, 24, 1));
+        }
+        assert_eq!(fit(votes.clone(), usize::MAX).len(), 3);
+        let two = fit(votes, 2);
+        assert_eq!(
+            two,
+            vec![
+                Breakpoint {
+                    address: 0,
+                    delta: 8
+                },
+                Breakpoint {
+                    address: 0x3000,
+                    delta: 24
+                }
+            ]
         );
     }
 
@@ -220,7 +264,7 @@ mod tests {
         // A false site in the middle, and a disagreeing vote on one target.
         votes.extend(v(0x805, -0x7000, 1));
         votes.extend(v(0x900, 12, 1));
-        let bps = fit(votes);
+        let bps = fit(votes, usize::MAX);
         assert_eq!(
             bps,
             vec![Breakpoint {
@@ -239,7 +283,7 @@ mod tests {
         for t in (0x2000_0000..0x2000_0100).step_by(4) {
             votes.extend(v(t, 8, 1));
         }
-        let bps = fit(votes);
+        let bps = fit(votes, usize::MAX);
         assert_eq!(
             bps,
             vec![
@@ -257,6 +301,6 @@ mod tests {
 
     #[test]
     fn no_votes_is_the_identity() {
-        assert!(fit(Vec::new()).is_empty());
+        assert!(fit(Vec::new(), 10).is_empty());
     }
 }

@@ -16,7 +16,7 @@ pub mod layout;
 pub mod map;
 pub mod synth;
 
-use fota_format::xform::{Breakpoint, XformParts, FLAG_BRANCHES, FLAG_POINTERS};
+use fota_format::xform::{Breakpoint, XformParts, FLAG_BRANCHES, FLAG_POINTERS, MIN_BRANCH_BITS};
 use fota_format::Xform;
 
 pub use layout::{Arch, Layout};
@@ -60,8 +60,10 @@ pub struct XformStats {
     pub new_sites: usize,
 }
 
-/// Prepares the transform of `old` → `new` for `arch`; `None` when either
-/// image has no layout of that instruction set (the pair is diffed raw).
+/// Prepares the transform of `old` → `new` for `arch`, its expanded form
+/// at most `max_ram` bytes; `None` when either image has no layout of that
+/// instruction set or the budget holds no transform (the pair is diffed
+/// raw).
 ///
 /// # Errors
 /// [`Error::Limit`] for images over 4 GiB, which the transform's 32-bit
@@ -71,6 +73,7 @@ pub fn prepare(
     new: &[u8],
     arch: Arch,
     params: MatchParams,
+    max_ram: Option<u32>,
 ) -> Result<Option<Prepared>> {
     let (Some(lo), Some(ln)) = (layout::detect(old, arch), layout::detect(new, arch)) else {
         return Ok(None);
@@ -78,6 +81,13 @@ pub fn prepare(
     if lo.isa != ln.isa {
         return Ok(None);
     }
+    // The device's RAM budget for the transform bounds the map.
+    let fixed = parts(&lo, &ln, MIN_BRANCH_BITS, &[]).encoded_len();
+    let max = match max_ram {
+        None => fota_format::xform::MAX_BREAKPOINTS as usize,
+        Some(ram) if (ram as usize) < fixed => return Ok(None),
+        Some(ram) => (ram as usize - fixed) / fota_format::xform::BREAKPOINT_LEN,
+    };
     let branch_bits = branch_bits(&lo, &ln);
     let payload_for = |breakpoints: &[Breakpoint]| -> Result<Vec<u8>> {
         let parts = parts(&lo, &ln, branch_bits, breakpoints);
@@ -100,7 +110,7 @@ pub fn prepare(
         let index = SuffixIndex::build(&current.0)?;
         let blocks = find_blocks(&index, &current.1, params, &NoProgress);
         drop(index);
-        breakpoints = map::infer(old, new, &probe, &blocks, &ln.windows);
+        breakpoints = map::infer(old, new, &probe, &blocks, &ln.windows, max);
         let payload = payload_for(&breakpoints)?;
         let x = parse(&payload)?;
         let mut t = old.to_vec();
@@ -160,7 +170,7 @@ fn parts<'a>(
 /// The narrowest branch window that still reaches across either image: a
 /// displacement of the whole address span, in half-words, signed.
 fn branch_bits(old: &Layout, new: &Layout) -> u8 {
-    use fota_format::xform::{Isa, MIN_BRANCH_BITS};
+    use fota_format::xform::Isa;
     let unit = match old.isa {
         Isa::Thumb2 => 2,
         Isa::Aarch64 => 4,
