@@ -9,7 +9,7 @@ use common::{ab_setup, in_place_setup, key, opts, tiny_opts};
 use fota_agent::sim::SimFlash;
 use fota_agent::{Buffers, Error};
 use fota_format::{Error as FormatError, Mode, OpKind, Package};
-use fota_generator::xform::synth::{aarch64_pair, firmware_pair};
+use fota_generator::xform::synth::{aarch64_pair, firmware_pair, x86_64_pair};
 use fota_generator::{Arch, DiffOptions};
 
 fn package(o: &DiffOptions) -> (Vec<u8>, Vec<u8>, Vec<u8>) {

@@ -114,8 +114,8 @@ pub struct DiffArgs {
     /// Instruction set whose branches and pointers are rewritten so that moved
     /// code diffs to nothing: auto (ELF headers, or a Cortex-M vector table in
     /// a raw image, AArch64 code in a raw image; the package is made with and
-    /// without the transform and the smaller is kept), thumb or aarch64 (always,
-    /// when the layout is found), or none.
+    /// without the transform and the smaller is kept), thumb, aarch64 or x86_64
+    /// (always, when the layout is found), or none.
     #[arg(long, value_enum, default_value_t = ArchArg::Auto)]
     pub arch: ArchArg,
     /// No reference transform (the same as --arch none), to measure its gain.
@@ -150,6 +150,9 @@ pub enum ArchArg {
     Thumb,
     /// AArch64 (ELF files, or raw images).
     Aarch64,
+    /// x86-64 (ELF files, or raw images).
+    #[value(name = "x86_64", alias = "x86-64")]
+    X86_64,
     /// No transform.
     None,
 }
@@ -160,6 +163,7 @@ impl From<ArchArg> for fota_generator::Arch {
             ArchArg::Auto => fota_generator::Arch::Auto,
             ArchArg::Thumb => fota_generator::Arch::Thumb,
             ArchArg::Aarch64 => fota_generator::Arch::Aarch64,
+            ArchArg::X86_64 => fota_generator::Arch::X86_64,
             ArchArg::None => fota_generator::Arch::None,
         }
     }

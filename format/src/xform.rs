@@ -83,7 +83,7 @@ pub const MAX_XFORM_LEN: u32 = (XFORM_FIXED_LEN
 /// Narrowest branch window.
 pub const MIN_BRANCH_BITS: u8 = 12;
 /// Widest branch window of any instruction set (see [`Isa::max_branch_bits`]).
-pub const MAX_BRANCH_BITS: u8 = 26;
+pub const MAX_BRANCH_BITS: u8 = 32;
 
 /// Transform branches (flag bit).
 pub const FLAG_BRANCHES: u8 = 1;
@@ -98,6 +98,8 @@ pub enum Isa {
     Thumb2 = 1,
     /// AArch64 (ARMv8-A and later, 64-bit).
     Aarch64 = 2,
+    /// x86-64.
+    X86_64 = 3,
 }
 
 impl Isa {
@@ -106,6 +108,7 @@ impl Isa {
         match v {
             1 => Some(Isa::Thumb2),
             2 => Some(Isa::Aarch64),
+            3 => Some(Isa::X86_64),
             _ => None,
         }
     }
@@ -115,15 +118,18 @@ impl Isa {
         match self {
             Isa::Thumb2 => "thumb2",
             Isa::Aarch64 => "aarch64",
+            Isa::X86_64 => "x86_64",
         }
     }
 
     /// Widest branch window: the branch field's width (Thumb BL 24 bits
-    /// of half-words, AArch64 B/BL 26 bits of words).
+    /// of half-words, AArch64 B/BL 26 bits of words, x86-64 rel32 and
+    /// disp32 32 bits of bytes).
     pub fn max_branch_bits(self) -> u8 {
         match self {
             Isa::Thumb2 => 24,
             Isa::Aarch64 => 26,
+            Isa::X86_64 => 32,
         }
     }
 }
@@ -527,7 +533,7 @@ impl<'a> Xform<'a> {
         let isa = Isa::from_u8(isa_byte).ok_or_else(|| {
             field(
                 at,
-                "xform instruction set (1 = thumb2, 2 = aarch64)",
+                "xform instruction set (1 = thumb2, 2 = aarch64, 3 = x86_64)",
                 isa_byte.into(),
             )
         })?;
@@ -561,7 +567,7 @@ impl<'a> Xform<'a> {
         if !(MIN_BRANCH_BITS..=isa.max_branch_bits()).contains(&branch_bits) {
             return Err(field(
                 at,
-                "xform branch bits (12 to 24 for thumb2, to 26 for aarch64)",
+                "xform branch bits (12 to 24 for thumb2, 26 for aarch64, 32 for x86_64)",
                 branch_bits.into(),
             ));
         }
@@ -797,6 +803,7 @@ impl<'a> Xform<'a> {
         match self.isa {
             Isa::Thumb2 => self.thumb_piece(p, address, ranges, side, visit),
             Isa::Aarch64 => self.a64_piece(p, address, ranges, side, visit),
+            Isa::X86_64 => self.x86_piece(p, address, ranges, side, visit),
         }
     }
 
@@ -830,6 +837,15 @@ impl<'a> Xform<'a> {
             let mut i = (address & 1) as usize;
             while i + 4 <= p.len() {
                 let at = address.wrapping_add(i as u32);
+                let word = le32(p, i);
+                // BL (T1) and B.W (T4): 11110 S imm10 | 1 x J1 1 J2 imm11.
+                if word & 0x9000_F800 != 0x9000_F000 {
+                    i += 2;
+                    continue;
+                }
+                // A candidate is passed over whole, rewritten or not: no
+                // other site may start inside it, so no rewrite can change
+                // the bytes a decision read, and F⁻¹ decides as F did.
                 let site = p
                     .get_mut(i..i + 4)
                     .and_then(|w| self.branch(w, at, ranges, side));
@@ -838,10 +854,8 @@ impl<'a> Xform<'a> {
                         visit(i, Site::Branch { target });
                     }
                     touched |= 0b11 << (i / 2);
-                    i += 4;
-                } else {
-                    i += 2;
                 }
+                i += 4;
             }
         }
         if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
@@ -971,6 +985,88 @@ impl<'a> Xform<'a> {
         }
     }
 
+    /// x86-64: rel32 CALL, JMP and Jcc, and the disp32 of RIP-relative
+    /// operands (MOV, LEA, CMP, ADD, SUB, TEST, MOVSXD, and CALL/JMP/PUSH
+    /// through memory), scanned byte by byte and skipping each one taken,
+    /// as xz's x86 BCJ does; then 64-bit pointer words. "pc" is the end of
+    /// the 32-bit field: exact where nothing follows it.
+    fn x86_piece(
+        &self,
+        p: &mut [u8],
+        address: u32,
+        ranges: &[u8],
+        side: Side,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
+        // Bytes of the piece inside a rewritten field (one bit a byte).
+        let mut touched = [0u64; 4];
+        let mark = |t: &mut [u64; 4], i: usize| {
+            if let Some(w) = t.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
+            }
+        };
+        let bits = u32::from(self.branch_bits);
+        if self.flags & FLAG_BRANCHES != 0 {
+            let mut i = 0usize;
+            while i < p.len() {
+                let op = p.get(i).copied().unwrap_or(0);
+                let next = p.get(i + 1).copied().unwrap_or(0);
+                let rip = next & 0xC7 == 0x05;
+                let field = match op {
+                    0xE8 | 0xE9 => Some(i + 1),
+                    0x0F if (0x80..=0x8F).contains(&next) => Some(i + 2),
+                    0x8B | 0x89 | 0x8D | 0x3B | 0x39 | 0x03 | 0x01 | 0x2B | 0x29 | 0x85 | 0x63
+                        if rip =>
+                    {
+                        Some(i + 2)
+                    }
+                    // FF /2 CALL, /4 JMP, /6 PUSH through memory.
+                    0xFF if rip && matches!((next >> 3) & 7, 2 | 4 | 6) => Some(i + 2),
+                    _ => None,
+                };
+                let Some(at) = field.filter(|at| at + 4 <= p.len()) else {
+                    i += 1;
+                    continue;
+                };
+                let pc = address.wrapping_add(at as u32 + 4);
+                let f = le32(p, at) as i32;
+                // Rewritten or not, a candidate is passed over whole (see
+                // `thumb_piece`).
+                if let Some((new, target, _)) = self.a64_field(f, pc, 0, bits, ranges, side, |t| t)
+                {
+                    if let Some(d) = p.get_mut(at..at + 4) {
+                        d.copy_from_slice(&new.to_le_bytes());
+                    }
+                    for k in at..at + 4 {
+                        mark(&mut touched, k);
+                    }
+                    if let Some(target) = target {
+                        visit(at, Site::Branch { target });
+                    }
+                }
+                i = at + 4;
+            }
+        }
+        if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
+            let mut i = (address.wrapping_neg() & 7) as usize;
+            while i + 8 <= p.len() {
+                let free = (i..i + 8).all(|k| {
+                    touched
+                        .get(k / 64)
+                        .is_some_and(|w| w & (1 << (k % 64)) == 0)
+                });
+                let (v, high) = (le32(p, i), le32(p, i + 4));
+                if free && high == 0 && self.windows().any(|win| (win.low..win.high).contains(&v)) {
+                    visit(i, Site::Pointer { value: v });
+                    if let Some(d) = p.get_mut(i..i + 4) {
+                        d.copy_from_slice(&self.map(v).to_le_bytes());
+                    }
+                }
+                i += 8;
+            }
+        }
+    }
+
     /// The window rule of [`Self::branch`] for a signed `width`-bit field
     /// `f` counted in units of `1 << shift` bytes from the site at `at`:
     /// its new field, and the target when in `ranges`; `None` outside the
@@ -986,8 +1082,8 @@ impl<'a> Xform<'a> {
         side: Side,
         target_of: impl Fn(u32) -> u32,
     ) -> Option<(u32, Option<u32>, u32)> {
-        let half = 1i32 << (bits - 1);
-        if !(-half..half).contains(&f) {
+        let half = 1i64 << (bits - 1);
+        if !(-half..half).contains(&i64::from(f)) {
             return None;
         }
         let pc = at >> shift;
@@ -1323,6 +1419,67 @@ mod tests {
     }
 
     #[test]
+    fn x86_moved_call_and_rip_relative_load_become_identical() {
+        let ranges = [AddrRange {
+            offset: 0,
+            len: 0x10000,
+            address: 0x40_0000,
+        }];
+        let bps = [
+            Breakpoint {
+                address: 0x40_0080,
+                delta: 0x40,
+            },
+            Breakpoint {
+                address: 0x40_8000,
+                delta: 0x1010,
+            },
+        ];
+        let parts = XformParts {
+            isa: Isa::X86_64,
+            branch_bits: 20,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
+            old_ranges: &ranges,
+            new_ranges: &ranges,
+            windows: &[Window {
+                low: 0x40_0000,
+                high: 0x41_0000,
+            }],
+            breakpoints: &bps,
+        };
+        let bytes = payload(&parts);
+        let x = Xform::parse(&bytes, 0).unwrap();
+        // CALL rel32 at `at` to `t`; MOV RAX, [RIP + disp32] at `at` to `t`.
+        let call =
+            |at: u32, t: u32| [&[0xE8u8][..], &t.wrapping_sub(at + 5).to_le_bytes()].concat();
+        let mov = |at: u32, t: u32| {
+            [
+                &[0x48u8, 0x8B, 0x05][..],
+                &t.wrapping_sub(at + 7).to_le_bytes(),
+            ]
+            .concat()
+        };
+        let mut old = vec![0x90u8; 1024];
+        old[0x100..0x105].copy_from_slice(&call(0x40_0100, 0x40_2000));
+        old[0x200..0x207].copy_from_slice(&mov(0x40_0200, 0x40_8123));
+        old[0x300..0x308].copy_from_slice(&0x40_8123u64.to_le_bytes());
+        let mut new = vec![0x90u8; 1024];
+        new[0x140..0x145].copy_from_slice(&call(0x40_0140, 0x40_2040));
+        new[0x240..0x247].copy_from_slice(&mov(0x40_0240, 0x40_9133));
+        new[0x340..0x348].copy_from_slice(&0x40_9133u64.to_le_bytes());
+        assert_ne!(old[0x200..0x207], new[0x240..0x247]);
+        let mut t = old.clone();
+        x.source(&mut t, 0);
+        let mut f = new.clone();
+        x.forward(&mut f, 0);
+        assert_eq!(t[0x100..0x105], f[0x140..0x145], "CALL");
+        assert_eq!(t[0x200..0x207], f[0x240..0x247], "MOV RIP-relative");
+        assert_eq!(t[0x300..0x308], f[0x340..0x348], "pointer");
+        x.inverse(&mut f, 0);
+        assert_eq!(f, new);
+    }
+
+    #[test]
     fn a_branch_across_a_block_boundary_is_left_alone() {
         let ranges = [RANGE];
         let parts = XformParts {
@@ -1454,10 +1611,10 @@ mod tests {
             prop::collection::vec((0u32..0x2000, -0x400i32..0x400), 0..8),
             0u8..4,
             MIN_BRANCH_BITS..=MAX_BRANCH_BITS,
-            any::<bool>(),
+            0u8..3,
         )
-            .prop_map(|(base_pages, bps, flags, bits, a64)| {
-                let isa = if a64 { Isa::Aarch64 } else { Isa::Thumb2 };
+            .prop_map(|(base_pages, bps, flags, bits, isa)| {
+                let isa = [Isa::Thumb2, Isa::Aarch64, Isa::X86_64][usize::from(isa)];
                 let branch_bits = bits.min(isa.max_branch_bits());
                 let ranges = [
                     AddrRange {
@@ -1510,6 +1667,11 @@ mod tests {
                 any::<u32>().prop_map(|v| (0x9100_0000 | (v & 0x003F_FC63)).to_le_bytes().to_vec()),
                 any::<u32>().prop_map(|v| (0x3900_0000 | (v & 0xC4FF_FC63)).to_le_bytes().to_vec()),
                 any::<u64>().prop_map(|v| (0x0800_0000 + (v & 0xFFFF)).to_le_bytes().to_vec()),
+                any::<u32>().prop_map(|v| [&[0xE8u8][..], &v.to_le_bytes()].concat()),
+                any::<u32>().prop_map(|v| [&[0x0Fu8, 0x84][..], &v.to_le_bytes()].concat()),
+                any::<u32>().prop_map(|v| [&[0x48u8, 0x8D, 0x05][..], &v.to_le_bytes()].concat()),
+                any::<u32>()
+                    .prop_map(|v| [&[0xFFu8, 0x15][..], &(v % 0x4000).to_le_bytes()].concat()),
             ],
             0..600,
         )

@@ -17,6 +17,8 @@ pub enum Arch {
     Thumb,
     /// AArch64.
     Aarch64,
+    /// x86-64.
+    X86_64,
 }
 
 /// An image's memory layout as the transform needs it.
@@ -46,8 +48,9 @@ pub fn detect(image: &[u8], arch: Arch) -> Option<Layout> {
         return elf_layout(image, arch);
     }
     match arch {
-        Arch::Aarch64 => Some(aarch64_raw_layout(image)),
-        Arch::Auto if looks_like_aarch64(image) => Some(aarch64_raw_layout(image)),
+        Arch::Aarch64 => Some(raw64_layout(image, Isa::Aarch64)),
+        Arch::X86_64 => Some(raw64_layout(image, Isa::X86_64)),
+        Arch::Auto if looks_like_aarch64(image) => Some(raw64_layout(image, Isa::Aarch64)),
         _ => cortex_m_layout(image),
     }
 }
@@ -64,9 +67,10 @@ fn looks_like_aarch64(image: &[u8]) -> bool {
     image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
 }
 
-/// A raw AArch64 image: one range at the base most 64-bit pointer words
-/// point into (64 KiB aligned), and that range as the pointer window.
-fn aarch64_raw_layout(image: &[u8]) -> Layout {
+/// A raw image of a 64-bit instruction set: one range at the base most
+/// 64-bit pointer words point into (64 KiB aligned), and that range as the
+/// pointer window.
+fn raw64_layout(image: &[u8], isa: Isa) -> Layout {
     let len = image.len().min(u32::MAX as usize) as u32;
     let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
     for w in image.chunks_exact(8) {
@@ -96,7 +100,7 @@ fn aarch64_raw_layout(image: &[u8]) -> Layout {
         .max()
         .map_or(0, |(_, _, b)| b);
     Layout {
-        isa: Isa::Aarch64,
+        isa,
         ranges: vec![AddrRange {
             offset: 0,
             len,
@@ -107,7 +111,7 @@ fn aarch64_raw_layout(image: &[u8]) -> Layout {
             high: (u64::from(base) + u64::from(len)).min(u64::from(u32::MAX)) as u32,
         }],
         span: len.into(),
-        source: "aarch64 raw image",
+        source: "raw image",
     }
 }
 
@@ -120,6 +124,7 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
     }
     let isa = match (elf.header.e_machine, elf.is_64) {
         (header::EM_AARCH64, true) if matches!(arch, Arch::Auto | Arch::Aarch64) => Isa::Aarch64,
+        (header::EM_X86_64, true) if matches!(arch, Arch::Auto | Arch::X86_64) => Isa::X86_64,
         (header::EM_ARM, false) if matches!(arch, Arch::Auto | Arch::Thumb) => Isa::Thumb2,
         _ => return None,
     };

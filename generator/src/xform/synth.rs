@@ -371,6 +371,124 @@ fn a64_layout(functions: &[Vec<A64>], objects: &[u32]) -> Vec<u8> {
     img
 }
 
+/// An x86-64 firmware pair (a raw image): functions of plain one-byte
+/// instructions, CALL rel32 between them, and RIP-relative LEA and MOV of
+/// data objects; then the objects and a table of 64-bit pointers. The new
+/// version inserts a function and an object early and edits a few
+/// functions.
+pub fn x86_64_pair(functions: usize, edits: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+    // The items are AArch64's, laid out as x86-64 code.
+    let mut rng = Rng(seed | 1);
+    let functions = functions.max(4);
+    let objects = functions / 2 + 1;
+    // PUSH/POP/NOP/RET-free one-byte instructions, none a site's opcode.
+    const PLAIN: [u8; 8] = [0x90, 0x50, 0x51, 0x52, 0x58, 0x59, 0x5A, 0x99];
+    let body = |rng: &mut Rng| -> Vec<A64> {
+        let len = 16 + rng.below(120) as usize;
+        (0..len)
+            .map(|_| match rng.below(100) {
+                0..=9 => A64::Call(rng.below(functions as u64) as usize),
+                10..=14 => A64::Addr(rng.below(objects as u64) as usize),
+                15..=18 => A64::Load(rng.below(objects as u64) as usize),
+                _ => A64::Plain(u32::from(PLAIN[rng.below(8) as usize])),
+            })
+            .collect()
+    };
+    let mut funcs: Vec<Vec<A64>> = (0..functions).map(|_| body(&mut rng)).collect();
+    let mut objs: Vec<u32> = (0..objects)
+        .map(|_| 8 * (1 + rng.below(12) as u32))
+        .collect();
+    let old = x86_layout(&funcs, &objs);
+    let at = 1 + rng.below(functions as u64 / 4) as usize;
+    let fresh = body(&mut rng);
+    funcs.insert(at, fresh);
+    for item in funcs.iter_mut().flatten() {
+        if let A64::Call(n) = item {
+            if *n >= at {
+                *n += 1;
+            }
+        }
+    }
+    for _ in 0..edits {
+        let f = rng.below(funcs.len() as u64) as usize;
+        let b = &mut funcs[f];
+        let i = rng.below(b.len() as u64) as usize;
+        b.insert(i, A64::Plain(u32::from(PLAIN[rng.below(8) as usize])));
+    }
+    objs.insert(1, 24);
+    for item in funcs.iter_mut().flatten() {
+        if let A64::Addr(n) | A64::Load(n) = item {
+            if *n >= 1 {
+                *n += 1;
+            }
+        }
+    }
+    (old, x86_layout(&funcs, &objs))
+}
+
+fn x86_layout(functions: &[Vec<A64>], objects: &[u32]) -> Vec<u8> {
+    let len = |f: &[A64]| -> u32 {
+        f.iter()
+            .map(|i| match i {
+                A64::Plain(_) => 1,
+                A64::Call(_) => 5,
+                A64::Addr(_) | A64::Load(_) => 7,
+            })
+            .sum::<u32>()
+            + 1
+    };
+    let mut func_addr = Vec::new();
+    let mut at = A64_BASE;
+    for f in functions {
+        func_addr.push(at);
+        at += len(f);
+    }
+    at = (at + 0xFFF) & !0xFFF;
+    let mut obj_addr = Vec::new();
+    for o in objects {
+        obj_addr.push(at);
+        at += o;
+    }
+    let mut img: Vec<u8> = Vec::new();
+    for f in functions {
+        for item in f {
+            let pc = A64_BASE + img.len() as u32;
+            match *item {
+                A64::Plain(b) => img.push(b as u8),
+                A64::Call(n) => {
+                    img.push(0xE8);
+                    img.extend_from_slice(&func_addr[n].wrapping_sub(pc + 5).to_le_bytes());
+                }
+                A64::Addr(n) | A64::Load(n) => {
+                    // LEA RAX, [RIP + d] or MOV RAX, [RIP + d].
+                    let op = if matches!(item, A64::Addr(_)) {
+                        0x8D
+                    } else {
+                        0x8B
+                    };
+                    img.extend_from_slice(&[0x48, op, 0x05]);
+                    img.extend_from_slice(&obj_addr[n].wrapping_sub(pc + 7).to_le_bytes());
+                }
+            }
+        }
+        img.push(0xC3);
+    }
+    img.resize((obj_addr[0] - A64_BASE) as usize, 0xCC);
+    for (i, o) in objects.iter().enumerate() {
+        let fill = (i as u8).wrapping_mul(37);
+        img.extend((0..*o).map(|k| fill ^ k as u8));
+    }
+    for (i, f) in func_addr.iter().enumerate() {
+        let target = if i % 3 == 0 {
+            obj_addr[i % obj_addr.len()]
+        } else {
+            *f
+        };
+        img.extend_from_slice(&u64::from(target).to_le_bytes());
+    }
+    img
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
