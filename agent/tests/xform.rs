@@ -43,6 +43,10 @@ fn every_single_cut_resumes_bit_exact_through_the_transform() {
                 "aarch64",
                 package_of(aarch64_pair(60, 3, 4), Arch::Aarch64, &o),
             ),
+            (
+                "x86_64",
+                package_of(x86_64_pair(60, 3, 6), Arch::X86_64, &o),
+            ),
         ] {
             let name = &format!("{name}-{isa}");
             for write in [1usize, 16] {
