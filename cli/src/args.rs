@@ -114,8 +114,8 @@ pub struct DiffArgs {
     /// Instruction set whose branches and pointers are rewritten so that moved
     /// code diffs to nothing: auto (ELF headers, or a Cortex-M vector table in
     /// a raw image, AArch64 code in a raw image; the package is made with and
-    /// without the transform and the smaller is kept), thumb, aarch64 or x86_64
-    /// (always, when the layout is found), or none.
+    /// without the transform and the smaller is kept), thumb, arm, aarch64 or
+    /// x86_64 (always, when the layout is found), or none.
     #[arg(long, value_enum, default_value_t = ArchArg::Auto)]
     pub arch: ArchArg,
     /// No reference transform (the same as --arch none), to measure its gain.
@@ -153,6 +153,8 @@ pub enum ArchArg {
     /// x86-64 (ELF files, or raw images).
     #[value(name = "x86_64", alias = "x86-64")]
     X86_64,
+    /// A32, the ARM mode of ARMv7-A/R (ELF files, or raw images).
+    Arm,
     /// No transform.
     None,
 }
@@ -164,6 +166,7 @@ impl From<ArchArg> for fota_generator::Arch {
             ArchArg::Thumb => fota_generator::Arch::Thumb,
             ArchArg::Aarch64 => fota_generator::Arch::Aarch64,
             ArchArg::X86_64 => fota_generator::Arch::X86_64,
+            ArchArg::Arm => fota_generator::Arch::Arm,
             ArchArg::None => fota_generator::Arch::None,
         }
     }

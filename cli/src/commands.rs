@@ -208,7 +208,15 @@ fn diff(a: DiffArgs) -> Result<()> {
                 "xform: not used ({} bytes with it)",
                 human::bytes(other as u64)
             ),
-            _ => {}
+            (Some(x), None) => println!(
+                "xform: {} ({}), {} map breakpoints, {} old and {} new references rewritten",
+                x.isa.name(),
+                x.layout,
+                x.breakpoints,
+                x.old_sites,
+                x.new_sites
+            ),
+            (None, None) => {}
         }
         if let Some(p) = out.in_place {
             let seg = u64::from(opts.effective_segment_size());

@@ -83,7 +83,7 @@ fn keygen_diff_apply_verify_inspect() {
     let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "p"])).unwrap();
     assert_eq!(j["from_version"], "1.4.2");
     assert_eq!(j["package_bytes"], pkg_len);
-    let ops: u64 = ["copy", "patch", "new", "fill", "skip"]
+    let ops: u64 = ["copy", "patch", "new", "fill", "skip", "xform"]
         .iter()
         .map(|k| j["ops"][k]["ops"].as_u64().unwrap())
         .sum();

@@ -67,7 +67,7 @@ pub const MAX_BREAKPOINTS: u32 = 8192;
 /// Bytes of the fixed part of the payload.
 pub const XFORM_FIXED_LEN: usize = 8;
 /// Bytes of one address range record.
-pub const RANGE_LEN: usize = 12;
+pub const RANGE_LEN: usize = 16;
 /// Bytes of one pointer window record.
 pub const WINDOW_LEN: usize = 8;
 /// Bytes of one breakpoint record.
@@ -100,6 +100,8 @@ pub enum Isa {
     Aarch64 = 2,
     /// x86-64.
     X86_64 = 3,
+    /// A32: the ARM instruction set of ARMv7-A/R and AArch32.
+    Arm = 4,
 }
 
 impl Isa {
@@ -109,6 +111,7 @@ impl Isa {
             1 => Some(Isa::Thumb2),
             2 => Some(Isa::Aarch64),
             3 => Some(Isa::X86_64),
+            4 => Some(Isa::Arm),
             _ => None,
         }
     }
@@ -119,6 +122,7 @@ impl Isa {
             Isa::Thumb2 => "thumb2",
             Isa::Aarch64 => "aarch64",
             Isa::X86_64 => "x86_64",
+            Isa::Arm => "arm",
         }
     }
 
@@ -130,6 +134,7 @@ impl Isa {
             Isa::Thumb2 => 24,
             Isa::Aarch64 => 26,
             Isa::X86_64 => 32,
+            Isa::Arm => 24,
         }
     }
 }
@@ -143,6 +148,9 @@ pub struct AddrRange {
     pub len: u32,
     /// Address of the first byte.
     pub address: u32,
+    /// What the range holds: [`FLAG_BRANCHES`] (code, scanned for
+    /// branches) and/or [`FLAG_POINTERS`] (scanned for pointer words by T).
+    pub flags: u8,
 }
 
 impl AddrRange {
@@ -238,6 +246,7 @@ impl XformParts<'_> {
             put(&r.offset.to_le_bytes());
             put(&r.len.to_le_bytes());
             put(&r.address.to_le_bytes());
+            put(&u32::from(r.flags).to_le_bytes());
         }
         for w in self.windows {
             put(&w.low.to_le_bytes());
@@ -505,6 +514,7 @@ fn range_at(b: &[u8], i: usize) -> AddrRange {
         offset: le32(b, i * RANGE_LEN),
         len: le32(b, i * RANGE_LEN + 4),
         address: le32(b, i * RANGE_LEN + 8),
+        flags: le32(b, i * RANGE_LEN + 12) as u8,
     }
 }
 
@@ -533,7 +543,7 @@ impl<'a> Xform<'a> {
         let isa = Isa::from_u8(isa_byte).ok_or_else(|| {
             field(
                 at,
-                "xform instruction set (1 = thumb2, 2 = aarch64, 3 = x86_64)",
+                "xform instruction set (1 = thumb2, 2 = aarch64, 3 = x86_64, 4 = arm)",
                 isa_byte.into(),
             )
         })?;
@@ -567,7 +577,7 @@ impl<'a> Xform<'a> {
         if !(MIN_BRANCH_BITS..=isa.max_branch_bits()).contains(&branch_bits) {
             return Err(field(
                 at,
-                "xform branch bits (12 to 24 for thumb2, 26 for aarch64, 32 for x86_64)",
+                "xform branch bits (12 to 24 for thumb2 and arm, 26 for aarch64, 32 for x86_64)",
                 branch_bits.into(),
             ));
         }
@@ -579,6 +589,14 @@ impl<'a> Xform<'a> {
             for i in 0..n {
                 let g = range_at(raw, i);
                 let at = base + (i * RANGE_LEN) as u64;
+                let flags = le32(raw, i * RANGE_LEN + 12);
+                if flags & !u32::from(FLAG_BRANCHES | FLAG_POINTERS) != 0 {
+                    return Err(field(
+                        at + 12,
+                        "xform range flags (1 code, 2 pointers)",
+                        flags.into(),
+                    ));
+                }
                 if g.len == 0
                     || u64::from(g.offset) < end
                     || u64::from(g.address) + u64::from(g.len) > 1 << 32
@@ -784,8 +802,11 @@ impl<'a> Xform<'a> {
             }
             let first = (s - offset) as usize;
             let address = g.address.wrapping_add((s - gs) as u32);
+            let flags = self.flags & g.flags;
             if let Some(p) = block.get_mut(first..(e - offset) as usize) {
-                self.piece(p, address, raw, side, &mut |i, site| visit(first + i, site));
+                self.piece(p, address, raw, side, flags, &mut |i, site| {
+                    visit(first + i, site)
+                });
             }
         }
     }
@@ -798,12 +819,14 @@ impl<'a> Xform<'a> {
         address: u32,
         ranges: &[u8],
         side: Side,
+        flags: u8,
         visit: &mut impl FnMut(usize, Site),
     ) {
         match self.isa {
-            Isa::Thumb2 => self.thumb_piece(p, address, ranges, side, visit),
-            Isa::Aarch64 => self.a64_piece(p, address, ranges, side, visit),
-            Isa::X86_64 => self.x86_piece(p, address, ranges, side, visit),
+            Isa::Thumb2 => self.thumb_piece(p, address, ranges, side, flags, visit),
+            Isa::Aarch64 => self.a64_piece(p, address, ranges, side, flags, visit),
+            Isa::X86_64 => self.x86_piece(p, address, ranges, side, flags, visit),
+            Isa::Arm => self.arm_piece(p, address, ranges, side, flags, visit),
         }
     }
 
@@ -823,17 +846,19 @@ impl<'a> Xform<'a> {
     }
 
     /// Thumb-2: BL/B.W at every half-word, then pointer words.
+    #[allow(clippy::too_many_arguments)]
     fn thumb_piece(
         &self,
         p: &mut [u8],
         address: u32,
         ranges: &[u8],
         side: Side,
+        flags: u8,
         visit: &mut impl FnMut(usize, Site),
     ) {
         // Halfwords of the piece that belong to a rewritten branch.
         let mut touched: u128 = 0;
-        if self.flags & FLAG_BRANCHES != 0 {
+        if flags & FLAG_BRANCHES != 0 {
             let mut i = (address & 1) as usize;
             while i + 4 <= p.len() {
                 let at = address.wrapping_add(i as u32);
@@ -858,7 +883,7 @@ impl<'a> Xform<'a> {
                 i += 4;
             }
         }
-        if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
+        if side == Side::Source && flags & FLAG_POINTERS != 0 {
             let mut i = (address.wrapping_neg() & 3) as usize;
             while i + 4 <= p.len() {
                 if touched & (0b11 << (i / 2)) == 0 {
@@ -930,12 +955,14 @@ impl<'a> Xform<'a> {
     /// AArch64: B/BL and ADRP at every word (T pairs an ADRP with the
     /// ADD or load/store that completes its address and maps the whole
     /// address), then 64-bit pointer words.
+    #[allow(clippy::too_many_arguments)]
     fn a64_piece(
         &self,
         p: &mut [u8],
         address: u32,
         ranges: &[u8],
         side: Side,
+        flags: u8,
         visit: &mut impl FnMut(usize, Site),
     ) {
         // Words of the piece (by offset / 4) that were rewritten.
@@ -943,7 +970,7 @@ impl<'a> Xform<'a> {
         let first = (address.wrapping_neg() & 3) as usize;
         let bits = u32::from(self.branch_bits);
         let page_bits = bits.saturating_sub(10).clamp(1, 21);
-        if self.flags & FLAG_BRANCHES != 0 {
+        if flags & FLAG_BRANCHES != 0 {
             let mut i = first;
             while i + 4 <= p.len() {
                 let at = address.wrapping_add(i as u32);
@@ -969,7 +996,7 @@ impl<'a> Xform<'a> {
                 i += 4;
             }
         }
-        if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
+        if side == Side::Source && flags & FLAG_POINTERS != 0 {
             let mut i = (address.wrapping_neg() & 7) as usize;
             while i + 8 <= p.len() {
                 let free = touched & (0b11 << (i / 4)) == 0;
@@ -990,12 +1017,14 @@ impl<'a> Xform<'a> {
     /// through memory), scanned byte by byte and skipping each one taken,
     /// as xz's x86 BCJ does; then 64-bit pointer words. "pc" is the end of
     /// the 32-bit field: exact where nothing follows it.
+    #[allow(clippy::too_many_arguments)]
     fn x86_piece(
         &self,
         p: &mut [u8],
         address: u32,
         ranges: &[u8],
         side: Side,
+        flags: u8,
         visit: &mut impl FnMut(usize, Site),
     ) {
         // Bytes of the piece inside a rewritten field (one bit a byte).
@@ -1006,7 +1035,7 @@ impl<'a> Xform<'a> {
             }
         };
         let bits = u32::from(self.branch_bits);
-        if self.flags & FLAG_BRANCHES != 0 {
+        if flags & FLAG_BRANCHES != 0 {
             let mut i = 0usize;
             while i < p.len() {
                 let op = p.get(i).copied().unwrap_or(0);
@@ -1047,7 +1076,7 @@ impl<'a> Xform<'a> {
                 i = at + 4;
             }
         }
-        if side == Side::Source && self.flags & FLAG_POINTERS != 0 {
+        if side == Side::Source && flags & FLAG_POINTERS != 0 {
             let mut i = (address.wrapping_neg() & 7) as usize;
             while i + 8 <= p.len() {
                 let free = (i..i + 8).all(|k| {
@@ -1063,6 +1092,61 @@ impl<'a> Xform<'a> {
                     }
                 }
                 i += 8;
+            }
+        }
+    }
+
+    /// A32: B and BL (any condition but `1111`) at every word, then
+    /// pointer words (4-aligned, the Thumb bit kept).
+    #[allow(clippy::too_many_arguments)]
+    fn arm_piece(
+        &self,
+        p: &mut [u8],
+        address: u32,
+        ranges: &[u8],
+        side: Side,
+        flags: u8,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
+        let mut touched: u64 = 0;
+        let bits = u32::from(self.branch_bits);
+        if flags & FLAG_BRANCHES != 0 {
+            let mut i = (address.wrapping_neg() & 3) as usize;
+            while i + 4 <= p.len() {
+                let w = le32(p, i);
+                if w & 0x0E00_0000 == 0x0A00_0000 && w >> 28 != 0xF {
+                    // The target is pc + 8 + 4 imm24: counted from at + 8.
+                    let at = address.wrapping_add(i as u32);
+                    let f = sext(w & 0x00FF_FFFF, 24);
+                    let site = self.a64_field(f, at.wrapping_add(8), 2, bits, ranges, side, |t| t);
+                    if let Some((new, target, _)) = site {
+                        let nw = (w & 0xFF00_0000) | (new & 0x00FF_FFFF);
+                        if let Some(d) = p.get_mut(i..i + 4) {
+                            d.copy_from_slice(&nw.to_le_bytes());
+                        }
+                        touched |= 1 << (i / 4);
+                        if let Some(target) = target {
+                            visit(i, Site::Branch { target });
+                        }
+                    }
+                }
+                i += 4;
+            }
+        }
+        if side == Side::Source && flags & FLAG_POINTERS != 0 {
+            let mut i = (address.wrapping_neg() & 3) as usize;
+            while i + 4 <= p.len() {
+                let w = le32(p, i);
+                let v = w & !1;
+                if touched & (1 << (i / 4)) == 0
+                    && self.windows().any(|win| (win.low..win.high).contains(&v))
+                {
+                    visit(i, Site::Pointer { value: w });
+                    if let Some(d) = p.get_mut(i..i + 4) {
+                        d.copy_from_slice(&(self.map(v) | (w & 1)).to_le_bytes());
+                    }
+                }
+                i += 4;
             }
         }
     }
@@ -1291,6 +1375,7 @@ mod tests {
         offset: 0,
         len: 4096,
         address: 0x0800_0000,
+        flags: FLAG_BRANCHES | FLAG_POINTERS,
     };
 
     #[test]
@@ -1349,6 +1434,7 @@ mod tests {
             offset: 0,
             len: 0x10000,
             address: 0x40_0000,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
         }];
         let bps = [
             Breakpoint {
@@ -1424,6 +1510,7 @@ mod tests {
             offset: 0,
             len: 0x10000,
             address: 0x40_0000,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
         }];
         let bps = [
             Breakpoint {
@@ -1582,15 +1669,20 @@ mod tests {
             bad(13, 0),
             Error::InvalidField { offset: 1008, .. }
         ));
+        // Unknown range flags.
+        assert!(matches!(
+            bad(20, 4),
+            Error::InvalidField { offset: 1020, .. }
+        ));
         // Window low >= high.
         assert!(matches!(
-            bad(32, 5),
-            Error::InvalidField { offset: 1032, .. }
+            bad(40, 5),
+            Error::InvalidField { offset: 1040, .. }
         ));
         // Second breakpoint not above the first.
         assert!(matches!(
-            bad(52, 10),
-            Error::InvalidField { offset: 1052, .. }
+            bad(60, 10),
+            Error::InvalidField { offset: 1060, .. }
         ));
         // Truncated and trailing bytes.
         assert!(matches!(
@@ -1611,21 +1703,23 @@ mod tests {
             prop::collection::vec((0u32..0x2000, -0x400i32..0x400), 0..8),
             0u8..4,
             MIN_BRANCH_BITS..=MAX_BRANCH_BITS,
-            0u8..3,
+            0u8..4,
         )
             .prop_map(|(base_pages, bps, flags, bits, isa)| {
-                let isa = [Isa::Thumb2, Isa::Aarch64, Isa::X86_64][usize::from(isa)];
+                let isa = [Isa::Thumb2, Isa::Aarch64, Isa::X86_64, Isa::Arm][usize::from(isa)];
                 let branch_bits = bits.min(isa.max_branch_bits());
                 let ranges = [
                     AddrRange {
                         offset: 0,
                         len: 0x300,
                         address: 0x0800_0000 + base_pages * 0x100,
+                        flags: FLAG_BRANCHES | FLAG_POINTERS,
                     },
                     AddrRange {
                         offset: 0x301,
                         len: 0x1000,
                         address: 0x2000_0001,
+                        flags: FLAG_BRANCHES | FLAG_POINTERS,
                     },
                 ];
                 let mut bps: Vec<Breakpoint> = bps
@@ -1668,6 +1762,7 @@ mod tests {
                 any::<u32>().prop_map(|v| (0x3900_0000 | (v & 0xC4FF_FC63)).to_le_bytes().to_vec()),
                 any::<u64>().prop_map(|v| (0x0800_0000 + (v & 0xFFFF)).to_le_bytes().to_vec()),
                 any::<u32>().prop_map(|v| [&[0xE8u8][..], &v.to_le_bytes()].concat()),
+                any::<u32>().prop_map(|v| (0xEB00_0000 | (v & 0x00FF_FFFF)).to_le_bytes().to_vec()),
                 any::<u32>().prop_map(|v| [&[0x0Fu8, 0x84][..], &v.to_le_bytes()].concat()),
                 any::<u32>().prop_map(|v| [&[0x48u8, 0x8D, 0x05][..], &v.to_le_bytes()].concat()),
                 any::<u32>()
@@ -1710,9 +1805,9 @@ mod tests {
         let mut wire = vec![0u8; ram.len() * 2];
         let n = parts.encode_wire(&mut wire).unwrap();
         wire.truncate(n);
-        // 8 fixed + 24 ranges + 1 count + the first breakpoint (a 4-byte
+        // 8 fixed + 32 ranges + 1 count + the first breakpoint (a 4-byte
         // address, 1-byte delta) + 99 x (2 + 1).
-        assert_eq!(wire.len(), 8 + 24 + 1 + 5 + 99 * 3);
+        assert_eq!(wire.len(), 8 + 32 + 1 + 5 + 99 * 3);
         assert!(wire.len() * 2 < ram.len());
         let mut out = vec![0u8; ram.len()];
         assert_eq!(expand(&wire, 0, &mut out).unwrap(), ram.len());
@@ -1734,7 +1829,7 @@ mod tests {
             expand(&long, 0, &mut out),
             Err(Error::BadLength { .. })
         ));
-        let head = 8 + 24;
+        let head = 8 + 32;
         let mut zero_step = wire.clone();
         zero_step[head + 6] = 0;
         assert!(matches!(

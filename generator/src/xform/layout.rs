@@ -2,7 +2,9 @@
 //! an ELF file's section table, or for a raw Cortex-M image from its vector
 //! table.
 
-use fota_format::xform::{AddrRange, Isa, Window, MAX_RANGES, MAX_WINDOWS};
+use fota_format::xform::{
+    AddrRange, Isa, Window, FLAG_BRANCHES, FLAG_POINTERS, MAX_RANGES, MAX_WINDOWS,
+};
 use goblin::elf::{header, section_header, sym, Elf};
 
 /// Which instruction set to transform for.
@@ -19,6 +21,8 @@ pub enum Arch {
     Aarch64,
     /// x86-64.
     X86_64,
+    /// A32 (ARM mode of ARMv7-A and AArch32).
+    Arm,
 }
 
 /// An image's memory layout as the transform needs it.
@@ -50,9 +54,33 @@ pub fn detect(image: &[u8], arch: Arch) -> Option<Layout> {
     match arch {
         Arch::Aarch64 => Some(raw64_layout(image, Isa::Aarch64)),
         Arch::X86_64 => Some(raw64_layout(image, Isa::X86_64)),
+        Arch::Arm => Some(raw32_layout(image)),
         Arch::Auto if looks_like_aarch64(image) => Some(raw64_layout(image, Isa::Aarch64)),
+        Arch::Auto if looks_like_arm(image) => Some(raw32_layout(image)),
         _ => cortex_m_layout(image),
     }
+}
+
+/// A32 code, by its calls (BL, condition "always": at least one word in
+/// 256) and returns (BX LR, POP {…, PC}, or Go's LDR PC, [SP], #4: one
+/// in 4096).
+fn looks_like_arm(image: &[u8]) -> bool {
+    let (mut ret, mut bl) = (0usize, 0usize);
+    for w in image.chunks_exact(4) {
+        let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        ret += usize::from(w == 0xE12F_FF1E || w == 0xE49D_F004 || w & 0xFFFF_8000 == 0xE8BD_8000);
+        bl += usize::from(w & 0xFF00_0000 == 0xEB00_0000);
+    }
+    image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
+}
+
+/// A raw A32 image: one range at the base most 4-aligned words point into
+/// (64 KiB aligned), and that range as the pointer window.
+fn raw32_layout(image: &[u8]) -> Layout {
+    let words = image
+        .chunks_exact(4)
+        .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+    raw_layout(image, words, Isa::Arm)
 }
 
 /// AArch64 code, by two instructions every function has: RET and BL
@@ -71,10 +99,18 @@ fn looks_like_aarch64(image: &[u8]) -> bool {
 /// 64-bit pointer words point into (64 KiB aligned), and that range as the
 /// pointer window.
 fn raw64_layout(image: &[u8], isa: Isa) -> Layout {
+    let words = image
+        .chunks_exact(8)
+        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+    raw_layout(image, words, isa)
+}
+
+/// One range at the 64 KiB-aligned base that most of `words` (the image's
+/// pointer-sized words) point into.
+fn raw_layout(image: &[u8], words: impl Iterator<Item = u64> + Clone, isa: Isa) -> Layout {
     let len = image.len().min(u32::MAX as usize) as u32;
     let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    for w in image.chunks_exact(8) {
-        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    for v in words.clone() {
         if (0x1_0000..1 << 32).contains(&v) {
             *buckets.entry((v as u32) & !0xFFFF).or_default() += 1;
         }
@@ -83,12 +119,9 @@ fn raw64_layout(image: &[u8], isa: Isa) -> Layout {
     candidates.sort_unstable_by_key(|&(b, n)| (std::cmp::Reverse(n), b));
     candidates.truncate(16);
     let score = |base: u32| -> usize {
-        image
-            .chunks_exact(8)
-            .filter(|w| {
-                let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-                v >= u64::from(base) && v < u64::from(base) + u64::from(len)
-            })
+        words
+            .clone()
+            .filter(|&v| v >= u64::from(base) && v < u64::from(base) + u64::from(len))
             .count()
     };
     let base = candidates
@@ -105,6 +138,7 @@ fn raw64_layout(image: &[u8], isa: Isa) -> Layout {
             offset: 0,
             len,
             address: base,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
         }],
         windows: vec![Window {
             low: base,
@@ -125,6 +159,7 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
     let isa = match (elf.header.e_machine, elf.is_64) {
         (header::EM_AARCH64, true) if matches!(arch, Arch::Auto | Arch::Aarch64) => Isa::Aarch64,
         (header::EM_X86_64, true) if matches!(arch, Arch::Auto | Arch::X86_64) => Isa::X86_64,
+        (header::EM_ARM, false) if arch == Arch::Arm => Isa::Arm,
         (header::EM_ARM, false) if matches!(arch, Arch::Auto | Arch::Thumb) => Isa::Thumb2,
         _ => return None,
     };
@@ -142,9 +177,11 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
         }
     });
     let thumb = odd > even || (odd + even == 0 && elf.entry & 1 == 1);
-    if isa == Isa::Thumb2 && !thumb && arch != Arch::Thumb {
-        return None;
-    }
+    // ARM-mode code (A32) unless its functions say Thumb.
+    let isa = match isa {
+        Isa::Thumb2 if !thumb && arch != Arch::Thumb => Isa::Arm,
+        isa => isa,
+    };
     let mut ranges = Vec::new();
     let mut spans = Vec::new();
     for sh in &elf.section_headers {
@@ -158,10 +195,18 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
         {
             continue;
         }
+        // Code is scanned for branches (and its literal pools for
+        // pointers), everything else for pointers only.
+        let code = sh.sh_flags & u64::from(section_header::SHF_EXECINSTR) != 0;
         ranges.push(AddrRange {
             offset: u32::try_from(sh.sh_offset).ok()?,
             len: u32::try_from(sh.sh_size).ok()?,
             address: sh.sh_addr as u32,
+            flags: if code {
+                FLAG_BRANCHES | FLAG_POINTERS
+            } else {
+                FLAG_POINTERS
+            },
         });
     }
     if ranges.is_empty() {
@@ -200,6 +245,7 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
             offset: u32::try_from(sh.sh_offset).ok()?,
             len: u32::try_from(sh.sh_size).ok()?,
             address: next as u32,
+            flags: FLAG_POINTERS,
         });
         next = (next + sh.sh_size).next_multiple_of(1 << 20);
     }
@@ -213,15 +259,18 @@ fn elf_layout(image: &[u8], arch: Arch) -> Option<Layout> {
     })
 }
 
-/// Sorts ranges, joins neighbours that continue each other in the file and
-/// in memory, drops overlaps, and keeps the largest [`MAX_RANGES`].
+/// Sorts ranges, joins neighbours of one kind that continue each other in
+/// the file and in memory, drops overlaps, and keeps the largest
+/// [`MAX_RANGES`].
 fn fit_ranges(mut ranges: Vec<AddrRange>) -> Vec<AddrRange> {
     ranges.sort_by_key(|r| r.offset);
     let mut out: Vec<AddrRange> = Vec::new();
     for r in ranges {
         match out.last_mut() {
             Some(l)
-                if l.offset + l.len == r.offset && l.address.wrapping_add(l.len) == r.address =>
+                if l.offset + l.len == r.offset
+                    && l.address.wrapping_add(l.len) == r.address
+                    && l.flags == r.flags =>
             {
                 l.len += r.len;
             }
@@ -327,6 +376,7 @@ fn cortex_m_layout(image: &[u8]) -> Option<Layout> {
             offset: 0,
             len,
             address: base,
+            flags: FLAG_BRANCHES | FLAG_POINTERS,
         }],
         windows,
         span: len.into(),

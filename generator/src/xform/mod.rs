@@ -175,6 +175,7 @@ fn branch_bits(old: &Layout, new: &Layout) -> u8 {
         Isa::Thumb2 => 2,
         Isa::Aarch64 => 4,
         Isa::X86_64 => 1,
+        Isa::Arm => 4,
     };
     let units = old.span.max(new.span).div_ceil(unit).max(1);
     let bits = 64 - (units - 1).leading_zeros() + 1;
