@@ -260,8 +260,18 @@ pub fn diff_with_progress(
         })?;
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
-    let prepared =
-        pool.install(|| xform::prepare(old, new, opts.arch, opts.match_params, opts.xform_ram))?;
+    // The raw images' index and blocks serve the raw package and the
+    // transform's first round alike.
+    let raw_match = match opts.arch {
+        Arch::Auto if xform::layout::detect(old, opts.arch).is_some() => {
+            Some(pool.install(|| index_and_match(old, new, opts, progress, &mut stages))?)
+        }
+        _ => None,
+    };
+    let prepared = pool.install(|| {
+        let blocks = raw_match.as_ref().map(|(_, b)| &b[..]);
+        xform::prepare(old, new, opts.arch, opts.match_params, opts.xform_ram, blocks)
+    })?;
     if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
         let built = pool.install(|| {
             build(
@@ -274,6 +284,7 @@ pub fn diff_with_progress(
                 key,
                 progress,
                 &mut stages,
+                None,
             )
         })?;
         return finish(
@@ -291,6 +302,7 @@ pub fn diff_with_progress(
             key,
             progress,
             &mut stages,
+            raw_match,
         )
     })?;
     let (built, other_len) = match &prepared {
@@ -308,6 +320,7 @@ pub fn diff_with_progress(
                     key,
                     progress,
                     &mut x_stages,
+                    None,
                 )
             })?;
             stages.index += x_stages.index;
@@ -381,6 +394,25 @@ fn finish(
     })
 }
 
+/// The suffix array of `old` and the blocks of `new` against it.
+fn index_and_match<'a>(
+    old: &'a [u8],
+    new: &[u8],
+    opts: &DiffOptions,
+    progress: &dyn Progress,
+    stages: &mut StageSeconds,
+) -> Result<(suffix::SuffixIndex<'a>, Vec<matcher::Block>)> {
+    let t = Instant::now();
+    progress.stage(Stage::Index, 0);
+    let index = suffix::SuffixIndex::build(old)?;
+    stages.index += t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    progress.stage(Stage::Match, new.len() as u64);
+    let blocks = matcher::find_blocks(&index, new, opts.match_params, progress);
+    stages.matching += t.elapsed().as_secs_f64();
+    Ok((index, blocks))
+}
+
 /// A package made one way, before its self-check.
 struct Built {
     package: Vec<u8>,
@@ -402,18 +434,15 @@ fn build(
     key: &SigningKey,
     progress: &dyn Progress,
     stages: &mut StageSeconds,
+    matched: Option<(suffix::SuffixIndex<'_>, Vec<matcher::Block>)>,
 ) -> Result<Built> {
     // What the pipeline diffs: T(old) and F(new) through a transform.
     let (wold, wnew) = prepared.map_or((old, new), |p| (&p.old[..], &p.new[..]));
     let whole_blocks = prepared.is_some();
-    let t = Instant::now();
-    progress.stage(Stage::Index, 0);
-    let index = suffix::SuffixIndex::build(wold)?;
-    stages.index = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    progress.stage(Stage::Match, new.len() as u64);
-    let blocks = matcher::find_blocks(&index, wnew, opts.match_params, progress);
-    stages.matching = t.elapsed().as_secs_f64();
+    let (index, blocks) = match matched {
+        Some(m) => m,
+        None => index_and_match(wold, wnew, opts, progress, stages)?,
+    };
     // The tiny coder also matches literals against the whole source.
     let index = (opts.profile == Profile::Tiny).then_some(index);
     let coding = match &index {

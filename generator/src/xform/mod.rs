@@ -61,7 +61,8 @@ pub struct XformStats {
 }
 
 /// Prepares the transform of `old` → `new` for `arch`, its expanded form
-/// at most `max_ram` bytes; `None` when either image has no layout of that
+/// at most `max_ram` bytes, starting from `raw_blocks` (the matcher's
+/// blocks of the raw images) when the caller has them; `None` when either image has no layout of that
 /// instruction set or the budget holds no transform (the pair is diffed
 /// raw).
 ///
@@ -74,6 +75,7 @@ pub fn prepare(
     arch: Arch,
     params: MatchParams,
     max_ram: Option<u32>,
+    raw_blocks: Option<&[crate::matcher::Block]>,
 ) -> Result<Option<Prepared>> {
     let (Some(lo), Some(ln)) = (layout::detect(old, arch), layout::detect(new, arch)) else {
         return Ok(None);
@@ -106,10 +108,16 @@ pub fn prepare(
     probe.forward(&mut forward, 0);
     let mut breakpoints: Vec<Breakpoint> = Vec::new();
     let mut current = (old.to_vec(), new.to_vec());
-    for _ in 0..ROUNDS {
-        let index = SuffixIndex::build(&current.0)?;
-        let blocks = find_blocks(&index, &current.1, params, &NoProgress);
-        drop(index);
+    for round in 0..ROUNDS {
+        // The first round pairs references with the raw images' blocks,
+        // which the caller has (it diffs the raw images too).
+        let blocks = match raw_blocks.filter(|_| round == 0) {
+            Some(b) => b.to_vec(),
+            None => {
+                let index = SuffixIndex::build(&current.0)?;
+                find_blocks(&index, &current.1, params, &NoProgress)
+            }
+        };
         breakpoints = map::infer(old, new, &probe, &blocks, &ln.windows, max);
         let payload = payload_for(&breakpoints)?;
         let x = parse(&payload)?;
