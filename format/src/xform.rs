@@ -845,6 +845,34 @@ impl<'a> Xform<'a> {
         }
     }
 
+    /// T's pointer words in a piece at `address`: 4-aligned 32-bit words
+    /// (bit 0 kept: Thumb code addresses), or with `wide` 8-aligned 64-bit
+    /// words whose high half is 0, that `free` says no rewritten
+    /// instruction overlaps and whose value lies in a pointer window.
+    fn pointers(
+        &self,
+        p: &mut [u8],
+        address: u32,
+        wide: bool,
+        free: impl Fn(usize) -> bool,
+        visit: &mut impl FnMut(usize, Site),
+    ) {
+        let step = if wide { 8 } else { 4 };
+        let mut i = (address.wrapping_neg() & (step as u32 - 1)) as usize;
+        while i + step <= p.len() {
+            let w = le32(p, i);
+            let (v, keep) = if wide { (w, 0) } else { (w & !1, w & 1) };
+            let narrow = !wide || le32(p, i + 4) == 0;
+            if narrow && free(i) && self.windows().any(|win| (win.low..win.high).contains(&v)) {
+                visit(i, Site::Pointer { value: w });
+                if let Some(d) = p.get_mut(i..i + 4) {
+                    d.copy_from_slice(&(self.map(v) | keep).to_le_bytes());
+                }
+            }
+            i += step;
+        }
+    }
+
     /// Thumb-2: BL/B.W at every half-word, then pointer words.
     #[allow(clippy::too_many_arguments)]
     fn thumb_piece(
@@ -884,21 +912,8 @@ impl<'a> Xform<'a> {
             }
         }
         if side == Side::Source && flags & FLAG_POINTERS != 0 {
-            let mut i = (address.wrapping_neg() & 3) as usize;
-            while i + 4 <= p.len() {
-                if touched & (0b11 << (i / 2)) == 0 {
-                    let w = le32(p, i);
-                    let v = w & !1;
-                    if self.windows().any(|win| (win.low..win.high).contains(&v)) {
-                        visit(i, Site::Pointer { value: w });
-                        let mapped = self.map(v) | (w & 1);
-                        if let Some(d) = p.get_mut(i..i + 4) {
-                            d.copy_from_slice(&mapped.to_le_bytes());
-                        }
-                    }
-                }
-                i += 4;
-            }
+            let free = |i: usize| touched & (0b11 << (i / 2)) == 0;
+            self.pointers(p, address, false, free, visit);
         }
     }
 
@@ -997,18 +1012,8 @@ impl<'a> Xform<'a> {
             }
         }
         if side == Side::Source && flags & FLAG_POINTERS != 0 {
-            let mut i = (address.wrapping_neg() & 7) as usize;
-            while i + 8 <= p.len() {
-                let free = touched & (0b11 << (i / 4)) == 0;
-                let (v, high) = (le32(p, i), le32(p, i + 4));
-                if free && high == 0 && self.windows().any(|win| (win.low..win.high).contains(&v)) {
-                    visit(i, Site::Pointer { value: v });
-                    if let Some(d) = p.get_mut(i..i + 4) {
-                        d.copy_from_slice(&self.map(v).to_le_bytes());
-                    }
-                }
-                i += 8;
-            }
+            let free = |i: usize| touched & (0b11 << (i / 4)) == 0;
+            self.pointers(p, address, true, free, visit);
         }
     }
 
@@ -1077,22 +1082,14 @@ impl<'a> Xform<'a> {
             }
         }
         if side == Side::Source && flags & FLAG_POINTERS != 0 {
-            let mut i = (address.wrapping_neg() & 7) as usize;
-            while i + 8 <= p.len() {
-                let free = (i..i + 8).all(|k| {
+            let free = |i: usize| {
+                (i..i + 8).all(|k| {
                     touched
                         .get(k / 64)
                         .is_some_and(|w| w & (1 << (k % 64)) == 0)
-                });
-                let (v, high) = (le32(p, i), le32(p, i + 4));
-                if free && high == 0 && self.windows().any(|win| (win.low..win.high).contains(&v)) {
-                    visit(i, Site::Pointer { value: v });
-                    if let Some(d) = p.get_mut(i..i + 4) {
-                        d.copy_from_slice(&self.map(v).to_le_bytes());
-                    }
-                }
-                i += 8;
-            }
+                })
+            };
+            self.pointers(p, address, true, free, visit);
         }
     }
 
@@ -1134,20 +1131,8 @@ impl<'a> Xform<'a> {
             }
         }
         if side == Side::Source && flags & FLAG_POINTERS != 0 {
-            let mut i = (address.wrapping_neg() & 3) as usize;
-            while i + 4 <= p.len() {
-                let w = le32(p, i);
-                let v = w & !1;
-                if touched & (1 << (i / 4)) == 0
-                    && self.windows().any(|win| (win.low..win.high).contains(&v))
-                {
-                    visit(i, Site::Pointer { value: w });
-                    if let Some(d) = p.get_mut(i..i + 4) {
-                        d.copy_from_slice(&(self.map(v) | (w & 1)).to_le_bytes());
-                    }
-                }
-                i += 4;
-            }
+            let free = |i: usize| touched & (1 << (i / 4)) == 0;
+            self.pointers(p, address, false, free, visit);
         }
     }
 

@@ -270,7 +270,14 @@ pub fn diff_with_progress(
     };
     let prepared = pool.install(|| {
         let blocks = raw_match.as_ref().map(|(_, b)| &b[..]);
-        xform::prepare(old, new, opts.arch, opts.match_params, opts.xform_ram, blocks)
+        xform::prepare(
+            old,
+            new,
+            opts.arch,
+            opts.match_params,
+            opts.xform_ram,
+            blocks,
+        )
     })?;
     if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
         let built = pool.install(|| {
