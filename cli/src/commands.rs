@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use fota_format::streams::StreamTable;
 use fota_format::{Error as FormatError, Label, Manifest, Mode, OpKind, Package};
 use fota_generator::mmap::MappedFile;
 use fota_generator::{keys, DeviceIdentity, DiffOptions};
@@ -144,6 +145,7 @@ fn diff(a: DiffArgs) -> Result<()> {
             a.arch.into()
         },
         xform_ram: a.xform_ram,
+        decompress: !a.no_decompress,
         ..DiffOptions::default()
     };
     let bar = Bar::new();
@@ -177,6 +179,11 @@ fn diff(a: DiffArgs) -> Result<()> {
                     "old_sites": x.old_sites, "new_sites": x.new_sites,
                 })),
                 "package_bytes_other_way": out.other_len,
+                "streams": out.streams.map(|x| json!({
+                    "source_streams": x.source_streams, "target_streams": x.target_streams,
+                    "target_compressed_bytes": x.target_compressed, "target_data_bytes": x.target_data,
+                    "target_parse_bytes": x.target_parse,
+                })),
                 "in_place": out.in_place.map(|p| json!({
                     "stash_ops": p.stash_ops, "stash_high_water": p.stash_high_water,
                     "scratch_slots": p.scratch_slots, "scratch_slots_available": p.scratch_slots_available,
@@ -217,6 +224,16 @@ fn diff(a: DiffArgs) -> Result<()> {
                 x.new_sites
             ),
             (None, None) => {}
+        }
+        if let Some(x) = out.streams {
+            println!(
+                "streams: {} old and {} new compressed streams diffed decompressed ({} compressed bytes of the new image are {} of data and {} of parse); apply needs the host applier",
+                x.source_streams,
+                x.target_streams,
+                human::bytes(x.target_compressed),
+                human::bytes(x.target_data),
+                human::bytes(x.target_parse)
+            );
         }
         if let Some(p) = out.in_place {
             let seg = u64::from(opts.effective_segment_size());
@@ -322,6 +339,27 @@ fn xform_json(x: &fota_format::Xform<'_>, wire_len: usize) -> serde_json::Value 
     })
 }
 
+/// The stream table, for `fota inspect`.
+fn streams_json(t: &StreamTable<'_>) -> serde_json::Value {
+    let list = |it: &mut dyn Iterator<Item = fota_format::streams::Stream>| {
+        it.map(|s| {
+            json!({
+                "codec": s.codec.name(), "offset": s.offset, "len": s.len,
+                "data_len": s.data_len, "parse_len": s.parse_len,
+                "props": s.props, "end_marker": s.end_marker,
+            })
+        })
+        .collect::<Vec<_>>()
+    };
+    let i = t.images();
+    json!({
+        "source_size": i.source_size, "source_sha256": human::hex(&i.source_sha256),
+        "target_size": i.target_size, "target_sha256": human::hex(&i.target_sha256),
+        "source": list(&mut t.source_streams()),
+        "target": list(&mut t.target_streams()),
+    })
+}
+
 fn inspect(a: InspectArgs) -> Result<()> {
     let bytes = MappedFile::open(&a.package)?;
     let blame_pkg = |e| blame(e, &a.package, None);
@@ -330,8 +368,15 @@ fn inspect(a: InspectArgs) -> Result<()> {
     let kinds = OpKind::ALL;
     let mut stats = [(0u64, 0u64, 0u64); OpKind::ALL.len()];
     let mut xform: Option<serde_json::Value> = None;
+    let mut streams: Option<serde_json::Value> = None;
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
+        if op.header.kind == OpKind::Streams {
+            let at = op.offset + fota_format::OP_HEADER_LEN as u64;
+            let t = StreamTable::parse(op.payload, at, m.source_size, m.target_size)
+                .map_err(blame_pkg)?;
+            streams = Some(streams_json(&t));
+        }
         if op.header.kind == OpKind::Xform {
             let at = op.offset + fota_format::OP_HEADER_LEN as u64;
             let mut expanded = vec![0u8; m.xform_len as usize];
@@ -374,6 +419,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 "op_count": m.op_count, "release_notes_sha256": human::hex(&m.release_notes_sha256),
                 "scratch_slots": m.scratch_slots, "stash_ops": stash_ops,
                 "xform": xform,
+                "streams": streams,
                 "ops": ops,
             })
         );
@@ -436,6 +482,38 @@ fn inspect(a: InspectArgs) -> Result<()> {
             x["pointer_windows"].as_array().map_or(0, Vec::len),
         ),
         None => println!("xform          none"),
+    }
+    match &streams {
+        Some(x) => {
+            println!(
+                "streams        {} source and {} target compressed streams, diffed decompressed (the source and target above are the expanded images; needs the host applier)",
+                x["source"].as_array().map_or(0, Vec::len),
+                x["target"].as_array().map_or(0, Vec::len),
+            );
+            println!(
+                "real source    {} bytes, sha256 {}",
+                x["source_size"],
+                x["source_sha256"].as_str().unwrap_or("?")
+            );
+            println!(
+                "real target    {} bytes, sha256 {}",
+                x["target_size"],
+                x["target_sha256"].as_str().unwrap_or("?")
+            );
+            for side in ["source", "target"] {
+                for s in x[side].as_array().into_iter().flatten() {
+                    println!(
+                        "  {side} {} at {}: {} compressed bytes, {} of data, {} of parse",
+                        s["codec"].as_str().unwrap_or("?"),
+                        s["offset"],
+                        s["len"],
+                        s["data_len"],
+                        s["parse_len"]
+                    );
+                }
+            }
+        }
+        None => println!("streams        none"),
     }
     println!("ops            {}", m.op_count);
     println!("  kind      ops   target bytes   package bytes");

@@ -500,3 +500,73 @@ fn tiny_profile_diff_inspect_apply() {
     assert!(e.contains("--profile") && e.contains("tiny"), "{e}");
     assert!(!env.path("bad").exists());
 }
+
+#[test]
+fn compressed_streams_are_diffed_decompressed_shown_and_applied() {
+    let env = Env::new();
+    let (old, new) = fota_generator::streams::synth::stream_pair(60_000, 9);
+    std::fs::write(env.path("sold"), &old).unwrap();
+    std::fs::write(env.path("snew"), &new).unwrap();
+    let out = env.ok(&["diff", "--key", "k/fota.key", "sold", "snew", "-o", "s"]);
+    assert!(out.contains("streams: 1 old and 1 new"), "{out}");
+    let text = env.ok(&["inspect", "s"]);
+    assert!(
+        text.contains("streams        1 source and 1 target"),
+        "{text}"
+    );
+    assert!(text.contains("target lzma at"), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "s"])).unwrap();
+    assert_eq!(j["ops"]["streams"]["ops"], 1);
+    assert_eq!(j["streams"]["target_size"], new.len());
+    env.ok(&["apply", "--pubkey", "k/fota.pub", "sold", "s", "-o", "sout"]);
+    assert_eq!(env.read("sout"), new);
+    // The device applier refuses it and says how to make one it takes.
+    let err = env.fails(
+        &[
+            "flash",
+            "--pubkey",
+            "k/fota.pub",
+            "--source",
+            "sold",
+            "--image",
+            "img",
+            "--state",
+            "state",
+            "s",
+        ],
+        1,
+    );
+    assert!(err.contains("--no-decompress"), "{err}");
+    assert!(
+        !env.path("img").exists() || env.read("img").is_empty(),
+        "nothing written"
+    );
+    let out = env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "--no-decompress",
+        "sold",
+        "snew",
+        "-o",
+        "s2",
+    ]);
+    assert!(!out.contains("streams:"), "{out}");
+    assert!(
+        std::fs::metadata(env.path("s2")).unwrap().len()
+            > 2 * std::fs::metadata(env.path("s")).unwrap().len()
+    );
+    env.ok(&[
+        "flash",
+        "--pubkey",
+        "k/fota.pub",
+        "--source",
+        "sold",
+        "--image",
+        "img",
+        "--state",
+        "state",
+        "s2",
+    ]);
+    assert_eq!(&env.read("img")[..new.len()], &new[..]);
+}

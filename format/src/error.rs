@@ -145,6 +145,23 @@ pub enum Error {
     /// The source image does not hash to the manifest's source hash.
     #[error("source image sha256 differs from the package's: wrong or corrupted source image")]
     SourceHashMismatch,
+    /// A compressed stream of the stream table (see [`crate::streams`])
+    /// cannot be decoded from the source, or coded again from the expanded
+    /// target, as the table says (`offset` is in the real image).
+    #[error(
+        "{side} stream at image offset {stream_offset}: at stream offset {offset}: expected {what}"
+    )]
+    StreamCoding {
+        /// "source" or "target".
+        side: &'static str,
+        /// Offset of the stream in its real image.
+        stream_offset: u64,
+        /// Offset within the compressed stream (decoding) or the parse
+        /// (coding) where it went wrong.
+        offset: u64,
+        /// What was expected there.
+        what: &'static str,
+    },
     /// The bytes an op reads from the source no longer hash to the op's `src_sha256`.
     #[error("op {op_index}: source extents differ from what the package was made from")]
     SourceExtentHashMismatch {

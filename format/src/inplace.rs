@@ -154,7 +154,7 @@ impl<'a> InPlaceTracker<'a> {
             })
         };
         let seg = self.segment_size;
-        if header.kind == OpKind::Xform {
+        if matches!(header.kind, OpKind::Xform | OpKind::Streams) {
             return Ok(());
         }
         if header.kind == OpKind::Stash {

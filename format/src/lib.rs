@@ -44,6 +44,7 @@ pub mod op;
 pub mod package;
 pub mod patch;
 pub mod sign;
+pub mod streams;
 pub mod tiny;
 pub mod xform;
 #[cfg(feature = "zstd")]

@@ -8,6 +8,9 @@ use crate::label::Label;
 /// Length of the v1 manifest.
 pub const MANIFEST_LEN: usize = 272;
 
+/// Offset of `streams_len` in the manifest (for errors about it).
+pub const STREAMS_LEN_OFFSET: usize = 196;
+
 /// Smallest segment: one small NOR erase block.
 pub const MIN_SEGMENT_SIZE: u32 = 256;
 /// Largest segment: bounds the RAM a host applier spends per op.
@@ -103,6 +106,10 @@ pub struct Manifest {
     /// when the package has none. When non-zero, op 0 is the XFORM op
     /// carrying it (in its smaller wire form).
     pub xform_len: u32,
+    /// Bytes of the stream table (see [`crate::streams`]); zero when the
+    /// package has none. When non-zero, op 0 is the STREAMS op carrying it,
+    /// and the source and target above are the expanded images.
+    pub streams_len: u32,
 }
 
 impl Manifest {
@@ -127,9 +134,10 @@ impl Manifest {
         Ok(())
     }
 
-    /// Ops that write nothing: the XFORM op, when there is one.
+    /// Ops that write nothing: the STREAMS op, then the XFORM op, when
+    /// the package has them.
     pub fn leading_ops(&self) -> u32 {
-        u32::from(self.xform_len != 0)
+        u32::from(self.streams_len != 0) + u32::from(self.xform_len != 0)
     }
 
     /// Number of destination segments the target is cut into.
@@ -206,7 +214,17 @@ impl Manifest {
         let target_sha256 = r.array("target sha256")?;
         let op_count_offset = r.offset();
         let op_count = r.u32("op count")?;
-        r.reserved::<4>()?;
+        let streams_offset = r.offset();
+        debug_assert_eq!(streams_offset, (HEADER_LEN + STREAMS_LEN_OFFSET) as u64);
+        let streams_len = r.u32("stream table length")?;
+        if streams_len > crate::streams::MAX_STREAMS_LEN {
+            return Err(Error::BadLength {
+                offset: streams_offset,
+                what: "stream table length (at most the largest table)",
+                expected: crate::streams::MAX_STREAMS_LEN.into(),
+                found: streams_len.into(),
+            });
+        }
         let first_op_sha256 = r.array("first op sha256")?;
         let release_notes_sha256 = r.array("release notes sha256")?;
         let scratch_offset = r.offset();
@@ -238,6 +256,7 @@ impl Manifest {
             release_notes_sha256,
             scratch_slots,
             xform_len,
+            streams_len,
         };
         // Every segment is written by exactly one op; in-place packages add
         // one STASH op per stashed segment, and A/B ones have no scratch;
@@ -251,7 +270,7 @@ impl Manifest {
             return Err(Error::BadLength {
                 offset: op_count_offset,
                 what:
-                    "op count (one op per target segment, plus the xform op and stashes in place)",
+                    "op count (one op per target segment, plus the streams and xform ops and stashes in place)",
                 expected: segments,
                 found: op_count.into(),
             });
@@ -289,7 +308,7 @@ impl Manifest {
         w.u64(self.target_size);
         w.bytes(&self.target_sha256);
         w.u32(self.op_count);
-        w.zeros(4);
+        w.u32(self.streams_len);
         w.bytes(&self.first_op_sha256);
         w.bytes(&self.release_notes_sha256);
         w.u32(self.scratch_slots);

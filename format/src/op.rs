@@ -39,11 +39,15 @@ pub enum OpKind {
     /// exactly when the manifest's `xform_len` is non-zero; its stored
     /// payload expands to that many bytes. Writes nothing.
     Xform = 7,
+    /// The stream table of the package (see [`crate::streams`]): op 0
+    /// exactly when the manifest's `streams_len` is non-zero; its stored
+    /// payload is that many bytes. Writes nothing.
+    Streams = 8,
 }
 
 impl OpKind {
     /// Every kind of this version, in code order.
-    pub const ALL: [OpKind; 7] = [
+    pub const ALL: [OpKind; 8] = [
         OpKind::Copy,
         OpKind::Patch,
         OpKind::New,
@@ -51,6 +55,7 @@ impl OpKind {
         OpKind::Skip,
         OpKind::Stash,
         OpKind::Xform,
+        OpKind::Streams,
     ];
 
     /// The kind for a header byte, if known to this version.
@@ -63,6 +68,7 @@ impl OpKind {
             5 => OpKind::Skip,
             6 => OpKind::Stash,
             7 => OpKind::Xform,
+            8 => OpKind::Streams,
             _ => return None,
         })
     }
@@ -77,6 +83,7 @@ impl OpKind {
             OpKind::Skip => "skip",
             OpKind::Stash => "stash",
             OpKind::Xform => "xform",
+            OpKind::Streams => "streams",
         }
     }
 }
@@ -237,7 +244,7 @@ impl OpHeader {
                 offset: offset.saturating_add(2),
             });
         }
-        if self.kind == OpKind::Xform {
+        if matches!(self.kind, OpKind::Xform | OpKind::Streams) {
             return self.check_xform(offset);
         }
         let has_payload = matches!(self.kind, OpKind::Patch | OpKind::New);
@@ -348,14 +355,14 @@ impl OpHeader {
         if self.codec != Codec::Stored {
             return Err(Error::InvalidField {
                 offset: offset.saturating_add(1),
-                what: "op codec (stored for xform)",
+                what: "op codec (stored for xform and streams)",
                 found: self.codec as u64,
             });
         }
         if self.payload_len == 0 || self.decoded_len != self.payload_len {
             return bad(
                 12,
-                "xform payload (non-empty, decoded length equal to payload length)",
+                "xform or streams payload (non-empty, decoded length equal to payload length)",
                 self.payload_len.into(),
                 self.decoded_len.into(),
             );
@@ -363,7 +370,7 @@ impl OpHeader {
         if self.extent_count != 0 {
             return bad(
                 4,
-                "extent count (none for xform)",
+                "extent count (none for xform and streams)",
                 0,
                 self.extent_count.into(),
             );
@@ -371,7 +378,7 @@ impl OpHeader {
         if self.fill_value != 0 || self.dst_offset != 0 || self.dst_len != 0 {
             return bad(
                 16,
-                "xform destination (none)",
+                "xform or streams destination (none)",
                 0,
                 self.dst_offset | u64::from(self.dst_len),
             );

@@ -241,6 +241,7 @@ struct ChainLimits {
     op_count: u32,
     scratch_slots: u32,
     xform_len: u32,
+    streams_len: u32,
     source_size: u64,
     target_size: u64,
 }
@@ -254,6 +255,7 @@ impl ChainLimits {
             op_count: m.op_count,
             scratch_slots: m.scratch_slots,
             xform_len: m.xform_len,
+            streams_len: m.streams_len,
             source_size: m.source_size,
             target_size: m.target_size,
         }
@@ -368,13 +370,29 @@ impl OpChain {
         }
         let m = &self.manifest;
         let seg = u64::from(m.segment_size);
-        let leading = u32::from(m.xform_len != 0);
-        if index < leading || header.kind == OpKind::Xform {
-            if index >= leading || header.kind != OpKind::Xform {
+        let streams = u32::from(m.streams_len != 0);
+        let leading = streams + u32::from(m.xform_len != 0);
+        let lead_kind = |i: u32| match i < streams {
+            true => OpKind::Streams,
+            false => OpKind::Xform,
+        };
+        if index < leading || matches!(header.kind, OpKind::Xform | OpKind::Streams) {
+            if index >= leading || header.kind != lead_kind(index) {
                 return layout(
-                    "op kind (xform exactly as op 0, when the manifest announces one)",
-                    OpKind::Xform as u64,
+                    "op kind (streams, then xform, first, when the manifest announces them)",
+                    lead_kind(index.min(leading.saturating_sub(1))) as u64,
                     header.kind as u64,
+                );
+            }
+            let want = match header.kind {
+                OpKind::Streams => m.streams_len,
+                _ => header.payload_len,
+            };
+            if header.payload_len != want {
+                return layout(
+                    "streams payload length (the manifest's streams length)",
+                    want.into(),
+                    header.payload_len.into(),
                 );
             }
             return self.advance(header, offset);
@@ -431,7 +449,7 @@ impl OpChain {
             // T rewrites whole blocks, so a transformed op reads whole ones.
             let block = crate::xform::XFORM_BLOCK as u64;
             let whole = e.offset % block == 0 && (end % block == 0 || end == m.source_size);
-            if leading != 0 && !whole {
+            if m.xform_len != 0 && !whole {
                 return layout(
                     "source extent (whole 256-byte blocks in a package with an xform)",
                     e.offset / block * block,

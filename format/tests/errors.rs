@@ -292,5 +292,6 @@ fn manifest() -> fota_format::Manifest {
         release_notes_sha256: [0; 32],
         scratch_slots: 0,
         xform_len: 0,
+        streams_len: 0,
     }
 }

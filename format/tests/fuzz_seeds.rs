@@ -113,3 +113,16 @@ fn xform_seeds() {
         }
     }
 }
+
+#[test]
+fn stream_table_seeds() {
+    for (name, data) in seeds("stream_table") {
+        let outcome = exercise::stream_table(&data);
+        // Tables of real packages parse; the hand-made bad ones are refused.
+        if name.starts_with("from-") {
+            assert_eq!(outcome, Some(true), "{name}");
+        } else if name.starts_with("hand-bad-") {
+            assert_eq!(outcome, Some(false), "{name}");
+        }
+    }
+}

@@ -47,7 +47,14 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 } else {
                     8 + u32::from(r[1]) * 8
                 };
-                let op_count = segments + stashes + u32::from(xform_len != 0);
+                // Some carry a STREAMS op before it.
+                let streams_len = if r[0] & 2 == 0 {
+                    0
+                } else {
+                    96 + u32::from(r[2]) * 40
+                };
+                let op_count =
+                    segments + stashes + u32::from(xform_len != 0) + u32::from(streams_len != 0);
                 let profile = if f[0] & 1 == 0 {
                     Profile::Zstd
                 } else {
@@ -70,6 +77,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     release_notes_sha256: r,
                     scratch_slots,
                     xform_len,
+                    streams_len,
                 }
             },
         )

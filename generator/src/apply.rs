@@ -14,6 +14,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 use fota_format::op::{Codec, OpKind};
+use fota_format::streams::StreamTable;
 use fota_format::{
     Error as FormatError, Extent, InPlaceTracker, Label, Manifest, Mode, Op, Package, PatchDecoder,
     PatchStep, SourcePiece, TinyDecoder, TinyStep, VerifiedPackage, Xform,
@@ -43,6 +44,19 @@ pub fn apply(
 ) -> Result<Vec<u8>, FormatError> {
     let pkg = Package::parse(package)?.verify(trusted)?;
     pkg.check_device(&device.device_class, device.security_counter)?;
+    let Some((table_bytes, at)) = load_streams(&pkg)? else {
+        return apply_images(&pkg, source);
+    };
+    let m = pkg.manifest();
+    let table = StreamTable::parse(&table_bytes, at, m.source_size, m.target_size)?;
+    let expanded = crate::streams::expand_source(source, &table)?;
+    let target = apply_images(&pkg, &expanded)?;
+    crate::streams::pack_target(&target, &table)
+}
+
+/// Applies the ops of `pkg` to `source` (the expanded source when the
+/// package has a stream table).
+fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, FormatError> {
     pkg.check_source(source)?;
     let m = *pkg.manifest();
     let target_len = usize::try_from(m.target_size).map_err(|_| FormatError::InvalidField {
@@ -51,9 +65,9 @@ pub fn apply(
         found: m.target_size,
     })?;
     if m.mode == Mode::InPlace {
-        return apply_in_place(&pkg, source, target_len);
+        return apply_in_place(pkg, source, target_len);
     }
-    let xform_bytes = load_xform(&pkg)?;
+    let xform_bytes = load_xform(pkg)?;
     let xform = xform_bytes
         .as_deref()
         .map(|b| Xform::parse(b, 0))
@@ -70,7 +84,24 @@ pub fn apply(
     check_target(&m, target)
 }
 
-/// The package's reference transform, expanded: op 0's payload when the
+/// The package's stream table and its package offset: op 0's payload when
+/// the manifest announces one (the op chain has authenticated it and
+/// checked its kind and length).
+fn load_streams(pkg: &VerifiedPackage<'_>) -> Result<Option<(Vec<u8>, u64)>, FormatError> {
+    if pkg.manifest().streams_len == 0 {
+        return Ok(None);
+    }
+    let Some(first) = pkg.ops().next() else {
+        return Ok(None);
+    };
+    let op = first?;
+    Ok(Some((
+        op.payload.to_vec(),
+        op.offset + fota_format::OP_HEADER_LEN as u64,
+    )))
+}
+
+/// The package's reference transform, expanded: the XFORM op's payload when the
 /// manifest announces one (the op chain has authenticated it and checked
 /// its kind), checked by [`Xform::parse`].
 fn load_xform(pkg: &VerifiedPackage<'_>) -> Result<Option<Vec<u8>>, FormatError> {
@@ -78,7 +109,8 @@ fn load_xform(pkg: &VerifiedPackage<'_>) -> Result<Option<Vec<u8>>, FormatError>
     if m.xform_len == 0 {
         return Ok(None);
     }
-    let Some(first) = pkg.ops().next() else {
+    // The XFORM op follows the STREAMS op when there is one.
+    let Some(first) = pkg.ops().nth(usize::from(m.streams_len != 0)) else {
         return Ok(None);
     };
     let op = first?;
@@ -212,7 +244,7 @@ fn apply_op(
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
     let h = &op.header;
-    if h.kind == OpKind::Xform {
+    if matches!(h.kind, OpKind::Xform | OpKind::Streams) {
         out.clear();
         return Ok(());
     }
@@ -311,7 +343,7 @@ fn produce(
             })?;
         }
         OpKind::Copy | OpKind::Stash => *out = extent_bytes.to_vec(),
-        OpKind::Xform => {}
+        OpKind::Xform | OpKind::Streams => {}
         OpKind::New | OpKind::Patch if h.codec == Codec::Tiny => {
             out.reserve(h.dst_len as usize);
             let decoder = TinyDecoder::new(op.index, h.dst_offset, h.dst_len.into());

@@ -25,6 +25,7 @@ pub mod matcher;
 pub mod mmap;
 pub mod plan;
 pub mod progress;
+pub mod streams;
 pub mod suffix;
 pub mod tiny;
 pub mod write;
@@ -104,6 +105,11 @@ pub struct DiffOptions {
     /// Most bytes of RAM the device lends the transform (the manifest's
     /// `xform_len`): the map is cut to fit; `None` is the format's limit.
     pub xform_ram: Option<u32>,
+    /// Diff compressed streams decompressed (see [`streams`]), when the
+    /// new image has some that code back bit-exactly. The package then
+    /// needs the host applier: ignored for the tiny profile, whose
+    /// microcontroller agents cannot re-encode a stream.
+    pub decompress: bool,
 }
 
 impl Default for DiffOptions {
@@ -125,6 +131,7 @@ impl Default for DiffOptions {
             scratch_size: None,
             arch: Arch::Auto,
             xform_ram: None,
+            decompress: true,
         }
     }
 }
@@ -207,6 +214,9 @@ pub struct DiffOutput {
     /// Bytes of the package made the other way (with the transform when
     /// this one has none, and the reverse); `None` when no transform applied.
     pub other_len: Option<usize>,
+    /// The compressed streams the package diffs decompressed; `None` when
+    /// it has no stream table.
+    pub streams: Option<streams::StreamStats>,
 }
 
 /// Time per pipeline stage.
@@ -246,11 +256,6 @@ pub fn diff_with_progress(
     let started = Instant::now();
     check_mode_options(opts)?;
     check_options(opts)?;
-    let segment_size = opts.effective_segment_size();
-    let slots = match opts.mode {
-        Mode::AB => 0,
-        Mode::InPlace => opts.scratch_slots(segment_size, old.len() as u64, new.len() as u64)?,
-    };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()
@@ -258,6 +263,58 @@ pub fn diff_with_progress(
             option: "--threads",
             reason: e.to_string(),
         })?;
+    let expanded = match opts.decompress && opts.profile == Profile::Zstd {
+        true => pool.install(|| streams::prepare(old, new)),
+        false => None,
+    };
+    let Some(x) = expanded else {
+        return diff_images(old, new, None, key, opts, progress, &pool, started);
+    };
+    let lead = Lead {
+        table: &x.table,
+        real_old: old,
+        real_new: new,
+    };
+    let mut out = diff_images(
+        &x.old,
+        &x.new,
+        Some(&lead),
+        key,
+        opts,
+        progress,
+        &pool,
+        started,
+    )?;
+    out.streams = Some(x.stats);
+    Ok(out)
+}
+
+/// The stream stage of a package: its table and the real images the
+/// expanded ones stand for.
+struct Lead<'a> {
+    table: &'a [u8],
+    real_old: &'a [u8],
+    real_new: &'a [u8],
+}
+
+/// [`diff_with_progress`] on the images the ops work on (expanded when
+/// `lead` is given).
+#[allow(clippy::too_many_arguments)]
+fn diff_images(
+    old: &[u8],
+    new: &[u8],
+    lead: Option<&Lead<'_>>,
+    key: &SigningKey,
+    opts: &DiffOptions,
+    progress: &dyn Progress,
+    pool: &rayon::ThreadPool,
+    started: Instant,
+) -> Result<DiffOutput> {
+    let segment_size = opts.effective_segment_size();
+    let slots = match opts.mode {
+        Mode::AB => 0,
+        Mode::InPlace => opts.scratch_slots(segment_size, old.len() as u64, new.len() as u64)?,
+    };
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
     // The raw images' index and blocks serve the raw package and the
@@ -292,10 +349,11 @@ pub fn diff_with_progress(
                 progress,
                 &mut stages,
                 None,
+                lead,
             )
         })?;
         return finish(
-            old, new, key, opts, progress, started, threads, stages, built, None,
+            old, new, lead, key, opts, progress, started, threads, stages, built, None,
         );
     }
     let raw = pool.install(|| {
@@ -310,6 +368,7 @@ pub fn diff_with_progress(
             progress,
             &mut stages,
             raw_match,
+            lead,
         )
     })?;
     let (built, other_len) = match &prepared {
@@ -328,6 +387,7 @@ pub fn diff_with_progress(
                     progress,
                     &mut x_stages,
                     None,
+                    lead,
                 )
             })?;
             stages.index += x_stages.index;
@@ -341,7 +401,7 @@ pub fn diff_with_progress(
         }
     };
     finish(
-        old, new, key, opts, progress, started, threads, stages, built, other_len,
+        old, new, lead, key, opts, progress, started, threads, stages, built, other_len,
     )
 }
 
@@ -350,6 +410,7 @@ pub fn diff_with_progress(
 fn finish(
     old: &[u8],
     new: &[u8],
+    lead: Option<&Lead<'_>>,
     key: &SigningKey,
     opts: &DiffOptions,
     progress: &dyn Progress,
@@ -372,6 +433,8 @@ fn finish(
             device_class: opts.device_class,
             security_counter: opts.security_counter,
         };
+        // The applier starts from the real old image and ends at the real new one.
+        let (old, new) = lead.map_or((old, new), |l| (l.real_old, l.real_new));
         let out =
             apply(old, &package, &[key.verifying_key()], &device).map_err(Error::SelfCheck)?;
         if out != new {
@@ -398,6 +461,7 @@ fn finish(
         in_place,
         xform,
         other_len,
+        streams: None,
     })
 }
 
@@ -442,6 +506,7 @@ fn build(
     progress: &dyn Progress,
     stages: &mut StageSeconds,
     matched: Option<(suffix::SuffixIndex<'_>, Vec<matcher::Block>)>,
+    lead: Option<&Lead<'_>>,
 ) -> Result<Built> {
     // What the pipeline diffs: T(old) and F(new) through a transform.
     let (wold, wnew) = prepared.map_or((old, new), |p| (&p.old[..], &p.new[..]));
@@ -504,6 +569,10 @@ fn build(
     if let Some(p) = prepared {
         manifest.xform_len = p.payload.len() as u32;
         ops.insert(0, plan::PlannedOp::xform(p.wire.clone()));
+    }
+    if let Some(l) = lead {
+        manifest.streams_len = l.table.len() as u32;
+        ops.insert(0, plan::PlannedOp::streams(l.table.to_vec()));
     }
     let package = write::write_package(manifest, &ops, old, new, key)?;
     Ok(Built {

@@ -79,6 +79,15 @@ impl PlannedOp {
         }
     }
 
+    /// The STREAMS op carrying the stream table `payload` (op 0 of a
+    /// package that diffs compressed streams decompressed).
+    pub fn streams(payload: Vec<u8>) -> PlannedOp {
+        PlannedOp {
+            kind: OpKind::Streams,
+            ..PlannedOp::xform(payload)
+        }
+    }
+
     /// Bytes this op takes in the package besides its fixed header.
     pub fn variable_len(&self) -> usize {
         self.extents.len() * fota_format::EXTENT_LEN + self.payload.len()

@@ -32,6 +32,7 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
         release_notes_sha256: [0; 32],
         scratch_slots: 0,
         xform_len: 0,
+        streams_len: 0,
     }
 }
 
@@ -78,7 +79,7 @@ pub fn write_package(
         // A stash writes its source bytes to a scratch slot, not the target.
         let dst_sha256 = if op.kind == OpKind::Stash {
             src_sha256
-        } else if op.kind == OpKind::Xform {
+        } else if matches!(op.kind, OpKind::Xform | OpKind::Streams) {
             [0; 32]
         } else {
             let dst_end = op.dst_offset + u64::from(op.dst_len);

@@ -28,6 +28,7 @@ mod jobs;
 mod op;
 mod xform;
 
+use fota_format::manifest::STREAMS_LEN_OFFSET;
 use fota_format::{
     Error as FormatError, Extent, InPlaceTracker, Mode, OpChain, OpHeader, Profile, EXTENT_LEN,
     HEADER_LEN, MANIFEST_LEN, MAX_EXTENTS,
@@ -797,6 +798,15 @@ impl<'b> Agent<'b> {
         let hm = self.work.get(..n).unwrap_or(&[]);
         let (m, id) = check_head(hm, self.package_len, self.config.trusted)?;
         m.check_device(&self.config.device_class, self.config.security_counter)?;
+        // Coding a compressed stream back needs all of its data at hand:
+        // that is the host applier's work, never a streaming device's.
+        if m.streams_len != 0 {
+            return Err(Error::Package(FormatError::InvalidField {
+                offset: (HEADER_LEN + STREAMS_LEN_OFFSET) as u64,
+                what: "stream table length (0 for a device: a package that diffs compressed streams decompressed needs the host applier; make device packages with --no-decompress)",
+                found: m.streams_len.into(),
+            }));
+        }
         if m.profile == Profile::Zstd && !cfg!(feature = "zstd") {
             return Err(Error::Layout {
                 what: "codec profile (this build decodes 2 = tiny)",

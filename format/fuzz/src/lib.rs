@@ -152,6 +152,24 @@ fn walk_count<'a>(ops: impl Iterator<Item = fota_format::Result<Op<'a>>>) -> (u3
 /// What the chain promises about an accepted op, then its payload decoded.
 fn check_op(m: &Manifest, op: &Op<'_>) {
     let h = &op.header;
+    // The leading ops write nothing: their payload is all there is.
+    match h.kind {
+        OpKind::Streams => {
+            assert_eq!(op.index, 0, "the stream table is op 0");
+            assert_eq!(h.payload_len, m.streams_len);
+            let _ = stream_table_of(op.payload, m.source_size, m.target_size);
+            return;
+        }
+        OpKind::Xform => {
+            assert!(op.index < m.leading_ops(), "the xform op leads");
+            let mut whole = vec![0u8; m.xform_len as usize];
+            if let Ok(n) = fota_format::xform::expand(op.payload, 0, &mut whole) {
+                let _ = fota_format::Xform::parse(&whole[..n], 0);
+            }
+            return;
+        }
+        _ => {}
+    }
     let seg = u64::from(m.segment_size);
     assert!(
         h.dst_offset % seg == 0 && h.dst_offset < m.target_size,
@@ -980,4 +998,52 @@ pub fn xform(data: &[u8]) -> Option<bool> {
         assert_eq!(x.map(b.address), b.address.wrapping_add(b.delta as u32));
     }
     Some(true)
+}
+
+// ---------------------------------------------------------------- streams
+
+/// The `stream_table` target: the expanded source and target sizes (u64
+/// each), then a stream table. One that parses must list streams that are
+/// sorted, disjoint and inside their image, whose expanded sizes add up to
+/// the two sizes given. Returns `None` when the input is too short, else
+/// whether the table parsed.
+pub fn stream_table(data: &[u8]) -> Option<bool> {
+    let (sizes, table) = data.split_at_checked(16)?;
+    let src = u64::from_le_bytes(sizes[..8].try_into().ok()?);
+    let dst = u64::from_le_bytes(sizes[8..].try_into().ok()?);
+    Some(stream_table_of(table, src, dst))
+}
+
+fn stream_table_of(table: &[u8], src: u64, dst: u64) -> bool {
+    use fota_format::streams::{Stream, StreamTable};
+    let Ok(t) = StreamTable::parse(table, 0, src, dst) else {
+        return false;
+    };
+    let check =
+        |streams: &mut dyn Iterator<Item = Stream>, count: u32, real: u64, expanded: u64| {
+            let (mut n, mut end, mut size) = (0u32, 0u64, real as u128);
+            for s in streams {
+                assert!(s.offset >= end && s.len >= 5, "{s:?}");
+                end = s.offset + s.len;
+                assert!(end <= real, "{s:?} inside {real}");
+                size = size - u128::from(s.len) + u128::from(s.data_len) + u128::from(s.parse_len);
+                n += 1;
+            }
+            assert_eq!(n, count);
+            assert_eq!(size, u128::from(expanded));
+        };
+    let i = *t.images();
+    check(
+        &mut t.source_streams(),
+        t.source_count(),
+        i.source_size,
+        src,
+    );
+    check(
+        &mut t.target_streams(),
+        t.target_count(),
+        i.target_size,
+        dst,
+    );
+    true
 }

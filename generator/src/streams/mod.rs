@@ -1,0 +1,293 @@
+//! Compressed streams: found in both images, diffed decompressed, coded
+//! back bit-exactly on apply (the package's stream table, see
+//! `fota_format::streams`).
+//!
+//! [`prepare`] scans both images for LZMA streams ("LZMA alone": the
+//! 13-byte props/dictionary/size header, as EDK2 firmware volumes and
+//! `.lzma` files carry them), keeps those whose data and parse code back to
+//! exactly their bytes, and builds the expanded images the rest of the
+//! pipeline diffs. The host applier undoes it with [`expand_source`] and
+//! [`pack_target`].
+
+pub mod lzma;
+pub mod synth;
+
+use fota_format::streams::{Images, Stream, StreamCodec, StreamTable, MAX_STREAMS};
+use fota_format::Error as FormatError;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+/// Smallest compressed stream worth expanding: below it the table record
+/// and the parse cost more than a byte diff of the stream.
+pub const MIN_STREAM_LEN: u64 = 512;
+/// Most decoded bytes of one stream, and of all streams of one image: keeps
+/// the expanded images within what the generator indexes.
+pub const MAX_EXPANDED: u64 = 1 << 30;
+
+/// A stream found in an image, with its data and parse.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Where it is and how it is coded.
+    pub stream: Stream,
+    /// Its decoded data.
+    pub data: Vec<u8>,
+    /// Its parse.
+    pub parse: Vec<u8>,
+}
+
+/// What the stream stage did, for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Streams expanded in the old image.
+    pub source_streams: u32,
+    /// Streams expanded in the new image.
+    pub target_streams: u32,
+    /// Compressed bytes of the new image's streams.
+    pub target_compressed: u64,
+    /// Their decoded bytes.
+    pub target_data: u64,
+    /// Their parse bytes.
+    pub target_parse: u64,
+}
+
+/// The expanded images and the table that maps them back.
+#[derive(Debug, Clone)]
+pub struct Expanded {
+    /// The old image with its streams expanded.
+    pub old: Vec<u8>,
+    /// The new image with its streams expanded.
+    pub new: Vec<u8>,
+    /// The stream table (the STREAMS op's payload).
+    pub table: Vec<u8>,
+    /// Figures.
+    pub stats: StreamStats,
+}
+
+/// Whether an LZMA-alone header starts at `at`: props below 225, a
+/// dictionary of 2^n or 2^n + 2^(n-1) bytes (4 KiB to 1.5 GiB), a size
+/// that is unknown or plausible, and a range coder start byte of 0.
+fn lzma_header(image: &[u8], at: usize) -> Option<(lzma::Props, Option<u64>)> {
+    let h = image.get(at..at + 18)?;
+    let props = lzma::Props::from_byte(h[0])?;
+    let dict = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
+    let top = dict.checked_ilog2()?;
+    let dict_ok = top >= 12 && (dict == 1 << top || dict == (1 << top) | (1 << (top - 1)));
+    let size = u64::from_le_bytes([h[5], h[6], h[7], h[8], h[9], h[10], h[11], h[12]]);
+    let size = (size != u64::MAX).then_some(size);
+    let size_ok = size.is_none_or(|s| (64..=MAX_EXPANDED).contains(&s));
+    (dict_ok && size_ok && h[13] == 0 && h[14..18] != [0xff; 4]).then_some((props, size))
+}
+
+/// Decodes the stream whose header is at `at` and checks it codes back to
+/// its own bytes.
+fn try_stream(image: &[u8], at: usize, props_byte: u8) -> Option<Found> {
+    let (props, size) = lzma_header(image, at)?;
+    let start = at + 13;
+    let input = &image[start..];
+    let decoded = lzma::decode(input, props, size, MAX_EXPANDED).ok()?;
+    let coded = lzma::encode(&decoded.data, &decoded.parse, props).ok()?;
+    if coded.len() < decoded.read || !input.starts_with(&coded) {
+        return None;
+    }
+    Some(Found {
+        stream: Stream {
+            offset: start as u64,
+            len: coded.len() as u64,
+            data_len: decoded.data.len() as u64,
+            parse_len: decoded.parse.len() as u64,
+            codec: StreamCodec::Lzma,
+            props: props_byte,
+            end_marker: decoded.end_marker,
+        },
+        data: decoded.data,
+        parse: decoded.parse,
+    })
+}
+
+/// The LZMA streams of `image` that code back bit-exactly, in order, at
+/// least [`MIN_STREAM_LEN`] compressed bytes each.
+pub fn find(image: &[u8]) -> Vec<Found> {
+    // Candidates are cheap to filter; decoding them is the cost, so it
+    // runs in parallel, and overlapping hits are resolved in order after.
+    let candidates: Vec<usize> = (0..image.len().saturating_sub(18))
+        .filter(|&at| lzma_header(image, at).is_some())
+        .collect();
+    let found: Vec<Found> = candidates
+        .par_iter()
+        .filter_map(|&at| try_stream(image, at, image[at]))
+        .filter(|f| f.stream.len >= MIN_STREAM_LEN)
+        .collect();
+    let mut kept: Vec<Found> = Vec::new();
+    let mut end = 0u64;
+    let mut total = 0u64;
+    for f in found {
+        let s = &f.stream;
+        // The header sits before the stream and stays a plain byte range.
+        if s.offset - 13 < end || kept.len() >= MAX_STREAMS as usize {
+            continue;
+        }
+        if total + s.expanded_len() > MAX_EXPANDED {
+            continue;
+        }
+        total += s.expanded_len();
+        end = s.offset + s.len;
+        kept.push(f);
+    }
+    kept
+}
+
+/// `image` with each stream of `found` replaced by its data and parse.
+pub fn expand(image: &[u8], found: &[Found]) -> Vec<u8> {
+    let extra: u64 = found.iter().map(|f| f.stream.expanded_len()).sum();
+    let mut out = Vec::with_capacity(image.len() + extra as usize);
+    let mut at = 0usize;
+    for f in found {
+        let s = &f.stream;
+        out.extend_from_slice(&image[at..s.offset as usize]);
+        out.extend_from_slice(&f.data);
+        out.extend_from_slice(&f.parse);
+        at = (s.offset + s.len) as usize;
+    }
+    out.extend_from_slice(&image[at..]);
+    out
+}
+
+/// Finds the streams of both images and expands them; `None` when the new
+/// image has none (expanding only the old one cannot help the new one).
+pub fn prepare(old: &[u8], new: &[u8]) -> Option<Expanded> {
+    let (old_found, new_found) = rayon::join(|| find(old), || find(new));
+    if new_found.is_empty() {
+        return None;
+    }
+    let images = Images {
+        source_size: old.len() as u64,
+        source_sha256: Sha256::digest(old).into(),
+        target_size: new.len() as u64,
+        target_sha256: Sha256::digest(new).into(),
+    };
+    let mut table =
+        StreamTable::header_bytes(&images, old_found.len() as u32, new_found.len() as u32).to_vec();
+    for f in old_found.iter().chain(&new_found) {
+        table.extend_from_slice(&f.stream.to_bytes());
+    }
+    let stats = StreamStats {
+        source_streams: old_found.len() as u32,
+        target_streams: new_found.len() as u32,
+        target_compressed: new_found.iter().map(|f| f.stream.len).sum(),
+        target_data: new_found.iter().map(|f| f.stream.data_len).sum(),
+        target_parse: new_found.iter().map(|f| f.stream.parse_len).sum(),
+    };
+    let (old_x, new_x) = rayon::join(|| expand(old, &old_found), || expand(new, &new_found));
+    Some(Expanded {
+        old: old_x,
+        new: new_x,
+        table,
+        stats,
+    })
+}
+
+/// Checks the real source against the table, then expands it: what the
+/// ops of a package with a stream table read.
+///
+/// # Errors
+/// `SourceSizeMismatch`, `SourceHashMismatch` for another source;
+/// `StreamCoding` when a listed stream does not decode as listed.
+pub fn expand_source(source: &[u8], table: &StreamTable<'_>) -> Result<Vec<u8>, FormatError> {
+    let images = table.images();
+    if source.len() as u64 != images.source_size {
+        return Err(FormatError::SourceSizeMismatch {
+            expected: images.source_size,
+            found: source.len() as u64,
+        });
+    }
+    if Sha256::digest(source).as_slice() != images.source_sha256 {
+        return Err(FormatError::SourceHashMismatch);
+    }
+    let streams: Vec<Stream> = table.source_streams().collect();
+    let found = streams
+        .par_iter()
+        .map(|s| {
+            let fail = |offset: u64, what| FormatError::StreamCoding {
+                side: "source",
+                stream_offset: s.offset,
+                offset,
+                what,
+            };
+            // The table checked the extent lies inside the image.
+            let input = &source[s.offset as usize..(s.offset + s.len) as usize];
+            let props = lzma::Props::from_byte(s.props).ok_or(fail(0, "lzma props"))?;
+            let size = (!s.end_marker).then_some(s.data_len);
+            let d =
+                lzma::decode(input, props, size, s.data_len).map_err(|e| fail(e.offset, e.what))?;
+            if d.data.len() as u64 != s.data_len || d.parse.len() as u64 != s.parse_len {
+                return Err(fail(
+                    d.read as u64,
+                    "the data and parse lengths the table lists",
+                ));
+            }
+            Ok(Found {
+                stream: *s,
+                data: d.data,
+                parse: d.parse,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(expand(source, &found))
+}
+
+/// Codes the target's streams back from the expanded target and checks the
+/// real target against the table.
+///
+/// # Errors
+/// `StreamCoding` when a stream's parse is malformed or codes to another
+/// length; `TargetHashMismatch` when the result is not the real target.
+pub fn pack_target(expanded: &[u8], table: &StreamTable<'_>) -> Result<Vec<u8>, FormatError> {
+    let images = table.images();
+    let streams: Vec<Stream> = table.target_streams().collect();
+    // Where each stream's data and parse sit in the expanded image.
+    let mut pieces = Vec::with_capacity(streams.len());
+    let (mut raw, mut at) = (0u64, 0u64);
+    for s in &streams {
+        let data_at = at + (s.offset - raw);
+        pieces.push(data_at);
+        at = data_at + s.expanded_len();
+        raw = s.offset + s.len;
+    }
+    let coded = streams
+        .par_iter()
+        .zip(&pieces)
+        .map(|(s, &data_at)| {
+            let fail = |offset: u64, what| FormatError::StreamCoding {
+                side: "target",
+                stream_offset: s.offset,
+                offset,
+                what,
+            };
+            // The table's sizes add up to the expanded length the ops made.
+            let data = &expanded[data_at as usize..(data_at + s.data_len) as usize];
+            let parse_at = data_at + s.data_len;
+            let parse = &expanded[parse_at as usize..(parse_at + s.parse_len) as usize];
+            let props = lzma::Props::from_byte(s.props).ok_or(fail(0, "lzma props"))?;
+            let out = lzma::encode(data, parse, props).map_err(|e| fail(e.offset, e.what))?;
+            if out.len() as u64 != s.len {
+                return Err(fail(s.len, "the compressed length the table lists"));
+            }
+            Ok(out)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::with_capacity(images.target_size as usize);
+    let mut at = 0usize;
+    for ((s, data_at), bytes) in streams.iter().zip(&pieces).zip(&coded) {
+        let gap = (*data_at as usize) - at;
+        out.extend_from_slice(&expanded[at..at + gap]);
+        out.extend_from_slice(bytes);
+        at = (data_at + s.expanded_len()) as usize;
+    }
+    out.extend_from_slice(&expanded[at..]);
+    if out.len() as u64 != images.target_size
+        || Sha256::digest(&out).as_slice() != images.target_sha256
+    {
+        return Err(FormatError::TargetHashMismatch);
+    }
+    Ok(out)
+}
