@@ -12,6 +12,9 @@ pub const FOTA_ONE: &str = "fota:threads-1";
 /// fota with its reference transform switched off (`--no-xform`), so the
 /// transform's own gain shows.
 pub const FOTA_NO_XFORM: &str = "fota:no-xform";
+/// fota with compressed streams diffed as they are (`--no-decompress`), so
+/// the stream stage's gain shows.
+pub const FOTA_NO_DECOMPRESS: &str = "fota:no-decompress";
 
 /// Geometric mean of positive finite values; `None` when there are none.
 pub fn geomean(values: &[f64]) -> Option<f64> {
@@ -106,6 +109,7 @@ pub fn summarize(records: &[Record]) -> Summary {
             "fota create peak RSS / (old+new), max",
             "apply time fota / bspatch",
             "xform gain: fota / fota --no-xform size",
+            "streams gain: fota / fota --no-decompress size",
         ]
         .map(String::from),
     );
@@ -194,6 +198,16 @@ pub fn summarize(records: &[Record]) -> Summary {
                 div(
                     size(r, FOTA_MAIN).map(|s| s as f64),
                     size(r, FOTA_NO_XFORM).map(|s| s as f64),
+                )
+            }),
+            3,
+            "",
+        ));
+        cells.push(fmt(
+            ratio(&runs, |r| {
+                div(
+                    size(r, FOTA_MAIN).map(|s| s as f64),
+                    size(r, FOTA_NO_DECOMPRESS).map(|s| s as f64),
                 )
             }),
             3,
@@ -289,6 +303,7 @@ mod tests {
             rec("a", "x", "bsdiff:default", 20, 4.0),
             rec("a", "x", "zstd:-19", 40, 1.0),
             rec("a", "x", FOTA_NO_XFORM, 20, 1.0),
+            rec("a", "x", FOTA_NO_DECOMPRESS, 40, 1.0),
             rec("b", "y", FOTA_ONE, 40, 3.0),
             rec("b", "y", FOTA_MAIN, 40, 1.0),
             rec("b", "y", "bsdiff:default", 20, 1.0),
@@ -314,6 +329,10 @@ mod tests {
         assert_eq!(
             row("xform gain: fota / fota --no-xform size"),
             &vec!["0.500", "-", "0.500"]
+        );
+        assert_eq!(
+            row("streams gain: fota / fota --no-decompress size"),
+            &vec!["0.250", "-", "0.250"]
         );
         assert_eq!(
             row("create time fota(2 thr) / bsdiff"),

@@ -143,6 +143,26 @@ pub fn variants(t: &Toolset, info: &PairInfo) -> (Vec<Variant>, Vec<NotApplicabl
         ],
         fota_apply.clone(),
     ));
+    // The same with compressed streams diffed as they are: the stream
+    // stage's own gain.
+    v.push(mk(
+        FOTA,
+        "no-decompress",
+        vec![
+            p(&t.fota),
+            "diff".into(),
+            "--key".into(),
+            p(&t.key),
+            "--threads".into(),
+            "2".into(),
+            "--no-decompress".into(),
+            "{old}".into(),
+            "{new}".into(),
+            "-o".into(),
+            "{patch}".into(),
+        ],
+        fota_apply.clone(),
+    ));
     v.push(mk(
         "bsdiff",
         "default",
