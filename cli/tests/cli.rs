@@ -521,8 +521,8 @@ fn compressed_streams_are_diffed_decompressed_shown_and_applied() {
     env.ok(&["apply", "--pubkey", "k/fota.pub", "sold", "s", "-o", "sout"]);
     assert_eq!(env.read("sout"), new);
     // The device applier refuses it and says how to make one it takes.
-    let err = env.fails(
-        &[
+    let flash = |pkg| {
+        [
             "flash",
             "--pubkey",
             "k/fota.pub",
@@ -532,10 +532,10 @@ fn compressed_streams_are_diffed_decompressed_shown_and_applied() {
             "img",
             "--state",
             "state",
-            "s",
-        ],
-        1,
-    );
+            pkg,
+        ]
+    };
+    let err = env.fails(&flash("s"), 1);
     assert!(err.contains("--no-decompress"), "{err}");
     assert!(
         !env.path("img").exists() || env.read("img").is_empty(),
@@ -556,17 +556,6 @@ fn compressed_streams_are_diffed_decompressed_shown_and_applied() {
         std::fs::metadata(env.path("s2")).unwrap().len()
             > 2 * std::fs::metadata(env.path("s")).unwrap().len()
     );
-    env.ok(&[
-        "flash",
-        "--pubkey",
-        "k/fota.pub",
-        "--source",
-        "sold",
-        "--image",
-        "img",
-        "--state",
-        "state",
-        "s2",
-    ]);
+    env.ok(&flash("s2"));
     assert_eq!(&env.read("img")[..new.len()], &new[..]);
 }

@@ -1,7 +1,7 @@
 //! The stream table: compressed streams the package diffs decompressed.
 //!
 //! Firmware often holds compressed streams (the LZMA sections of a UEFI
-//! firmware volume, a compressed kernel). A one-byte change in the data
+//! firmware volume, a gzip-compressed kernel or file system). A one-byte change in the data
 //! changes every compressed byte after it, so a byte diff of the streams
 //! ships most of them again. A package with a stream table instead diffs
 //! *expanded* images: every listed stream of the source and of the target
@@ -56,6 +56,10 @@ pub enum StreamCodec {
     /// lc/lp/pb byte, and flag bit 0 says the stream ends with the
     /// end-of-stream marker.
     Lzma = 1,
+    /// Raw deflate (RFC 1951), as in gzip members, zlib streams and zip
+    /// entries (their headers and trailers stay plain byte ranges around
+    /// it); `props` and flags are zero.
+    Deflate = 2,
 }
 
 impl StreamCodec {
@@ -63,6 +67,7 @@ impl StreamCodec {
     pub fn from_u8(v: u8) -> Option<StreamCodec> {
         match v {
             1 => Some(StreamCodec::Lzma),
+            2 => Some(StreamCodec::Deflate),
             _ => None,
         }
     }
@@ -71,6 +76,7 @@ impl StreamCodec {
     pub fn name(self) -> &'static str {
         match self {
             StreamCodec::Lzma => "lzma",
+            StreamCodec::Deflate => "deflate",
         }
     }
 }
@@ -125,24 +131,24 @@ impl Stream {
         let codec_byte = r.u8("stream codec")?;
         let codec = StreamCodec::from_u8(codec_byte).ok_or(Error::InvalidField {
             offset: at,
-            what: "stream codec (1 = lzma)",
+            what: "stream codec (1 = lzma, 2 = deflate)",
             found: codec_byte.into(),
         })?;
         let at = r.offset();
         let props = r.u8("stream props")?;
-        if props >= 225 {
+        if props >= 225 || (codec == StreamCodec::Deflate && props != 0) {
             return Err(Error::InvalidField {
                 offset: at,
-                what: "lzma props ((pb * 5 + lp) * 9 + lc, below 225)",
+                what: "stream props (lzma: (pb * 5 + lp) * 9 + lc, below 225; deflate: 0)",
                 found: props.into(),
             });
         }
         let at = r.offset();
         let flags = r.u8("stream flags")?;
-        if flags > 1 {
+        if flags > 1 || (codec == StreamCodec::Deflate && flags != 0) {
             return Err(Error::InvalidField {
                 offset: at,
-                what: "stream flags (bit 0: end marker)",
+                what: "stream flags (lzma: bit 0, end marker; deflate: 0)",
                 found: flags.into(),
             });
         }

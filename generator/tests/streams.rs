@@ -276,3 +276,143 @@ proptest! {
         prop_assert_eq!(liblzma_decode(&file), data);
     }
 }
+
+/// `data` deflated by miniz_oxide (flate2) at `level`, as zlib, gzip or raw.
+fn deflated(data: &[u8], level: u32, wrap: u8) -> Vec<u8> {
+    use std::io::Write;
+    let level = flate2::Compression::new(level);
+    match wrap {
+        0 => {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        1 => {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+        _ => {
+            let mut e = flate2::GzBuilder::new()
+                .filename("firmware.bin")
+                .write(Vec::new(), level);
+            e.write_all(data).unwrap();
+            e.finish().unwrap()
+        }
+    }
+}
+
+#[test]
+fn deflate_streams_split_and_code_back_bit_exactly() {
+    use fota_generator::streams::deflate;
+    let data = firmware_like(31, 150_000);
+    for level in 0..=9 {
+        let raw = deflated(&data, level, 0);
+        let d = deflate::decode(&raw, 1 << 30).unwrap();
+        assert_eq!(d.data, data, "level {level}");
+        assert_eq!(d.read, raw.len());
+        assert_eq!(
+            deflate::encode(&d.data, &d.parse).unwrap(),
+            raw,
+            "level {level}"
+        );
+    }
+    // Empty data and a stream followed by other bytes.
+    let mut raw = deflated(b"", 6, 0);
+    let n = raw.len();
+    raw.extend_from_slice(b"trailer");
+    let d = deflate::decode(&raw, 1 << 20).unwrap();
+    assert_eq!((d.data.len(), d.read), (0, n));
+}
+
+#[test]
+fn gzip_zlib_and_zip_members_are_found_and_packages_apply() {
+    let data = firmware_like(41, 80_000);
+    let mut changed = data.clone();
+    changed[40_000..40_004].copy_from_slice(b"edit");
+    for wrap in [1u8, 2] {
+        let image = |d: &[u8]| {
+            let mut v = firmware_like(2, 3000);
+            v.extend_from_slice(&deflated(d, 9, wrap));
+            v.extend_from_slice(&[0u8; 700]);
+            v
+        };
+        let (old, new) = (image(&data), image(&changed));
+        let found = streams::find(&new);
+        assert_eq!(found.len(), 1, "wrap {wrap}");
+        assert_eq!(found[0].data, changed);
+        let key = common::key(3);
+        let with = diff(&old, &new, &key, &DiffOptions::default()).unwrap();
+        let plain = DiffOptions {
+            decompress: false,
+            ..DiffOptions::default()
+        };
+        let without = diff(&old, &new, &key, &plain).unwrap();
+        assert!(
+            with.package.len() * 3 < without.package.len(),
+            "wrap {wrap}: {} vs {}",
+            with.package.len(),
+            without.package.len()
+        );
+        let out = apply::apply(
+            &old,
+            &with.package,
+            &[key.verifying_key()],
+            &DeviceIdentity::default(),
+        );
+        assert_eq!(out.unwrap(), new);
+    }
+}
+
+#[test]
+fn malformed_deflate_is_refused_not_panicked_on() {
+    use fota_generator::streams::deflate;
+    let raw = deflated(&firmware_like(8, 30_000), 6, 0);
+    assert!(deflate::decode(&raw[..raw.len() / 2], 1 << 30).is_err());
+    assert!(deflate::decode(&[0x07], 1 << 30).is_err(), "block type 3");
+    assert!(deflate::decode(&raw, 1000).is_err(), "size limit");
+    for i in (0..raw.len()).step_by(53) {
+        let mut bad = raw.clone();
+        bad[i] ^= 0x24;
+        if let Ok(d) = deflate::decode(&bad, 1 << 20) {
+            // Whatever decodes codes back to a stream that decodes the same.
+            let again = deflate::encode(&d.data, &d.parse).unwrap();
+            assert_eq!(deflate::decode(&again, 1 << 20).unwrap().data, d.data);
+        }
+    }
+    let data = b"abcabcabc";
+    // Fixed block, 3 literals, a match at distance 3, end; tail bits.
+    let good = [0x11, 1, 0, 2, 6, 3, 2, 7, 8, 0];
+    let coded = deflate::encode(data, &good).unwrap();
+    assert_eq!(deflate::decode(&coded, 100).unwrap().data, data);
+    let e = deflate::encode(data, &[0x11, 1, 0, 2, 6, 3, 9, 7, 8, 0]).unwrap_err();
+    assert!(e.what.contains("inside the data"), "{e}");
+    assert!(deflate::encode(data, &[0x13, 1]).is_err());
+    assert!(
+        deflate::encode(data, &[0x11, 1, 0, 9, 7, 8, 0]).is_err(),
+        "past the data"
+    );
+    assert!(
+        deflate::encode(data, &[0x11, 1, 0, 2, 6, 3, 2, 7, 8, 0xff]).is_err(),
+        "tail bits"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Any data deflated at any level splits and codes back to the same bytes.
+    #[test]
+    fn deflate_split_and_code_back_round_trips(
+        seed in any::<u64>(),
+        len in 0usize..30_000,
+        level in 0u32..10,
+    ) {
+        use fota_generator::streams::deflate;
+        let data = firmware_like(seed, len);
+        let raw = deflated(&data, level, 0);
+        let d = deflate::decode(&raw, 1 << 30).unwrap();
+        prop_assert_eq!(&d.data, &data);
+        prop_assert_eq!(deflate::encode(&d.data, &d.parse).unwrap(), raw);
+    }
+}

@@ -45,3 +45,39 @@ pub fn lzma(input: &[u8]) -> Option<bool> {
     assert_eq!(back.data, data);
     Some(true)
 }
+
+/// The `deflate` target. Byte 0 picks the mode. Mode bit 0 clear: the rest
+/// is a raw deflate stream; one that decodes must have a parse that codes
+/// again to a stream decoding to the same data and parse. Mode bit 0 set:
+/// byte 1 splits the rest into data and a parse; a pair that codes must
+/// decode back to the data. Nothing may panic. Returns `None` when the
+/// input is too short, else whether the decode or the coding was accepted.
+pub fn deflate(input: &[u8]) -> Option<bool> {
+    use fota_generator::streams::deflate;
+    let (&mode, rest) = input.split_first()?;
+    if mode & 1 == 0 {
+        let Ok(d) = deflate::decode(rest, MAX_DATA) else {
+            return Some(false);
+        };
+        assert!(d.read <= rest.len());
+        let coded = deflate::encode(&d.data, &d.parse).expect("a decoded parse codes again");
+        assert_eq!(
+            coded,
+            rest[..d.read],
+            "a decoded stream codes back to itself"
+        );
+        let again = deflate::decode(&coded, MAX_DATA).expect("a coded stream decodes");
+        assert_eq!(again.data, d.data);
+        assert_eq!(again.parse, d.parse);
+        return Some(true);
+    }
+    let (&split, rest) = rest.split_first()?;
+    let at = (usize::from(split) * rest.len() / 256).min(rest.len());
+    let (data, parse) = rest.split_at(at);
+    let Ok(coded) = deflate::encode(data, parse) else {
+        return Some(false);
+    };
+    let back = deflate::decode(&coded, MAX_DATA).expect("a coded stream decodes");
+    assert_eq!(back.data, data);
+    Some(true)
+}

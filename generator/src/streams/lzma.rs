@@ -19,7 +19,7 @@
 //! 0x07                             end-of-stream marker (last token)
 //! ```
 
-use std::fmt;
+use super::CodecError;
 
 /// Probabilities are 11-bit, adapted by 1/32 of their distance.
 const BIT_MODEL_TOTAL: u32 = 1 << 11;
@@ -42,22 +42,7 @@ const TOKEN_REP0: u8 = 2;
 const TOKEN_MATCH: u8 = 6;
 const TOKEN_END: u8 = 7;
 
-/// Why a stream or a parse could not be coded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LzmaError {
-    /// Offset in the compressed stream (decoding) or in the parse (encoding).
-    pub offset: u64,
-    /// What was expected there.
-    pub what: &'static str,
-}
-
-impl fmt::Display for LzmaError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "at offset {}: {}", self.offset, self.what)
-    }
-}
-
-type Result<T> = std::result::Result<T, LzmaError>;
+type Result<T> = std::result::Result<T, CodecError>;
 
 /// The lc/lp/pb parameters of a props byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,19 +184,19 @@ struct RangeDecoder<'a> {
 
 impl<'a> RangeDecoder<'a> {
     fn new(input: &'a [u8]) -> Result<Self> {
-        let head = input.get(..5).ok_or(LzmaError {
+        let head = input.get(..5).ok_or(CodecError {
             offset: input.len() as u64,
             what: "5 bytes of range coder start",
         })?;
         if head[0] != 0 {
-            return Err(LzmaError {
+            return Err(CodecError {
                 offset: 0,
                 what: "range coder start byte 0",
             });
         }
         let code = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
         if code == u32::MAX {
-            return Err(LzmaError {
+            return Err(CodecError {
                 offset: 1,
                 what: "range coder start value below 0xffffffff",
             });
@@ -226,7 +211,7 @@ impl<'a> RangeDecoder<'a> {
 
     fn normalize(&mut self) -> Result<()> {
         if self.range < TOP {
-            let byte = *self.input.get(self.pos).ok_or(LzmaError {
+            let byte = *self.input.get(self.pos).ok_or(CodecError {
                 offset: self.pos as u64,
                 what: "more compressed bytes (the stream is cut short)",
             })?;
@@ -366,7 +351,7 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         literals: 0,
     };
     let mut end_marker = false;
-    let corrupt = |rc: &RangeDecoder<'_>, what| LzmaError {
+    let corrupt = |rc: &RangeDecoder<'_>, what| CodecError {
         offset: rc.pos as u64,
         what,
     };
@@ -606,8 +591,8 @@ struct ParseReader<'a> {
 }
 
 impl ParseReader<'_> {
-    fn error(&self, what: &'static str) -> LzmaError {
-        LzmaError {
+    fn error(&self, what: &'static str) -> CodecError {
+        CodecError {
             offset: self.pos as u64,
             what,
         }
@@ -768,7 +753,7 @@ pub fn encode(data: &[u8], parse: &[u8], props: Props) -> Result<Vec<u8>> {
             rc.len(&mut m.rep_len, ps, len);
             m.after(8, 11);
         } else {
-            return Err(LzmaError {
+            return Err(CodecError {
                 offset: r.pos as u64 - 1,
                 what: "a token tag of 0 to 7",
             });

@@ -4,18 +4,37 @@
 //!
 //! [`prepare`] scans both images for LZMA streams ("LZMA alone": the
 //! 13-byte props/dictionary/size header, as EDK2 firmware volumes and
-//! `.lzma` files carry them), keeps those whose data and parse code back to
+//! `.lzma` files carry them) and deflate streams (after a gzip, zlib or
+//! zip local header), keeps those whose data and parse code back to
 //! exactly their bytes, and builds the expanded images the rest of the
 //! pipeline diffs. The host applier undoes it with [`expand_source`] and
 //! [`pack_target`].
 
+pub mod deflate;
 pub mod lzma;
 pub mod synth;
+
+use std::fmt;
 
 use fota_format::streams::{Images, Stream, StreamCodec, StreamTable, MAX_STREAMS};
 use fota_format::Error as FormatError;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+
+/// Why a stream or a parse could not be coded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecError {
+    /// Offset in the compressed stream (decoding) or in the parse (encoding).
+    pub offset: u64,
+    /// What was expected there.
+    pub what: &'static str,
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at offset {}: {}", self.offset, self.what)
+    }
+}
 
 /// Smallest compressed stream worth expanding: below it the table record
 /// and the parse cost more than a byte diff of the stream.
@@ -78,14 +97,100 @@ fn lzma_header(image: &[u8], at: usize) -> Option<(lzma::Props, Option<u64>)> {
     (dict_ok && size_ok && h[13] == 0 && h[14..18] != [0xff; 4]).then_some((props, size))
 }
 
-/// Decodes the stream whose header is at `at` and checks it codes back to
-/// its own bytes.
-fn try_stream(image: &[u8], at: usize, props_byte: u8) -> Option<Found> {
-    let (props, size) = lzma_header(image, at)?;
-    let start = at + 13;
-    let input = &image[start..];
-    let decoded = lzma::decode(input, props, size, MAX_EXPANDED).ok()?;
-    let coded = lzma::encode(&decoded.data, &decoded.parse, props).ok()?;
+/// Decodes a stream of `codec` from the start of `input`.
+fn decode_stream(
+    codec: StreamCodec,
+    props: u8,
+    input: &[u8],
+    size: Option<u64>,
+    max_data: u64,
+) -> Result<lzma::Decoded, CodecError> {
+    match codec {
+        StreamCodec::Lzma => {
+            let p = lzma::Props::from_byte(props).ok_or(CodecError {
+                offset: 0,
+                what: "lzma props below 225",
+            })?;
+            lzma::decode(input, p, size, max_data)
+        }
+        StreamCodec::Deflate => deflate::decode(input, max_data),
+    }
+}
+
+/// Codes a stream of `codec` from its data and parse.
+fn encode_stream(
+    codec: StreamCodec,
+    props: u8,
+    data: &[u8],
+    parse: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    match codec {
+        StreamCodec::Lzma => {
+            let p = lzma::Props::from_byte(props).ok_or(CodecError {
+                offset: 0,
+                what: "lzma props below 225",
+            })?;
+            lzma::encode(data, parse, p)
+        }
+        StreamCodec::Deflate => deflate::encode(data, parse),
+    }
+}
+
+/// Where a deflate stream starts after a gzip member header, a zip local
+/// file header (method 8) or a zlib header at `at`.
+fn deflate_header(image: &[u8], at: usize) -> Option<usize> {
+    let h = image.get(at..at + 30)?;
+    match h {
+        [0x1f, 0x8b, 8, flags, ..] if flags & 0xe0 == 0 => {
+            let mut p = at + 10;
+            if flags & 4 != 0 {
+                let xlen = u16::from_le_bytes([*image.get(p)?, *image.get(p + 1)?]);
+                p += 2 + usize::from(xlen);
+            }
+            for bit in [8u8, 16] {
+                if flags & bit != 0 {
+                    p += image.get(p..)?.iter().position(|&b| b == 0)? + 1;
+                }
+            }
+            if flags & 2 != 0 {
+                p += 2;
+            }
+            Some(p)
+        }
+        [0x50, 0x4b, 3, 4, ..] if h[8..10] == [8, 0] => {
+            let name = usize::from(u16::from_le_bytes([h[26], h[27]]));
+            let extra = usize::from(u16::from_le_bytes([h[28], h[29]]));
+            Some(at + 30 + name + extra)
+        }
+        [cmf, flg, ..]
+            if cmf & 0x0f == 8
+                && cmf >> 4 <= 7
+                && flg & 0x20 == 0
+                && ((u16::from(*cmf) << 8) | u16::from(*flg)) % 31 == 0 =>
+        {
+            Some(at + 2)
+        }
+        _ => None,
+    }
+}
+
+/// A stream candidate: where its compressed bytes start, its codec,
+/// props and (LZMA with the size in its header) decoded size.
+type Candidate = (usize, StreamCodec, u8, Option<u64>);
+
+fn candidate(image: &[u8], at: usize) -> Option<Candidate> {
+    if let Some((_, size)) = lzma_header(image, at) {
+        return Some((at + 13, StreamCodec::Lzma, image[at], size));
+    }
+    deflate_header(image, at).map(|start| (start, StreamCodec::Deflate, 0, None))
+}
+
+/// Decodes the stream a candidate names and checks it codes back to its
+/// own bytes.
+fn try_stream((start, codec, props, size): Candidate, image: &[u8]) -> Option<Found> {
+    let input = image.get(start..)?;
+    let decoded = decode_stream(codec, props, input, size, MAX_EXPANDED).ok()?;
+    let coded = encode_stream(codec, props, &decoded.data, &decoded.parse).ok()?;
     if coded.len() < decoded.read || !input.starts_with(&coded) {
         return None;
     }
@@ -95,8 +200,8 @@ fn try_stream(image: &[u8], at: usize, props_byte: u8) -> Option<Found> {
             len: coded.len() as u64,
             data_len: decoded.data.len() as u64,
             parse_len: decoded.parse.len() as u64,
-            codec: StreamCodec::Lzma,
-            props: props_byte,
+            codec,
+            props,
             end_marker: decoded.end_marker,
         },
         data: decoded.data,
@@ -104,26 +209,26 @@ fn try_stream(image: &[u8], at: usize, props_byte: u8) -> Option<Found> {
     })
 }
 
-/// The LZMA streams of `image` that code back bit-exactly, in order, at
+/// The LZMA and deflate streams of `image` that code back bit-exactly, in order, at
 /// least [`MIN_STREAM_LEN`] compressed bytes each.
 pub fn find(image: &[u8]) -> Vec<Found> {
     // Candidates are cheap to filter; decoding them is the cost, so it
     // runs in parallel, and overlapping hits are resolved in order after.
-    let candidates: Vec<usize> = (0..image.len().saturating_sub(18))
-        .filter(|&at| lzma_header(image, at).is_some())
+    let candidates: Vec<(usize, Candidate)> = (0..image.len().saturating_sub(18))
+        .filter_map(|at| Some((at, candidate(image, at)?)))
         .collect();
-    let found: Vec<Found> = candidates
+    let found: Vec<(usize, Found)> = candidates
         .par_iter()
-        .filter_map(|&at| try_stream(image, at, image[at]))
-        .filter(|f| f.stream.len >= MIN_STREAM_LEN)
+        .filter_map(|&(at, c)| Some((at, try_stream(c, image)?)))
+        .filter(|(_, f)| f.stream.len >= MIN_STREAM_LEN)
         .collect();
     let mut kept: Vec<Found> = Vec::new();
     let mut end = 0u64;
     let mut total = 0u64;
-    for f in found {
+    for (at, f) in found {
         let s = &f.stream;
         // The header sits before the stream and stays a plain byte range.
-        if s.offset - 13 < end || kept.len() >= MAX_STREAMS as usize {
+        if (at as u64) < end || kept.len() >= MAX_STREAMS as usize {
             continue;
         }
         if total + s.expanded_len() > MAX_EXPANDED {
@@ -215,10 +320,9 @@ pub fn expand_source(source: &[u8], table: &StreamTable<'_>) -> Result<Vec<u8>, 
             };
             // The table checked the extent lies inside the image.
             let input = &source[s.offset as usize..(s.offset + s.len) as usize];
-            let props = lzma::Props::from_byte(s.props).ok_or(fail(0, "lzma props"))?;
             let size = (!s.end_marker).then_some(s.data_len);
-            let d =
-                lzma::decode(input, props, size, s.data_len).map_err(|e| fail(e.offset, e.what))?;
+            let d = decode_stream(s.codec, s.props, input, size, s.data_len)
+                .map_err(|e| fail(e.offset, e.what))?;
             if d.data.len() as u64 != s.data_len || d.parse.len() as u64 != s.parse_len {
                 return Err(fail(
                     d.read as u64,
@@ -267,8 +371,8 @@ pub fn pack_target(expanded: &[u8], table: &StreamTable<'_>) -> Result<Vec<u8>, 
             let data = &expanded[data_at as usize..(data_at + s.data_len) as usize];
             let parse_at = data_at + s.data_len;
             let parse = &expanded[parse_at as usize..(parse_at + s.parse_len) as usize];
-            let props = lzma::Props::from_byte(s.props).ok_or(fail(0, "lzma props"))?;
-            let out = lzma::encode(data, parse, props).map_err(|e| fail(e.offset, e.what))?;
+            let out =
+                encode_stream(s.codec, s.props, data, parse).map_err(|e| fail(e.offset, e.what))?;
             if out.len() as u64 != s.len {
                 return Err(fail(s.len, "the compressed length the table lists"));
             }
