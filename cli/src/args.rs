@@ -126,8 +126,8 @@ pub struct DiffArgs {
     /// limit (64 KiB).
     #[arg(long, value_name = "BYTES")]
     pub xform_ram: Option<u32>,
-    /// Diff compressed streams (LZMA, as in UEFI firmware volumes; deflate, as
-    /// in gzip, zlib and zip members) as they are, not decompressed. By default streams of the new image that code back
+    /// Diff compressed streams (LZMA, as in UEFI firmware volumes; xz; deflate,
+    /// as in gzip, zlib and zip members) as they are, not decompressed. By default streams of the new image that code back
     /// bit-exactly are diffed decompressed (zstd profile only): such a package
     /// needs the host applier (`fota apply`); on-device agents refuse it.
     #[arg(long)]

@@ -60,6 +60,10 @@ pub enum StreamCodec {
     /// entries (their headers and trailers stay plain byte ranges around
     /// it); `props` and flags are zero.
     Deflate = 2,
+    /// LZMA2, as in the blocks of `.xz` files (the container's headers,
+    /// padding, checks and index stay plain byte ranges around it); `props`
+    /// and flags are zero.
+    Lzma2 = 3,
 }
 
 impl StreamCodec {
@@ -68,6 +72,7 @@ impl StreamCodec {
         match v {
             1 => Some(StreamCodec::Lzma),
             2 => Some(StreamCodec::Deflate),
+            3 => Some(StreamCodec::Lzma2),
             _ => None,
         }
     }
@@ -77,6 +82,7 @@ impl StreamCodec {
         match self {
             StreamCodec::Lzma => "lzma",
             StreamCodec::Deflate => "deflate",
+            StreamCodec::Lzma2 => "lzma2",
         }
     }
 }
@@ -131,24 +137,24 @@ impl Stream {
         let codec_byte = r.u8("stream codec")?;
         let codec = StreamCodec::from_u8(codec_byte).ok_or(Error::InvalidField {
             offset: at,
-            what: "stream codec (1 = lzma, 2 = deflate)",
+            what: "stream codec (1 = lzma, 2 = deflate, 3 = lzma2)",
             found: codec_byte.into(),
         })?;
         let at = r.offset();
         let props = r.u8("stream props")?;
-        if props >= 225 || (codec == StreamCodec::Deflate && props != 0) {
+        if props >= 225 || (codec != StreamCodec::Lzma && props != 0) {
             return Err(Error::InvalidField {
                 offset: at,
-                what: "stream props (lzma: (pb * 5 + lp) * 9 + lc, below 225; deflate: 0)",
+                what: "stream props (lzma: (pb * 5 + lp) * 9 + lc, below 225; others: 0)",
                 found: props.into(),
             });
         }
         let at = r.offset();
         let flags = r.u8("stream flags")?;
-        if flags > 1 || (codec == StreamCodec::Deflate && flags != 0) {
+        if flags > 1 || (codec != StreamCodec::Lzma && flags != 0) {
             return Err(Error::InvalidField {
                 offset: at,
-                what: "stream flags (lzma: bit 0, end marker; deflate: 0)",
+                what: "stream flags (lzma: bit 0, end marker; others: 0)",
                 found: flags.into(),
             });
         }

@@ -39,3 +39,8 @@ fn lzma_seeds() {
 fn deflate_seeds() {
     replay("deflate", exercise::deflate);
 }
+
+#[test]
+fn lzma2_seeds() {
+    replay("lzma2", exercise::lzma2);
+}

@@ -416,3 +416,75 @@ proptest! {
         prop_assert_eq!(deflate::encode(&d.data, &d.parse).unwrap(), raw);
     }
 }
+
+/// `data` as an `.xz` file by liblzma at `preset` (one block, CRC64).
+fn xz_file(data: &[u8], preset: u32) -> Vec<u8> {
+    let mut enc = Stream::new_easy_encoder(preset, xz2::stream::Check::Crc64).unwrap();
+    let mut out = Vec::with_capacity(data.len() + 4096);
+    loop {
+        out.reserve(1 << 16);
+        let pos = enc.total_in() as usize;
+        let action = if pos == data.len() {
+            Action::Finish
+        } else {
+            Action::Run
+        };
+        if enc.process_vec(&data[pos..], &mut out, action).unwrap()
+            == xz2::stream::Status::StreamEnd
+        {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn xz_files_split_and_code_back_bit_exactly() {
+    // Stored chunks (incompressible bytes) and LZMA chunks of every reset kind.
+    let mut data = firmware_like(51, 300_000);
+    let mut x = 7u64;
+    data.extend((0..70_000).map(|_| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 56) as u8
+    }));
+    data.extend_from_slice(&firmware_like(52, 100_000));
+    for preset in [0, 6, 9] {
+        let file = xz_file(&data, preset);
+        let mut image = firmware_like(1, 2000);
+        let at = image.len();
+        image.extend_from_slice(&file);
+        let found = streams::find(&image);
+        assert_eq!(found.len(), 1, "preset {preset}");
+        let f = &found[0];
+        assert_eq!(f.stream.codec, fota_format::streams::StreamCodec::Lzma2);
+        assert_eq!(f.data, data);
+        assert!(f.stream.offset > at as u64);
+        let back = lzma::encode2(&f.data, &f.parse).unwrap();
+        let start = f.stream.offset as usize;
+        assert_eq!(back, image[start..start + back.len()]);
+    }
+    // Damaged chunks are refused, not panicked on.
+    let file = xz_file(&data[..50_000], 6);
+    for i in (12..file.len()).step_by(41) {
+        let mut bad = file.clone();
+        bad[i] ^= 0x11;
+        if let Ok(d) = lzma::decode2(&bad[24..], 1 << 22) {
+            let again = lzma::encode2(&d.data, &d.parse).unwrap();
+            assert_eq!(lzma::decode2(&again, 1 << 22).unwrap().data, d.data);
+        }
+    }
+    assert!(
+        lzma::decode2(&[0x80, 0, 0, 0, 4], 1 << 20).is_err(),
+        "no props yet"
+    );
+    assert!(lzma::decode2(&[0x03], 1 << 20).is_err(), "bad control");
+    assert!(
+        lzma::encode2(b"ab", &[0x21, 1, 1, 0]).is_err(),
+        "no end token"
+    );
+    assert_eq!(
+        lzma::encode2(b"ab", &[0x21, 1, 1, 0, 0x22]).unwrap(),
+        [1, 0, 1, b'a', b'b', 0]
+    );
+}

@@ -81,3 +81,30 @@ pub fn deflate(input: &[u8]) -> Option<bool> {
     assert_eq!(back.data, data);
     Some(true)
 }
+
+/// The `lzma2` target: as the decode half of [`lzma`] for an LZMA2 stream
+/// (byte 0 clear), and as its coding half for a data / parse split (byte 0
+/// set, byte 1 the split point).
+pub fn lzma2(input: &[u8]) -> Option<bool> {
+    let (&mode, rest) = input.split_first()?;
+    if mode & 1 == 0 {
+        let Ok(d) = lzma::decode2(rest, MAX_DATA) else {
+            return Some(false);
+        };
+        assert!(d.read <= rest.len());
+        let coded = lzma::encode2(&d.data, &d.parse).expect("a decoded parse codes again");
+        let again = lzma::decode2(&coded, MAX_DATA).expect("a coded stream decodes");
+        assert_eq!(again.data, d.data);
+        assert_eq!(again.parse, d.parse);
+        return Some(true);
+    }
+    let (&split, rest) = rest.split_first()?;
+    let at = (usize::from(split) * rest.len() / 256).min(rest.len());
+    let (data, parse) = rest.split_at(at);
+    let Ok(coded) = lzma::encode2(data, parse) else {
+        return Some(false);
+    };
+    let back = lzma::decode2(&coded, MAX_DATA).expect("a coded stream decodes");
+    assert_eq!(back.data, data);
+    Some(true)
+}

@@ -18,6 +18,16 @@
 //! 0x06 varint(len - 2) dist u32le  match at distance dist + 1
 //! 0x07                             end-of-stream marker (last token)
 //! ```
+//!
+//! LZMA2 (the chunked form inside `.xz` files, [`decode2`], [`encode2`])
+//! adds chunk tokens; the symbols of an LZMA chunk follow its token:
+//!
+//! ```text
+//! 0x20 reset u32le(unpacked) [props]   LZMA chunk: reset 0 none, 1 state,
+//!                                      2 state + props (props byte follows), 3 also dictionary
+//! 0x21 control u16le(size - 1)         stored chunk (control 1 resets the dictionary, 2 not)
+//! 0x22                                 end of the LZMA2 stream
+//! ```
 
 use super::CodecError;
 
@@ -41,6 +51,9 @@ const TOKEN_SHORT_REP: u8 = 1;
 const TOKEN_REP0: u8 = 2;
 const TOKEN_MATCH: u8 = 6;
 const TOKEN_END: u8 = 7;
+const TOKEN_LZMA2_CHUNK: u8 = 0x20;
+const TOKEN_LZMA2_STORED: u8 = 0x21;
+const TOKEN_LZMA2_END: u8 = 0x22;
 
 type Result<T> = std::result::Result<T, CodecError>;
 
@@ -350,7 +363,26 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         parse: Vec::new(),
         literals: 0,
     };
-    let mut end_marker = false;
+    let end_marker = symbols(&mut rc, &mut m, &mut data, &mut w, size, limit)?;
+    w.flush();
+    Ok(Decoded {
+        data,
+        parse: w.parse,
+        end_marker,
+        read: rc.pos,
+    })
+}
+
+/// Decodes symbols into `data` until it holds `size` bytes or, when
+/// `size` is `None`, up to the end marker; returns whether the marker came.
+fn symbols(
+    rc: &mut RangeDecoder<'_>,
+    m: &mut Model,
+    data: &mut Vec<u8>,
+    w: &mut ParseWriter,
+    size: Option<u64>,
+    limit: u64,
+) -> Result<bool> {
     let corrupt = |rc: &RangeDecoder<'_>, what| CodecError {
         offset: rc.pos as u64,
         what,
@@ -361,7 +393,7 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         let ps = m.pos_state(pos);
         if rc.bit(&mut m.is_match[(m.state << 4) + ps])? == 0 {
             if !room {
-                return Err(corrupt(&rc, "data within the size limit"));
+                return Err(corrupt(rc, "data within the size limit"));
             }
             let prev = data.last().copied().unwrap_or(0);
             let base = m.literal_base(pos, prev);
@@ -392,11 +424,10 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         if rc.bit(&mut m.is_rep[m.state])? == 0 {
             len = rc.len(&mut m.match_len, ps)?;
             m.after(7, 10);
-            let dist = rc.distance(&mut m, len)?;
+            let dist = rc.distance(m, len)?;
             if dist == END_MARKER {
                 w.token(TOKEN_END);
-                end_marker = true;
-                break;
+                return Ok(true);
             }
             m.reps = [dist, m.reps[0], m.reps[1], m.reps[2]];
             w.token(TOKEN_MATCH);
@@ -437,22 +468,115 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         }
         let dist = m.reps[0] as usize;
         if dist >= pos {
-            return Err(corrupt(&rc, "a match distance inside the data so far"));
+            return Err(corrupt(rc, "a match distance inside the data so far"));
         }
         if (pos + len) as u64 > limit {
-            return Err(corrupt(&rc, "a match that ends within the size limit"));
+            return Err(corrupt(rc, "a match that ends within the size limit"));
         }
         for i in 0..len {
             let b = data[pos - dist - 1 + i];
             data.push(b);
         }
     }
-    w.flush();
+    Ok(false)
+}
+
+/// Decodes an LZMA2 stream (chunks up to the 0x00 end byte) from the start
+/// of `input`; `max_data` bounds the output.
+///
+/// # Errors
+/// As [`decode`], plus a bad chunk header, a chunk that continues a model
+/// it never got, or a dictionary reset after the first chunk.
+pub fn decode2(input: &[u8], max_data: u64) -> Result<Decoded> {
+    let mut data: Vec<u8> = Vec::new();
+    let mut w = ParseWriter {
+        parse: Vec::new(),
+        literals: 0,
+    };
+    let mut model: Option<Model> = None;
+    let mut props: Option<Props> = None;
+    let mut pos = 0usize;
+    let error = |offset: usize, what| CodecError {
+        offset: offset as u64,
+        what,
+    };
+    let be16 = |at: usize| -> Result<usize> {
+        let b = input
+            .get(at..at + 2)
+            .ok_or(error(at, "a chunk header (the stream is cut short)"))?;
+        Ok(usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    loop {
+        let control = *input.get(pos).ok_or(error(pos, "a chunk control byte"))?;
+        let at = pos;
+        pos += 1;
+        if control == 0 {
+            w.token(TOKEN_LZMA2_END);
+            break;
+        }
+        if control == 1 || control == 2 {
+            if control == 1 && !data.is_empty() {
+                return Err(error(at, "a dictionary reset only in the first chunk"));
+            }
+            let size = be16(pos)? + 1;
+            let bytes = input
+                .get(pos + 2..pos + 2 + size)
+                .ok_or(error(pos, "a stored chunk's bytes"))?;
+            if (data.len() + size) as u64 > max_data {
+                return Err(error(pos, "data within the size limit"));
+            }
+            data.extend_from_slice(bytes);
+            w.token(TOKEN_LZMA2_STORED);
+            w.parse.push(control);
+            w.parse
+                .extend_from_slice(&((size - 1) as u16).to_le_bytes());
+            pos += 2 + size;
+            continue;
+        }
+        if control < 0x80 {
+            return Err(error(at, "a chunk control byte of 0, 1, 2 or 0x80 and up"));
+        }
+        let reset = (control >> 5) & 3;
+        let unpacked = ((usize::from(control & 0x1f) << 16) | be16(pos)?) + 1;
+        let packed = be16(pos + 2)? + 1;
+        pos += 4;
+        if reset == 3 && !data.is_empty() {
+            return Err(error(at, "a dictionary reset only in the first chunk"));
+        }
+        w.token(TOKEN_LZMA2_CHUNK);
+        w.parse.push(reset);
+        w.parse.extend_from_slice(&(unpacked as u32).to_le_bytes());
+        if reset >= 2 {
+            let byte = *input.get(pos).ok_or(error(pos, "a chunk's props byte"))?;
+            props = Some(Props::from_byte(byte).ok_or(error(pos, "props below 225"))?);
+            w.parse.push(byte);
+            pos += 1;
+        }
+        if reset >= 1 {
+            let p = props.ok_or(error(at, "props before the first state reset"))?;
+            model = Some(Model::new(p));
+        }
+        let m = model
+            .as_mut()
+            .ok_or(error(at, "a state reset in the first LZMA chunk"))?;
+        let body = input
+            .get(pos..pos + packed)
+            .ok_or(error(pos, "a chunk's compressed bytes"))?;
+        let mut rc = RangeDecoder::new(body).map_err(|e| error(pos + e.offset as usize, e.what))?;
+        let end = (data.len() + unpacked) as u64;
+        if end > max_data {
+            return Err(error(at, "data within the size limit"));
+        }
+        symbols(&mut rc, m, &mut data, &mut w, Some(end), end)
+            .map_err(|e| error(pos + e.offset as usize, e.what))?;
+        w.flush();
+        pos += packed;
+    }
     Ok(Decoded {
         data,
         parse: w.parse,
-        end_marker,
-        read: rc.pos,
+        end_marker: false,
+        read: pos,
     })
 }
 
@@ -636,7 +760,26 @@ pub fn encode(data: &[u8], parse: &[u8], props: Props) -> Result<Vec<u8>> {
     let mut m = Model::new(props);
     let mut r = ParseReader { parse, pos: 0 };
     let mut pos = 0usize;
-    while r.pos < parse.len() {
+    symbols_out(&mut rc, &mut m, data, &mut r, &mut pos, false)?;
+    if pos != data.len() {
+        return Err(r.error("a parse that covers all the data"));
+    }
+    Ok(rc.finish())
+}
+
+/// Codes the parse's tokens from data position `*pos`: to the parse's end
+/// (or its end marker), or, for an LZMA2 chunk, until `data` (cut at the
+/// chunk's end) is covered.
+fn symbols_out(
+    rc: &mut RangeEncoder,
+    m: &mut Model,
+    data: &[u8],
+    r: &mut ParseReader<'_>,
+    at: &mut usize,
+    chunk: bool,
+) -> Result<()> {
+    let mut pos = *at;
+    while r.pos < r.parse.len() && !(chunk && pos == data.len()) {
         let tag = r.byte("a token")?;
         match tag {
             TOKEN_LITERALS => {
@@ -697,15 +840,15 @@ pub fn encode(data: &[u8], parse: &[u8], props: Props) -> Result<Vec<u8>> {
                 continue;
             }
             TOKEN_END => {
-                if r.pos != parse.len() || pos != data.len() {
-                    return Err(r.error("the end marker last, after all the data"));
+                if chunk || r.pos != r.parse.len() || pos != data.len() {
+                    return Err(r.error("the end marker last, after all the data, not in LZMA2"));
                 }
                 let ps = m.pos_state(pos);
                 rc.bit(&mut m.is_match[(m.state << 4) + ps], 1);
                 rc.bit(&mut m.is_rep[m.state], 0);
                 rc.len(&mut m.match_len, ps, MATCH_LEN_MIN);
                 m.after(7, 10);
-                rc.distance(&mut m, MATCH_LEN_MIN, END_MARKER);
+                rc.distance(m, MATCH_LEN_MIN, END_MARKER);
                 break;
             }
             _ => {}
@@ -728,7 +871,7 @@ pub fn encode(data: &[u8], parse: &[u8], props: Props) -> Result<Vec<u8>> {
             rc.bit(&mut m.is_rep[m.state], 0);
             rc.len(&mut m.match_len, ps, len);
             m.after(7, 10);
-            rc.distance(&mut m, len, dist);
+            rc.distance(m, len, dist);
             m.reps = [dist, m.reps[0], m.reps[1], m.reps[2]];
         } else if (TOKEN_REP0..TOKEN_REP0 + 4).contains(&tag) {
             let index = usize::from(tag - TOKEN_REP0);
@@ -771,10 +914,88 @@ pub fn encode(data: &[u8], parse: &[u8], props: Props) -> Result<Vec<u8>> {
         }
         pos += len;
     }
-    if pos != data.len() {
-        return Err(r.error("a parse that covers all the data"));
+    *at = pos;
+    Ok(())
+}
+
+/// Codes `data` as the LZMA2 stream `parse` describes.
+///
+/// # Errors
+/// As [`encode`], plus chunk tokens that are malformed or whose coded
+/// chunk would not fit LZMA2's 64 KiB packed size.
+pub fn encode2(data: &[u8], parse: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 3);
+    let mut r = ParseReader { parse, pos: 0 };
+    let mut pos = 0usize;
+    let mut model: Option<Model> = None;
+    let mut props: Option<Props> = None;
+    loop {
+        match r.byte("a chunk token")? {
+            TOKEN_LZMA2_END => {
+                out.push(0);
+                break;
+            }
+            TOKEN_LZMA2_STORED => {
+                let control = r.byte("a stored chunk's control")?;
+                let size = usize::from(u16::from_le_bytes([r.byte("size")?, r.byte("size")?])) + 1;
+                let bytes = data
+                    .get(pos..pos + size)
+                    .ok_or(r.error("a stored chunk inside the data"))?;
+                if control != 1 && control != 2 {
+                    return Err(r.error("a stored chunk control of 1 or 2"));
+                }
+                out.push(control);
+                out.extend_from_slice(&((size - 1) as u16).to_be_bytes());
+                out.extend_from_slice(bytes);
+                pos += size;
+            }
+            TOKEN_LZMA2_CHUNK => {
+                let reset = r.byte("a chunk's reset")?;
+                let unpacked = u32::from_le_bytes([
+                    r.byte("unpacked size")?,
+                    r.byte("unpacked size")?,
+                    r.byte("unpacked size")?,
+                    r.byte("unpacked size")?,
+                ]) as usize;
+                if reset > 3 || unpacked == 0 || unpacked > 1 << 21 {
+                    return Err(r.error("a reset of 0 to 3 and 1 B to 2 MiB unpacked"));
+                }
+                let mut props_byte = None;
+                if reset >= 2 {
+                    let b = r.byte("a chunk's props")?;
+                    props = Some(Props::from_byte(b).ok_or(r.error("props below 225"))?);
+                    props_byte = Some(b);
+                }
+                if reset >= 1 {
+                    let p = props.ok_or(r.error("props before the first state reset"))?;
+                    model = Some(Model::new(p));
+                }
+                let m = model.as_mut().ok_or(r.error("a state reset first"))?;
+                let end = pos + unpacked;
+                let chunk_data = data.get(..end).ok_or(r.error("a chunk inside the data"))?;
+                let mut rc = RangeEncoder::new();
+                symbols_out(&mut rc, m, chunk_data, &mut r, &mut pos, true)?;
+                if pos != end {
+                    return Err(r.error("chunk symbols that cover the chunk"));
+                }
+                let body = rc.finish();
+                if body.len() > 1 << 16 {
+                    return Err(r.error("a chunk of at most 64 KiB coded"));
+                }
+                let u = unpacked - 1;
+                out.push(0x80 | (reset << 5) | (u >> 16) as u8);
+                out.extend_from_slice(&(u as u16).to_be_bytes());
+                out.extend_from_slice(&((body.len() - 1) as u16).to_be_bytes());
+                out.extend(props_byte);
+                out.extend_from_slice(&body);
+            }
+            _ => return Err(r.error("a chunk token 0x20, 0x21 or 0x22")),
+        }
     }
-    Ok(rc.finish())
+    if r.pos != parse.len() || pos != data.len() {
+        return Err(r.error("a parse that ends with the stream and covers all the data"));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

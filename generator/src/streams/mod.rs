@@ -4,8 +4,9 @@
 //!
 //! [`prepare`] scans both images for LZMA streams ("LZMA alone": the
 //! 13-byte props/dictionary/size header, as EDK2 firmware volumes and
-//! `.lzma` files carry them) and deflate streams (after a gzip, zlib or
-//! zip local header), keeps those whose data and parse code back to
+//! `.lzma` files carry them), LZMA2 streams (the first block of an `.xz`
+//! file) and deflate streams (after a gzip, zlib or zip local header),
+//! keeps those whose data and parse code back to
 //! exactly their bytes, and builds the expanded images the rest of the
 //! pipeline diffs. The host applier undoes it with [`expand_source`] and
 //! [`pack_target`].
@@ -114,6 +115,7 @@ fn decode_stream(
             lzma::decode(input, p, size, max_data)
         }
         StreamCodec::Deflate => deflate::decode(input, max_data),
+        StreamCodec::Lzma2 => lzma::decode2(input, max_data),
     }
 }
 
@@ -133,6 +135,7 @@ fn encode_stream(
             lzma::encode(data, parse, p)
         }
         StreamCodec::Deflate => deflate::encode(data, parse),
+        StreamCodec::Lzma2 => lzma::encode2(data, parse),
     }
 }
 
@@ -178,9 +181,54 @@ fn deflate_header(image: &[u8], at: usize) -> Option<usize> {
 /// props and (LZMA with the size in its header) decoded size.
 type Candidate = (usize, StreamCodec, u8, Option<u64>);
 
+/// Where the LZMA2 data of the first block of an `.xz` stream starting at
+/// `at` begins: the stream header, then a block header whose last filter
+/// is LZMA2 (earlier BCJ or delta filters stay applied to the data).
+fn xz_block(image: &[u8], at: usize) -> Option<usize> {
+    let h = image.get(at..at + 14)?;
+    if h[..6] != [0xfd, b'7', b'z', b'X', b'Z', 0] || h[6] != 0 || h[7] > 0x0f || h[12] == 0 {
+        return None;
+    }
+    let block = at + 12;
+    let header_len = (usize::from(h[12]) + 1) * 4;
+    let header = image.get(block..block + header_len)?;
+    let flags = header[1];
+    if flags & 0x3c != 0 {
+        return None;
+    }
+    let mut p = 2;
+    let varint = |p: &mut usize| -> Option<u64> {
+        let mut v = 0u64;
+        for shift in (0..63).step_by(7) {
+            let b = *header.get(*p)?;
+            *p += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    };
+    for bit in [0x40u8, 0x80] {
+        if flags & bit != 0 {
+            varint(&mut p)?;
+        }
+    }
+    let mut last = 0;
+    for _ in 0..=(flags & 3) {
+        last = varint(&mut p)?;
+        let size = varint(&mut p)? as usize;
+        p += size;
+    }
+    (last == 0x21 && p <= header_len).then_some(block + header_len)
+}
+
 fn candidate(image: &[u8], at: usize) -> Option<Candidate> {
     if let Some((_, size)) = lzma_header(image, at) {
         return Some((at + 13, StreamCodec::Lzma, image[at], size));
+    }
+    if let Some(start) = xz_block(image, at) {
+        return Some((start, StreamCodec::Lzma2, 0, None));
     }
     deflate_header(image, at).map(|start| (start, StreamCodec::Deflate, 0, None))
 }
@@ -209,7 +257,7 @@ fn try_stream((start, codec, props, size): Candidate, image: &[u8]) -> Option<Fo
     })
 }
 
-/// The LZMA and deflate streams of `image` that code back bit-exactly, in order, at
+/// The LZMA, LZMA2 and deflate streams of `image` that code back bit-exactly, in order, at
 /// least [`MIN_STREAM_LEN`] compressed bytes each.
 pub fn find(image: &[u8]) -> Vec<Found> {
     // Candidates are cheap to filter; decoding them is the cost, so it
