@@ -193,26 +193,18 @@ pub fn summarize(records: &[Record]) -> Summary {
             3,
             "",
         ));
-        cells.push(fmt(
-            ratio(&runs, |r| {
-                div(
-                    size(r, FOTA_MAIN).map(|s| s as f64),
-                    size(r, FOTA_NO_XFORM).map(|s| s as f64),
-                )
-            }),
-            3,
-            "",
-        ));
-        cells.push(fmt(
-            ratio(&runs, |r| {
-                div(
-                    size(r, FOTA_MAIN).map(|s| s as f64),
-                    size(r, FOTA_NO_DECOMPRESS).map(|s| s as f64),
-                )
-            }),
-            3,
-            "",
-        ));
+        for other in [FOTA_NO_XFORM, FOTA_NO_DECOMPRESS] {
+            cells.push(fmt(
+                ratio(&runs, |r| {
+                    div(
+                        size(r, FOTA_MAIN).map(|s| s as f64),
+                        size(r, other).map(|s| s as f64),
+                    )
+                }),
+                3,
+                "",
+            ));
+        }
         for (row, cell) in rows.iter_mut().zip(cells) {
             row.1.push(cell);
         }

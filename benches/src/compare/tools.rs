@@ -101,22 +101,25 @@ pub fn variants(t: &Toolset, info: &PairInfo) -> (Vec<Variant>, Vec<NotApplicabl
         "-o".into(),
         "{out}".into(),
     ];
+    // `fota diff` at `threads` threads with `extra` options.
+    let fota_diff = |threads: &str, extra: &[&str]| {
+        let mut args = vec![
+            p(&t.fota),
+            "diff".into(),
+            "--key".into(),
+            p(&t.key),
+            "--threads".into(),
+            threads.into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(s(&["{old}", "{new}", "-o", "{patch}"]));
+        args
+    };
     for threads in ["1", "2"] {
         let mut f = mk(
             FOTA,
             &format!("threads-{threads}"),
-            vec![
-                p(&t.fota),
-                "diff".into(),
-                "--key".into(),
-                p(&t.key),
-                "--threads".into(),
-                threads.into(),
-                "{old}".into(),
-                "{new}".into(),
-                "-o".into(),
-                "{patch}".into(),
-            ],
+            fota_diff(threads, &[]),
             fota_apply.clone(),
         );
         if threads == "2" {
@@ -124,45 +127,19 @@ pub fn variants(t: &Toolset, info: &PairInfo) -> (Vec<Variant>, Vec<NotApplicabl
         }
         v.push(f);
     }
-    // The same without the reference transform: its gain per category.
-    v.push(mk(
-        FOTA,
-        "no-xform",
-        vec![
-            p(&t.fota),
-            "diff".into(),
-            "--key".into(),
-            p(&t.key),
-            "--threads".into(),
-            "2".into(),
-            "--no-xform".into(),
-            "{old}".into(),
-            "{new}".into(),
-            "-o".into(),
-            "{patch}".into(),
-        ],
-        fota_apply.clone(),
-    ));
-    // The same with compressed streams diffed as they are: the stream
-    // stage's own gain.
-    v.push(mk(
-        FOTA,
-        "no-decompress",
-        vec![
-            p(&t.fota),
-            "diff".into(),
-            "--key".into(),
-            p(&t.key),
-            "--threads".into(),
-            "2".into(),
-            "--no-decompress".into(),
-            "{old}".into(),
-            "{new}".into(),
-            "-o".into(),
-            "{patch}".into(),
-        ],
-        fota_apply.clone(),
-    ));
+    // The same without the reference transform, and with compressed
+    // streams diffed as they are: each stage's own gain per category.
+    for (variant, option) in [
+        ("no-xform", "--no-xform"),
+        ("no-decompress", "--no-decompress"),
+    ] {
+        v.push(mk(
+            FOTA,
+            variant,
+            fota_diff("2", &[option]),
+            fota_apply.clone(),
+        ));
+    }
     v.push(mk(
         "bsdiff",
         "default",

@@ -438,7 +438,7 @@ fn symbols(
                 if rc.bit(&mut m.is_rep0_long[(m.state << 4) + ps])? == 0 {
                     if pos == 0 || !room {
                         return Err(corrupt(
-                            &rc,
+                            rc,
                             "a repeat after the first byte, within the size limit",
                         ));
                     }
