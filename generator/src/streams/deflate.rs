@@ -478,8 +478,8 @@ pub fn encode(data: &[u8], parse: &[u8]) -> Result<Vec<u8>> {
                     pos += n as usize;
                 }
                 TOKEN_MATCH => {
-                    let len = r.varint("a match length")? + 3;
-                    let distance = r.varint("a match distance")? + 1;
+                    let len = r.varint("a match length")?.saturating_add(3);
+                    let distance = r.varint("a match distance")?.saturating_add(1);
                     if len > 258 || distance > 32768 {
                         return Err(r.error("a length of 3 to 258 and a distance of 1 to 32768"));
                     }
