@@ -21,7 +21,7 @@
 //! ```
 
 use super::lzma::Decoded;
-use super::CodecError;
+use super::{put_varint, CodecError, ParseReader};
 
 type Result<T> = std::result::Result<T, CodecError>;
 
@@ -166,14 +166,6 @@ impl BitReader<'_> {
         }
         Err(self.error("a code of the block's Huffman code"))
     }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// Decodes one raw deflate stream from the start of `input`, up to and
@@ -368,39 +360,6 @@ impl BitWriter {
         for i in (0..u32::from(len)).rev() {
             self.put(u32::from(code >> i) & 1, 1);
         }
-    }
-}
-
-/// Reads the parse, with offsets for errors.
-struct ParseReader<'a> {
-    parse: &'a [u8],
-    pos: usize,
-}
-
-impl ParseReader<'_> {
-    fn error(&self, what: &'static str) -> CodecError {
-        CodecError {
-            offset: self.pos as u64,
-            what,
-        }
-    }
-
-    fn byte(&mut self, what: &'static str) -> Result<u8> {
-        let b = *self.parse.get(self.pos).ok_or(self.error(what))?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte(what)?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.error(what))
     }
 }
 

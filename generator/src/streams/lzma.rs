@@ -29,7 +29,7 @@
 //! 0x22                                 end of the LZMA2 stream
 //! ```
 
-use super::CodecError;
+use super::{put_varint, CodecError, ParseReader};
 
 /// Probabilities are 11-bit, adapted by 1/32 of their distance.
 const BIT_MODEL_TOTAL: u32 = 1 << 11;
@@ -310,19 +310,6 @@ impl<'a> RangeDecoder<'a> {
             dist += self.reverse_tree(&mut m.align, 0, ALIGN_BITS)?;
         }
         Ok(dist)
-    }
-}
-
-/// Appends one LEB128 value.
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }
 
@@ -708,45 +695,13 @@ impl RangeEncoder {
     }
 }
 
-/// Reads the parse token by token, with offsets for errors.
-struct ParseReader<'a> {
-    parse: &'a [u8],
-    pos: usize,
-}
-
-impl ParseReader<'_> {
-    fn error(&self, what: &'static str) -> CodecError {
-        CodecError {
-            offset: self.pos as u64,
-            what,
-        }
+/// Reads a match length of 2 to 273.
+fn match_len(r: &mut ParseReader<'_>) -> Result<usize> {
+    let v = r.varint("a match length")?;
+    if v > (MATCH_LEN_MAX - MATCH_LEN_MIN) as u64 {
+        return Err(r.error("a match length of 2 to 273"));
     }
-
-    fn byte(&mut self, what: &'static str) -> Result<u8> {
-        let b = *self.parse.get(self.pos).ok_or(self.error(what))?;
-        self.pos += 1;
-        Ok(b)
-    }
-
-    fn varint(&mut self, what: &'static str) -> Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte(what)?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(self.error(what))
-    }
-
-    fn len(&mut self) -> Result<usize> {
-        let v = self.varint("a match length")?;
-        if v > (MATCH_LEN_MAX - MATCH_LEN_MIN) as u64 {
-            return Err(self.error("a match length of 2 to 273"));
-        }
-        Ok(v as usize + MATCH_LEN_MIN)
-    }
+    Ok(v as usize + MATCH_LEN_MIN)
 }
 
 /// Codes `data` as the LZMA stream `parse` describes, with parameters
@@ -856,7 +811,7 @@ fn symbols_out(
         let ps = m.pos_state(pos);
         let len;
         if tag == TOKEN_MATCH {
-            len = r.len()?;
+            len = match_len(r)?;
             let dist_bytes = [
                 r.byte("a match distance")?,
                 r.byte("a match distance")?,
@@ -875,7 +830,7 @@ fn symbols_out(
             m.reps = [dist, m.reps[0], m.reps[1], m.reps[2]];
         } else if (TOKEN_REP0..TOKEN_REP0 + 4).contains(&tag) {
             let index = usize::from(tag - TOKEN_REP0);
-            len = r.len()?;
+            len = match_len(r)?;
             rc.bit(&mut m.is_match[(m.state << 4) + ps], 1);
             rc.bit(&mut m.is_rep[m.state], 1);
             if index == 0 {

@@ -37,6 +37,48 @@ impl fmt::Display for CodecError {
     }
 }
 
+/// Appends one LEB128 value to a parse.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a parse token by token, with offsets for errors.
+pub(crate) struct ParseReader<'a> {
+    pub(crate) parse: &'a [u8],
+    pub(crate) pos: usize,
+}
+
+impl ParseReader<'_> {
+    pub(crate) fn error(&self, what: &'static str) -> CodecError {
+        CodecError {
+            offset: self.pos as u64,
+            what,
+        }
+    }
+
+    pub(crate) fn byte(&mut self, what: &'static str) -> Result<u8, CodecError> {
+        let b = *self.parse.get(self.pos).ok_or(self.error(what))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, CodecError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte(what)?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.error(what))
+    }
+}
+
 /// Smallest compressed stream worth expanding: below it the table record
 /// and the parse cost more than a byte diff of the stream.
 pub const MIN_STREAM_LEN: u64 = 512;

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use super::lzma::{self, Props};
+use super::put_varint;
 
 /// `data` as an "LZMA alone" file (props 0x5d, a dictionary as large as the data, size in
 /// the header, no end marker), as EDK2 writes its LZMA sections.
@@ -15,7 +16,7 @@ pub fn lzma_alone(data: &[u8]) -> Vec<u8> {
     let flush = |parse: &mut Vec<u8>, literals: &mut u64| {
         if *literals > 0 {
             parse.push(0);
-            push_varint(parse, *literals - 1);
+            put_varint(parse, *literals - 1);
             *literals = 0;
         }
     };
@@ -35,7 +36,7 @@ pub fn lzma_alone(data: &[u8]) -> Vec<u8> {
             Some(from) if len >= 4 => {
                 flush(&mut parse, &mut literals);
                 parse.push(6);
-                push_varint(&mut parse, len as u64 - 2);
+                put_varint(&mut parse, len as u64 - 2);
                 parse.extend_from_slice(&((pos - from - 1) as u32).to_le_bytes());
                 pos += len;
             }
@@ -55,14 +56,6 @@ pub fn lzma_alone(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(data.len() as u64).to_le_bytes());
     out.extend_from_slice(&body);
     out
-}
-
-fn push_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// Old and new firmware-like images, each holding an LZMA stream of
