@@ -1000,13 +1000,7 @@ impl<'a> Xform<'a> {
                     None
                 };
                 if let Some((new, target)) = rewritten {
-                    if let Some(d) = p.get_mut(i..i + 4) {
-                        d.copy_from_slice(&new.to_le_bytes());
-                    }
-                    touched |= 1 << (i / 4);
-                    if let Some(target) = target {
-                        visit(i, Site::Branch { target });
-                    }
+                    put_word(p, i, new, target, &mut touched, visit);
                 }
                 i += 4;
             }
@@ -1118,13 +1112,7 @@ impl<'a> Xform<'a> {
                     let site = self.a64_field(f, at.wrapping_add(8), 2, bits, ranges, side, |t| t);
                     if let Some((new, target, _)) = site {
                         let nw = (w & 0xFF00_0000) | (new & 0x00FF_FFFF);
-                        if let Some(d) = p.get_mut(i..i + 4) {
-                            d.copy_from_slice(&nw.to_le_bytes());
-                        }
-                        touched |= 1 << (i / 4);
-                        if let Some(target) = target {
-                            visit(i, Site::Branch { target });
-                        }
+                        put_word(p, i, nw, target, &mut touched, visit);
                     }
                 }
                 i += 4;
@@ -1259,6 +1247,25 @@ enum Side {
 }
 
 /// `w` (an ADRP) with its 21-bit page field replaced by `page`.
+/// Stores the rewritten word `word` at `i` of a piece, marks it taken
+/// in `touched` (a bit per word) and reports the branch site, if any.
+fn put_word(
+    p: &mut [u8],
+    i: usize,
+    word: u32,
+    target: Option<u32>,
+    touched: &mut u64,
+    visit: &mut impl FnMut(usize, Site),
+) {
+    if let Some(d) = p.get_mut(i..i + 4) {
+        d.copy_from_slice(&word.to_le_bytes());
+    }
+    *touched |= 1 << (i / 4);
+    if let Some(target) = target {
+        visit(i, Site::Branch { target });
+    }
+}
+
 fn adrp_with(w: u32, page: u32) -> u32 {
     (w & 0x9F00_001F) | ((page & 3) << 29) | (((page >> 2) & 0x7_FFFF) << 5)
 }

@@ -48,7 +48,7 @@ pub fn apply(
         return apply_images(&pkg, source);
     };
     let m = pkg.manifest();
-    let table = StreamTable::parse(&table_bytes, at, m.source_size, m.target_size)?;
+    let table = StreamTable::parse(table_bytes, at, m.source_size, m.target_size)?;
     let expanded = crate::streams::expand_source(source, &table)?;
     let target = apply_images(&pkg, &expanded)?;
     crate::streams::pack_target(&target, &table)
@@ -87,7 +87,7 @@ fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, For
 /// The package's stream table and its package offset: op 0's payload when
 /// the manifest announces one (the op chain has authenticated it and
 /// checked its kind and length).
-fn load_streams(pkg: &VerifiedPackage<'_>) -> Result<Option<(Vec<u8>, u64)>, FormatError> {
+fn load_streams<'a>(pkg: &VerifiedPackage<'a>) -> Result<Option<(&'a [u8], u64)>, FormatError> {
     if pkg.manifest().streams_len == 0 {
         return Ok(None);
     }
@@ -96,7 +96,7 @@ fn load_streams(pkg: &VerifiedPackage<'_>) -> Result<Option<(Vec<u8>, u64)>, For
     };
     let op = first?;
     Ok(Some((
-        op.payload.to_vec(),
+        op.payload,
         op.offset + fota_format::OP_HEADER_LEN as u64,
     )))
 }

@@ -336,60 +336,36 @@ fn diff_images(
             blocks,
         )
     })?;
-    if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
-        let built = pool.install(|| {
+    // One package of `old` → `new`, with or without the transform.
+    let build_one = |prepared: Option<&xform::Prepared>, stages: &mut StageSeconds, matched| {
+        pool.install(|| {
             build(
                 old,
                 new,
-                Some(p),
+                prepared,
                 opts,
                 segment_size,
                 slots,
                 key,
                 progress,
-                &mut stages,
-                None,
+                stages,
+                matched,
                 lead,
             )
-        })?;
+        })
+    };
+    if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
+        let built = build_one(Some(p), &mut stages, None)?;
         return finish(
             old, new, lead, key, opts, progress, started, threads, stages, built, None,
         );
     }
-    let raw = pool.install(|| {
-        build(
-            old,
-            new,
-            None,
-            opts,
-            segment_size,
-            slots,
-            key,
-            progress,
-            &mut stages,
-            raw_match,
-            lead,
-        )
-    })?;
+    let raw = build_one(None, &mut stages, raw_match)?;
     let (built, other_len) = match &prepared {
         None => (raw, None),
         Some(p) => {
             let mut x_stages = StageSeconds::default();
-            let with = pool.install(|| {
-                build(
-                    old,
-                    new,
-                    Some(p),
-                    opts,
-                    segment_size,
-                    slots,
-                    key,
-                    progress,
-                    &mut x_stages,
-                    None,
-                    lead,
-                )
-            })?;
+            let with = build_one(Some(p), &mut x_stages, None)?;
             stages.index += x_stages.index;
             stages.matching += x_stages.matching;
             stages.coding += x_stages.coding;

@@ -140,6 +140,14 @@ fn lzma_header(image: &[u8], at: usize) -> Option<(lzma::Props, Option<u64>)> {
     (dict_ok && size_ok && h[13] == 0 && h[14..18] != [0xff; 4]).then_some((props, size))
 }
 
+/// The LZMA parameters of a stream record's props byte.
+fn lzma_props(props: u8) -> Result<lzma::Props, CodecError> {
+    lzma::Props::from_byte(props).ok_or(CodecError {
+        offset: 0,
+        what: "lzma props below 225",
+    })
+}
+
 /// Decodes a stream of `codec` from the start of `input`.
 fn decode_stream(
     codec: StreamCodec,
@@ -149,13 +157,7 @@ fn decode_stream(
     max_data: u64,
 ) -> Result<lzma::Decoded, CodecError> {
     match codec {
-        StreamCodec::Lzma => {
-            let p = lzma::Props::from_byte(props).ok_or(CodecError {
-                offset: 0,
-                what: "lzma props below 225",
-            })?;
-            lzma::decode(input, p, size, max_data)
-        }
+        StreamCodec::Lzma => lzma::decode(input, lzma_props(props)?, size, max_data),
         StreamCodec::Deflate => deflate::decode(input, max_data),
         StreamCodec::Lzma2 => lzma::decode2(input, max_data),
     }
@@ -169,13 +171,7 @@ fn encode_stream(
     parse: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
     match codec {
-        StreamCodec::Lzma => {
-            let p = lzma::Props::from_byte(props).ok_or(CodecError {
-                offset: 0,
-                what: "lzma props below 225",
-            })?;
-            lzma::encode(data, parse, p)
-        }
+        StreamCodec::Lzma => lzma::encode(data, parse, lzma_props(props)?),
         StreamCodec::Deflate => deflate::encode(data, parse),
         StreamCodec::Lzma2 => lzma::encode2(data, parse),
     }
