@@ -203,7 +203,7 @@ fn diff(a: DiffArgs) -> Result<()> {
         );
         match (out.xform, out.other_len) {
             (Some(x), Some(other)) => println!(
-                "xform: {} ({}), {} map breakpoints, {} old and {} new references rewritten; {} bytes without it",
+                "xform: {} ({}), {} map breakpoints, {} old and {} new references rewritten; about {} bytes without it",
                 x.isa.name(),
                 x.layout,
                 x.breakpoints,
@@ -212,7 +212,7 @@ fn diff(a: DiffArgs) -> Result<()> {
                 human::bytes(other as u64)
             ),
             (None, Some(other)) => println!(
-                "xform: not used ({} bytes with it)",
+                "xform: not used (about {} bytes with it)",
                 human::bytes(other as u64)
             ),
             (Some(x), None) => println!(

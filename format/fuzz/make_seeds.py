@@ -6,7 +6,8 @@
     python3 format/fuzz/make_seeds.py --tiny-only [path/to/fota]
 
 Needs the `fota` binary (default: target/release/fota) and the `zstd` CLI
-(to pull decoded PATCH payloads out of zstd ops). Images are pseudo-random
+(to pull decoded PATCH payloads out of zstd ops; LZMA ops are decoded with
+Python's lzma module, and also give the `lzma_payload` seeds). Images are pseudo-random
 with a fixed seed; packages are signed with the fuzzing test key of
 src/lib.rs (FUZZ_KEY_SEED), so they verify in the `parse_package` target.
 The ed25519 signature is deterministic, so a rerun writes the same files
@@ -18,6 +19,7 @@ corpus/tiny_decoder/).
 
 import base64
 import hashlib
+import lzma
 import os
 import random
 import struct
@@ -35,11 +37,12 @@ FOTA = ARGS[0] if ARGS else os.path.join(ROOT, "target", "release", "fota")
 KEY_SEED = bytes.fromhex("237257ed17f4951c0630fea0f00534fe48aa86a5de17095f1621e65548a7b8c0")
 
 HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, EXTENT_LEN = 96, 272, 128, 16
-PATCH, NEW, STORED, ZSTD, TINY = 2, 3, 0, 1, 2
+PATCH, NEW, STORED, ZSTD, TINY, LZMA = 2, 3, 0, 1, 2, 3
 
 PKG_DIR = os.path.join(HERE, "corpus", "parse_package")
 PATCH_DIR = os.path.join(HERE, "corpus", "patch_decoder")
 TINY_DIR = os.path.join(HERE, "corpus", "tiny_decoder")
+LZMA_DIR = os.path.join(HERE, "corpus", "lzma_payload")
 
 
 def pem_key(path):
@@ -160,9 +163,47 @@ def make_tiny_packages(tmp, key):
     return made
 
 
+def read_varint(data, pos):
+    v, shift = 0, 0
+    while True:
+        b = data[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, pos
+
+
+def decode_lzma(payload):
+    """An LZMA payload (SPEC.md §5e) decoded with Python's raw LZMA1."""
+    layout, count, pos = payload[0], payload[1], 2
+    table = []
+    for _ in range(count):
+        props = payload[pos]
+        unpacked, pos = read_varint(payload, pos + 1)
+        packed, pos = read_varint(payload, pos)
+        table.append((props, unpacked, packed))
+    streams = []
+    for props, unpacked, packed in table:
+        data = payload[pos : pos + packed]
+        pos += packed
+        if props != 0xFF:
+            lc, lp, pb = props % 9, props // 9 % 5, props // 45
+            f = {"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb, "dict_size": 1 << 26}
+            data = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[f]).decompress(data, unpacked)
+        assert len(data) == unpacked
+        streams.append(data)
+    if layout == 0:
+        return b"".join(streams)
+    ctrl, diff, extra = streams
+    return encode_patch_ctrl(ctrl, diff, extra)
+
+
 def decode_payload(codec, payload):
     if codec == STORED:
         return payload
+    if codec == LZMA:
+        return decode_lzma(payload)
     return subprocess.run(["zstd", "-d", "-c"], input=payload, stdout=subprocess.PIPE, check=True).stdout
 
 
@@ -208,6 +249,11 @@ def zigzag(v):
 def encode_patch(records, diff, extra):
     """records: (copy, extra_len, delta); diff: all diff bytes in order."""
     ctrl = b"".join(varint(c) + varint(e) + varint(zigzag(d)) for c, e, d in records)
+    return encode_patch_ctrl(ctrl, diff, extra)
+
+
+def encode_patch_ctrl(ctrl, diff, extra):
+    """The PATCH payload of control bytes `ctrl`, plain diff and literals."""
     zr, vr, vals = bytearray(), bytearray(), bytearray()
     i = 0
     while i < len(diff):
@@ -305,6 +351,36 @@ def hand_tiny():
     return s
 
 
+def hand_lzma(real):
+    """LZMA payloads (SPEC.md §5e) behind the 8-byte prefix of the
+    `lzma_payload` target (decoded_len, dst_len): good ones with stored
+    streams and bad tables and streams (hand-*), and mutants of `real`, a
+    good seed, whose verdict is not fixed (mut-*)."""
+    s = {}
+    lens = lambda d, dst: struct.pack("<II", d, dst)
+    stored = bytes([0, 2, 0xFF, 3, 3, 0xFF, 2, 2]) + b"abcde"
+    s["stored-two"] = lens(5, 5) + stored
+    # A patch layout, all stored: 1 record (diff 4, extra 1, seek 0), a
+    # plain diff with one value, one literal byte.
+    ctrl, diff, extra = bytes([4, 1, 0]), bytes([0, 0, 7, 0]), b"x"
+    body = bytes([1, 3, 0xFF, 3, 3, 0xFF, 4, 4, 0xFF, 1, 1]) + ctrl + diff + extra
+    s["stored-patch"] = lens(len(encode_patch([(4, 1, 0)], diff, extra)), 5) + body
+    s["bad-layout"] = lens(5, 5) + bytes([2]) + stored[1:]
+    s["bad-count"] = lens(5, 5) + bytes([1, 2]) + stored[2:]
+    s["bad-props-lc8"] = lens(5, 5) + bytes([0, 1, 8, 5, 5]) + b"abcde"
+    s["bad-props-225"] = lens(5, 5) + bytes([0, 1, 225, 5, 5]) + b"abcde"
+    s["bad-stored-lengths"] = lens(5, 5) + bytes([0, 1, 0xFF, 5, 4]) + b"abcd"
+    s["bad-too-long"] = lens(4, 4) + stored
+    s["bad-short-payload"] = lens(5, 5) + stored[:-1]
+    s["bad-varint"] = lens(5, 5) + bytes([0, 1, 0xFF, 0x85, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])
+    s["bad-truncated-table"] = lens(5, 5) + bytes([0, 2, 0xFF, 3])
+    s["bad-real-truncated"] = real[:-1]
+    flipped = bytearray(real)
+    flipped[-1] ^= 0x55
+    s["bad-real-wrong-length"] = lens(struct.unpack_from("<I", real)[0] + 1, struct.unpack_from("<I", real, 4)[0]) + real[8:]
+    return s, {"real-flipped-tail": bytes(flipped)}
+
+
 def make_tiny_seeds(tmp, key):
     for name in os.listdir(PKG_DIR):
         if name.endswith("-tiny"):
@@ -330,7 +406,7 @@ def make_tiny_seeds(tmp, key):
 
 def report():
     total = 0
-    for d in (PKG_DIR, PATCH_DIR, TINY_DIR):
+    for d in (PKG_DIR, PATCH_DIR, TINY_DIR, LZMA_DIR):
         files = os.listdir(d)
         size = sum(os.path.getsize(os.path.join(d, f)) for f in files)
         total += size
@@ -354,26 +430,42 @@ def main():
         pkgs = make_packages(tmp, key)
         make_tiny_seeds(tmp, key)
     patch_payloads = {}
+    lzma_payloads = {}
     for name, pkg in sorted(pkgs.items()):
         write(PKG_DIR, "pkg-%s" % name, pkg)
         for i, (_pos, kind, codec, dst_off, dst_len, extents, payload, _dlen) in enumerate(ops(pkg)):
+            if kind in (PATCH, NEW) and codec == LZMA:
+                seed = struct.pack("<II", _dlen, dst_len) + payload
+                label = "patch" if kind == PATCH else "new"
+                lzma_payloads.setdefault(hashlib.sha1(seed).hexdigest(), ("%s-op%d-%s" % (name, i, label), seed))
             if kind != PATCH:
                 continue
             decoded = decode_payload(codec, payload)
             seed = patch_seed(0, i * 37 % 256, dst_off, dst_len, extents, decoded)
             h = hashlib.sha1(decoded).hexdigest()
-            patch_payloads.setdefault(h, ("%s-op%d-%s" % (name, i, "stored" if codec == STORED else "zstd"), seed))
+            codec_name = {STORED: "stored", ZSTD: "zstd", LZMA: "lzma"}[codec]
+            patch_payloads.setdefault(h, ("%s-op%d-%s" % (name, i, codec_name), seed))
     for name in ("edits-s256-l1", "moved-block-s1024-l19", "code-shift-s256-l19"):
         for vname, data in variants(name, pkgs[name]).items():
             write(PKG_DIR, "mut-" + vname, data)
     # The smallest few of each codec, to keep the corpus small.
     by_size = sorted(patch_payloads.values(), key=lambda p: (len(p[1]), p[0]))
     stored = [p for p in by_size if p[0].endswith("-stored")][:8]
-    zstd = [p for p in by_size if p[0].endswith("-zstd")][:6]
-    for name, data in stored + zstd:
+    coded = [p for p in by_size if p[0].endswith(("-zstd", "-lzma"))][:8]
+    for name, data in stored + coded:
         write(PATCH_DIR, "from-" + name, data)
     for name, data in hand_patches().items():
         write(PATCH_DIR, "hand-" + name, data)
+    clean(LZMA_DIR)
+    by_size = sorted(lzma_payloads.values(), key=lambda p: (len(p[1]), p[0]))
+    picked = [p for p in by_size if p[0].endswith("-patch")][:8] + [p for p in by_size if p[0].endswith("-new")][:3]
+    for name, data in picked:
+        write(LZMA_DIR, "from-" + name, data)
+    hand, mutated = hand_lzma(picked[0][1])
+    for name, data in hand.items():
+        write(LZMA_DIR, "hand-" + name, data)
+    for name, data in mutated.items():
+        write(LZMA_DIR, "mut-" + name, data)
     report()
 
 

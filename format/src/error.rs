@@ -199,6 +199,16 @@ pub enum Error {
         /// Length read.
         len: u64,
     },
+    /// An LZMA payload is malformed (offset within the op's coded payload).
+    #[error("op {op_index}: malformed lzma payload at offset {offset}: {what}")]
+    LzmaPayload {
+        /// Index of the op.
+        op_index: u32,
+        /// Offset within the op's payload as sent.
+        offset: u64,
+        /// What was expected.
+        what: &'static str,
+    },
     /// A payload's codec failed or decoded to another length than declared.
     #[error("op {op_index}: payload does not decode: {what}")]
     PayloadCodec {

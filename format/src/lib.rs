@@ -34,11 +34,18 @@
 #[cfg(feature = "zstd")]
 extern crate std;
 
+#[cfg(feature = "lzma")]
+extern crate alloc;
+
 mod bytes;
 pub mod error;
 pub mod header;
 pub mod inplace;
 pub mod label;
+#[cfg(feature = "lzma")]
+pub mod lzma;
+#[cfg(feature = "lzma")]
+pub mod lzma_payload;
 pub mod manifest;
 pub mod op;
 pub mod package;

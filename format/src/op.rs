@@ -99,6 +99,9 @@ pub enum Codec {
     /// The payload is a `tiny` command stream (the `tiny` module) producing
     /// the segment; its decoded length is the segment length.
     Tiny = 2,
+    /// The payload is a table of raw LZMA streams (the `lzma_payload`
+    /// module, feature `lzma`), decoded in memory.
+    Lzma = 3,
 }
 
 impl Codec {
@@ -108,6 +111,7 @@ impl Codec {
             0 => Some(Codec::Stored),
             1 => Some(Codec::Zstd),
             2 => Some(Codec::Tiny),
+            3 => Some(Codec::Lzma),
             _ => None,
         }
     }

@@ -481,7 +481,7 @@ impl OpChain {
     /// Codecs the manifest's profile allows.
     fn check_codec(&self, header: &OpHeader, offset: u64) -> Result<()> {
         let codec_ok = match self.manifest.profile {
-            Profile::Zstd => matches!(header.codec, Codec::Stored | Codec::Zstd),
+            Profile::Zstd => matches!(header.codec, Codec::Stored | Codec::Zstd | Codec::Lzma),
             Profile::Tiny => matches!(header.codec, Codec::Stored | Codec::Tiny),
         };
         if !codec_ok {

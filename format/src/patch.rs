@@ -58,7 +58,7 @@ pub fn unzigzag(v: u64) -> i64 {
 
 /// Reads one LEB128 value from `data` at `*pos`; `None` when truncated or
 /// longer than a `u64`, or not minimally encoded.
-fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+pub(crate) fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v: u64 = 0;
     for i in 0..MAX_VARINT_LEN {
         let byte = *data.get(*pos)?;

@@ -126,3 +126,25 @@ fn stream_table_seeds() {
         }
     }
 }
+
+#[cfg(feature = "lzma")]
+#[test]
+fn lzma_payload_seeds() {
+    let (mut accepted, mut refused) = (0, 0);
+    for (name, data) in seeds("lzma_payload") {
+        let outcome = exercise::lzma_payload(&data);
+        // Payloads of real packages and the hand-made good ones decode; the
+        // hand-made bad ones are refused with their offset.
+        if name.starts_with("from-") || (name.starts_with("hand-") && !name.contains("-bad-")) {
+            assert_eq!(outcome, Some(true), "{name}");
+            accepted += 1;
+        } else if name.starts_with("hand-bad-") {
+            assert_eq!(outcome, Some(false), "{name}");
+            refused += 1;
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} from-, {refused} hand-bad- seeds"
+    );
+}

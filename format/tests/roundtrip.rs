@@ -291,3 +291,106 @@ fn op_header_length_is_fixed() {
     assert_eq!(h.to_bytes().len(), OP_HEADER_LEN);
     assert_eq!(h.total_len(), OP_HEADER_LEN as u64);
 }
+
+/// The LZMA payload codec: stored streams round trip through the table in
+/// both layouts, and no byte string makes the decoder panic or allocate
+/// beyond its declared lengths (the lengths here stay small).
+#[cfg(feature = "lzma")]
+mod lzma {
+    use fota_format::lzma::Props;
+    use fota_format::lzma_payload::{
+        decode, patch_payload, write_table, StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH, STORED,
+    };
+    use fota_format::Error;
+    use proptest::prelude::*;
+
+    /// A payload of `layout` framing `streams`: (props byte, unpacked
+    /// length, packed bytes) each.
+    fn framed(layout: u8, streams: &[(u8, usize, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let entries: Vec<StreamEntry> = streams
+            .iter()
+            .map(|(props, unpacked_len, packed)| StreamEntry {
+                props: Props::from_byte(*props),
+                unpacked_len: *unpacked_len,
+                packed_len: packed.len(),
+            })
+            .collect();
+        write_table(layout, &entries, &mut out);
+        streams.iter().for_each(|s| out.extend_from_slice(&s.2));
+        out
+    }
+
+    /// A payload of `layout` with `parts` stored.
+    fn stored(layout: u8, parts: &[Vec<u8>]) -> Vec<u8> {
+        let streams: Vec<_> = parts.iter().map(|p| (STORED, p.len(), p.clone())).collect();
+        framed(layout, &streams)
+    }
+
+    /// A table that frames its streams, over random stream bytes: the
+    /// LZMA decoder sees garbage.
+    fn well_framed() -> impl Strategy<Value = Vec<u8>> {
+        (
+            0u8..2,
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![0x5d_u8, 0, 0x66, 0xff, 0xe1]),
+                    0usize..2000,
+                    prop::collection::vec(any::<u8>(), 0..120),
+                ),
+                1..4,
+            ),
+        )
+            .prop_map(|(layout, streams)| {
+                // A stored stream's unpacked length is its packed length.
+                let streams: Vec<_> = streams
+                    .into_iter()
+                    .map(|(props, n, data)| match props {
+                        STORED => (props, data.len(), data),
+                        _ => (props, n, data),
+                    })
+                    .collect();
+                framed(layout, &streams)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn stored_streams_round_trip(parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..=8)) {
+            let coded = stored(LAYOUT_BYTES, &parts);
+            let whole = parts.concat();
+            prop_assert_eq!(decode(3, &coded, whole.len(), 0).unwrap(), whole);
+        }
+
+        #[test]
+        fn stored_patch_streams_re_sparsify(
+            ctrl in prop::collection::vec(any::<u8>(), 0..20),
+            diff in prop::collection::vec(prop::sample::select(vec![0u8, 0, 0, 1, 0x80]), 0..400),
+            extra in prop::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let coded = stored(LAYOUT_PATCH, &[ctrl.clone(), diff.clone(), extra.clone()]);
+            let sparse = patch_payload(&ctrl, &diff, &extra);
+            prop_assert_eq!(decode(3, &coded, sparse.len(), diff.len()).unwrap(), sparse);
+        }
+
+        #[test]
+        fn arbitrary_payloads_are_refused_with_an_offset_inside(
+            coded in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..200),
+                well_framed(),
+            ],
+            decoded_len in 0usize..5000,
+            dst_len in 0usize..5000,
+        ) {
+            match decode(3, &coded, decoded_len, dst_len) {
+                Ok(out) => prop_assert_eq!(out.len(), decoded_len),
+                Err(Error::LzmaPayload { op_index, offset, .. }) => {
+                    prop_assert_eq!(op_index, 3);
+                    prop_assert!(offset <= coded.len() as u64);
+                }
+                Err(Error::PayloadCodec { op_index, .. }) => prop_assert_eq!(op_index, 3),
+                Err(other) => prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+    }
+}

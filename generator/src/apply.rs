@@ -471,21 +471,44 @@ pub fn image_reader(image: &[u8]) -> impl FnMut(u64, u64, &mut Vec<u8>) -> Optio
 
 /// Decodes an op's payload to exactly its declared length.
 fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
-    let want = op.header.decoded_len as usize;
-    let bytes = match op.header.codec {
-        Codec::Stored => op.payload.to_vec(),
+    let h = &op.header;
+    decode_coded(
+        op.index,
+        h.codec,
+        op.payload,
+        h.decoded_len as usize,
+        h.dst_len as usize,
+    )
+}
+
+/// Decodes op `op_index`'s `payload` of `codec` to exactly `decoded_len`
+/// bytes; `dst_len` is the length of the segment it writes.
+///
+/// # Errors
+/// The codec's error for a payload that does not decode, or one that
+/// decodes to another length (a tiny payload is never decoded to a buffer).
+pub fn decode_coded(
+    op_index: u32,
+    codec: Codec,
+    payload: &[u8],
+    decoded_len: usize,
+    dst_len: usize,
+) -> Result<Vec<u8>, FormatError> {
+    let bytes = match codec {
+        Codec::Stored => payload.to_vec(),
         // Tiny payloads produce their segment directly (`run_tiny`).
         Codec::Tiny => {
             return Err(FormatError::PayloadCodec {
-                op_index: op.index,
+                op_index,
                 what: "a tiny payload is a command stream, not a buffer to decode",
             })
         }
-        Codec::Zstd => fota_format::zstd_payload::decode(op.index, op.payload, want)?,
+        Codec::Zstd => fota_format::zstd_payload::decode(op_index, payload, decoded_len)?,
+        Codec::Lzma => fota_format::lzma_payload::decode(op_index, payload, decoded_len, dst_len)?,
     };
-    if bytes.len() != want {
+    if bytes.len() != decoded_len {
         return Err(FormatError::PayloadCodec {
-            op_index: op.index,
+            op_index,
             what: "payload decodes to another length than declared",
         });
     }

@@ -23,6 +23,7 @@ pub mod inplace;
 pub mod keys;
 pub mod matcher;
 pub mod mmap;
+pub mod payload;
 pub mod plan;
 pub mod progress;
 pub mod streams;
@@ -212,7 +213,8 @@ pub struct DiffOutput {
     /// The reference transform the package uses; `None` when it has none.
     pub xform: Option<XformStats>,
     /// Bytes of the package made the other way (with the transform when
-    /// this one has none, and the reverse); `None` when no transform applied.
+    /// this one has none, and the reverse), an estimate under the zstd
+    /// profile (payloads coded fast); `None` when no transform applied.
     pub other_len: Option<usize>,
     /// The compressed streams the package diffs decompressed; `None` when
     /// it has no stream table.
@@ -337,15 +339,21 @@ fn diff_images(
         )
     })?;
     // One package of `old` → `new`, with or without the transform.
-    let build_one = |prepared: Option<&xform::Prepared>, stages: &mut StageSeconds, matched| {
+    let build_one = |prepared: Option<&xform::Prepared>,
+                     stages: &mut StageSeconds,
+                     matched: Option<Matched<'_>>,
+                     quick: bool| {
         pool.install(|| {
             build(
                 old,
                 new,
                 prepared,
                 opts,
-                segment_size,
-                slots,
+                Plan {
+                    segment_size,
+                    slots,
+                    quick,
+                },
                 key,
                 progress,
                 stages,
@@ -355,25 +363,48 @@ fn diff_images(
         })
     };
     if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
-        let built = build_one(Some(p), &mut stages, None)?;
+        let (built, _) = build_one(Some(p), &mut stages, None, false)?;
         return finish(
             old, new, lead, key, opts, progress, started, threads, stages, built, None,
         );
     }
-    let raw = build_one(None, &mut stages, raw_match)?;
+    let raw_match = raw_match.map(|(index, blocks)| Matched {
+        index: Some(index),
+        blocks,
+    });
+    // With both ways to build, each is first coded fast for its size
+    // (zstd profile: the full LZMA search is most of the time) and only
+    // the smaller is coded in full.
+    let quick = prepared.is_some() && opts.profile == Profile::Zstd;
+    let (raw, raw_blocks) = build_one(None, &mut stages, raw_match, quick)?;
     let (built, other_len) = match &prepared {
         None => (raw, None),
         Some(p) => {
             let mut x_stages = StageSeconds::default();
-            let with = build_one(Some(p), &mut x_stages, None)?;
+            let (with, with_blocks) = build_one(Some(p), &mut x_stages, None, quick)?;
             stages.index += x_stages.index;
             stages.matching += x_stages.matching;
             stages.coding += x_stages.coding;
-            if with.package.len() < raw.package.len() {
-                (with, Some(raw.package.len()))
+            let (winner, blocks, loser_len) = if with.package.len() < raw.package.len() {
+                (Some(p), with_blocks, raw.package.len())
             } else {
-                (raw, Some(with.package.len()))
-            }
+                (None, raw_blocks, with.package.len())
+            };
+            let fast = if winner.is_some() { with } else { raw };
+            let built = match quick {
+                false => fast,
+                true => {
+                    let matched = Some(Matched {
+                        index: None,
+                        blocks,
+                    });
+                    let (full, _) = build_one(winner, &mut x_stages, matched, false)?;
+                    stages.coding += x_stages.coding;
+                    full
+                }
+            };
+            // The other way's size is an estimate when coded fast.
+            (built, Some(loser_len))
         }
     };
     finish(
@@ -460,6 +491,22 @@ fn index_and_match<'a>(
     Ok((index, blocks))
 }
 
+/// The blocks of `new` against `old`, and the suffix index that found
+/// them when it is still at hand.
+struct Matched<'a> {
+    index: Option<suffix::SuffixIndex<'a>>,
+    blocks: Vec<matcher::Block>,
+}
+
+/// How `build` cuts and codes the target.
+#[derive(Clone, Copy)]
+struct Plan {
+    segment_size: u32,
+    slots: u32,
+    /// Code fast, for a size estimate.
+    quick: bool,
+}
+
 /// A package made one way, before its self-check.
 struct Built {
     package: Vec<u8>,
@@ -476,26 +523,43 @@ fn build(
     new: &[u8],
     prepared: Option<&xform::Prepared>,
     opts: &DiffOptions,
-    segment_size: u32,
-    slots: u32,
+    plan: Plan,
     key: &SigningKey,
     progress: &dyn Progress,
     stages: &mut StageSeconds,
-    matched: Option<(suffix::SuffixIndex<'_>, Vec<matcher::Block>)>,
+    matched: Option<Matched<'_>>,
     lead: Option<&Lead<'_>>,
-) -> Result<Built> {
+) -> Result<(Built, Vec<matcher::Block>)> {
+    let Plan {
+        segment_size,
+        slots,
+        quick,
+    } = plan;
     // What the pipeline diffs: T(old) and F(new) through a transform.
     let (wold, wnew) = prepared.map_or((old, new), |p| (&p.old[..], &p.new[..]));
     let whole_blocks = prepared.is_some();
-    let (index, blocks) = match matched {
+    let Matched { index, blocks } = match matched {
         Some(m) => m,
-        None => index_and_match(wold, wnew, opts, progress, stages)?,
+        None => {
+            let (index, blocks) = index_and_match(wold, wnew, opts, progress, stages)?;
+            Matched {
+                index: Some(index),
+                blocks,
+            }
+        }
     };
     // The tiny coder also matches literals against the whole source.
-    let index = (opts.profile == Profile::Tiny).then_some(index);
+    let index = match (opts.profile, index) {
+        (Profile::Tiny, Some(ix)) => Some(ix),
+        (Profile::Tiny, None) => Some(suffix::SuffixIndex::build(wold)?),
+        _ => None,
+    };
     let coding = match &index {
         Some(ix) => plan::Coding::Tiny { source: Some(ix) },
-        None => plan::Coding::Zstd { level: opts.level },
+        None => plan::Coding::Zstd {
+            level: opts.level,
+            quick,
+        },
     };
     let t = Instant::now();
     progress.stage(Stage::Code, new.len() as u64);
@@ -551,12 +615,13 @@ fn build(
         ops.insert(0, plan::PlannedOp::streams(l.table.to_vec()));
     }
     let package = write::write_package(manifest, &ops, old, new, key)?;
-    Ok(Built {
+    let built = Built {
         package,
         ops,
         in_place,
         xform: prepared.map(|p| p.stats),
-    })
+    };
+    Ok((built, blocks))
 }
 
 /// Checks the mode, erase size and scratch options.

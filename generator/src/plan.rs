@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::matcher::Block;
+use crate::payload;
 use crate::progress::Progress;
 use crate::suffix::SuffixIndex;
 use crate::tiny::encode_segment;
@@ -26,6 +27,8 @@ pub enum Coding<'a> {
     Zstd {
         /// zstd level, 1 to 22.
         level: i32,
+        /// Code fast, for a size estimate (see `payload::code_bytes`).
+        quick: bool,
     },
     /// Profile tiny: PATCH and NEW segments as tiny streams (or NEW stored).
     Tiny {
@@ -103,6 +106,9 @@ pub struct PatchStreams {
     value_runs: Vec<u8>,
     values: Vec<u8>,
     extra: Vec<u8>,
+    /// Every diff byte, zeros included (the plain form the `lzma` codec's
+    /// patch layout carries).
+    diff: Vec<u8>,
     /// Zero diff bytes since the last value run.
     zeros: u64,
     /// Length of the value run being built.
@@ -136,6 +142,7 @@ impl PatchStreams {
     ) {
         let start = self.diff_len;
         for d in diff {
+            self.diff.push(d);
             self.diff_len += 1;
             if d == 0 {
                 if self.run > 0 {
@@ -202,6 +209,13 @@ impl PatchStreams {
             self.values,
             self.extra,
         ]
+    }
+
+    /// The decoded PATCH payload as its length prefix and five streams
+    /// (concatenated, they are the payload), and the plain diff bytes.
+    pub fn into_coding_parts(mut self) -> ([Vec<u8>; 6], Vec<u8>) {
+        let diff = std::mem::take(&mut self.diff);
+        (self.into_payload_parts(), diff)
     }
 
     /// The decoded PATCH payload, as its length prefix and five streams
@@ -309,34 +323,6 @@ fn merge_extents(reads: &[(u64, u64)], max_gap: u64, rules: Rules, old_len: u64)
         .collect()
 }
 
-/// Compresses `parts` (concatenated) as one zstd frame at `level`, ending a
-/// zstd block at every part boundary so that no block mixes the statistics
-/// of two streams; stores the bytes instead when that is not larger.
-fn code_payload(parts: &[&[u8]], level: i32) -> Result<(Codec, Vec<u8>, u32)> {
-    use std::io::Write;
-    let raw: Vec<u8> = parts.concat();
-    let decoded_len = u32::try_from(raw.len()).map_err(|_| Error::Limit {
-        what: "decoded payload length",
-        value: raw.len() as u64,
-        limit: u32::MAX.into(),
-    })?;
-    let mut enc = zstd::stream::write::Encoder::new(Vec::with_capacity(raw.len() / 4), level)
-        .map_err(Error::Compress)?;
-    enc.include_contentsize(true).map_err(Error::Compress)?;
-    enc.set_pledged_src_size(Some(raw.len() as u64))
-        .map_err(Error::Compress)?;
-    for part in parts.iter().filter(|p| !p.is_empty()) {
-        enc.write_all(part).map_err(Error::Compress)?;
-        enc.flush().map_err(Error::Compress)?;
-    }
-    let compressed = enc.finish().map_err(Error::Compress)?;
-    Ok(if compressed.len() < raw.len() {
-        (Codec::Zstd, compressed, decoded_len)
-    } else {
-        (Codec::Stored, raw, decoded_len)
-    })
-}
-
 /// Codes one segment, choosing the smallest op.
 pub fn plan_segment(
     old: &[u8],
@@ -392,8 +378,8 @@ pub fn plan_segment(
             });
         }
     }
-    let level = match coding {
-        Coding::Zstd { level } => level,
+    let (level, quick) = match coding {
+        Coding::Zstd { level, quick } => (level, quick),
         Coding::Tiny { source } => {
             return Ok(plan_tiny(old, new, blocks, start..end, source, rules, base));
         }
@@ -403,24 +389,24 @@ pub fn plan_segment(
     let mut best: Option<PlannedOp> = None;
     let within_bound = (streams.decoded_len() as u64) <= max_patch_decoded_len(dst_len);
     if !streams.reads.is_empty() && within_bound {
-        let parts = streams.into_payload_parts();
+        let (parts, diff) = streams.into_coding_parts();
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        let (codec, payload, decoded_len) = code_payload(&parts, level)?;
+        let coded = payload::code_patch(&parts, &diff, level, quick)?;
         best = Some(PlannedOp {
-            codec,
-            payload,
-            decoded_len,
+            codec: coded.codec,
+            payload: coded.payload,
+            decoded_len: coded.decoded_len,
             extents,
             ..base(OpKind::Patch)
         });
     }
     // A mostly literal segment may code better without the patch framing.
     if best.is_none() || literal_share > 0.25 {
-        let (codec, payload, decoded_len) = code_payload(&[seg], level)?;
+        let coded = payload::code_bytes(&[seg], level, quick)?;
         let new_op = PlannedOp {
-            codec,
-            payload,
-            decoded_len,
+            codec: coded.codec,
+            payload: coded.payload,
+            decoded_len: coded.decoded_len,
             ..base(OpKind::New)
         };
         if best

@@ -46,7 +46,16 @@ fn moved_code_pair(old: &[u8], new: &[u8], arch: Arch) {
             let x = with.xform.expect("the transform applies");
             assert!(x.breakpoints >= 2, "{x:?}");
             if arch == Arch::Auto {
-                assert_eq!(with.other_len, Some(without.package.len()));
+                let other = with.other_len.expect("both ways built") as f64;
+                let exact = without.package.len() as f64;
+                match profile {
+                    Profile::Tiny => assert_eq!(other, exact),
+                    // The zstd profile sizes the losing way with fast
+                    // coding only: an estimate near the full coding.
+                    Profile::Zstd => {
+                        assert!((0.9..1.6).contains(&(other / exact)), "{other} vs {exact}")
+                    }
+                }
             }
             assert_eq!(without.xform, None);
             let ratio = with.package.len() as f64 / without.package.len() as f64;

@@ -731,7 +731,8 @@ mod mem {
                     let coded = core::mem::take(&mut m.coded);
                     let decoded = match h.codec {
                         Codec::Zstd => self.zstd_decode(&coded)?,
-                        _ => coded,
+                        Codec::Lzma => self.lzma_decode(&coded)?,
+                        Codec::Stored | Codec::Tiny => coded,
                     };
                     if decoded.len() != h.decoded_len as usize {
                         return Err(FormatError::PayloadCodec {
@@ -829,6 +830,26 @@ mod mem {
             Err(FormatError::PayloadCodec {
                 op_index: self.op.index,
                 what: "zstd payloads need the agent's zstd feature",
+            }
+            .into())
+        }
+
+        #[cfg(feature = "zstd")]
+        fn lzma_decode(&self, coded: &[u8]) -> Result<Vec<u8>> {
+            let h = self.op.header;
+            Ok(fota_format::lzma_payload::decode(
+                self.op.index,
+                coded,
+                h.decoded_len as usize,
+                h.dst_len as usize,
+            )?)
+        }
+
+        #[cfg(not(feature = "zstd"))]
+        fn lzma_decode(&self, _coded: &[u8]) -> Result<Vec<u8>> {
+            Err(FormatError::PayloadCodec {
+                op_index: self.op.index,
+                what: "lzma payloads need the agent's zstd feature",
             }
             .into())
         }

@@ -192,20 +192,32 @@ fn check_op(m: &Manifest, op: &Op<'_>) {
         assert!(prev_end <= m.source_size, "extent inside the source: {e:?}");
     }
     assert!(op.extents.total_len() <= m.source_size);
+    let patch_run = PatchRun {
+        op_index: op.index,
+        dst_offset: h.dst_offset,
+        dst_len: h.dst_len.into(),
+        extents: op.extents.as_slice(),
+        source_size: Some(m.source_size),
+        source: zero_source,
+        misuse: Misuse::None,
+    };
     match (h.kind, h.codec) {
         (OpKind::Copy, _) => assert_eq!(op.extents.total_len(), u64::from(h.dst_len)),
         (OpKind::New, Codec::Stored) => assert_eq!(op.payload.len() as u64, u64::from(h.dst_len)),
         (OpKind::Patch, Codec::Stored) => {
-            let run = PatchRun {
-                op_index: op.index,
-                dst_offset: h.dst_offset,
-                dst_len: h.dst_len.into(),
-                extents: op.extents.as_slice(),
-                source_size: Some(m.source_size),
-                source: zero_source,
-                misuse: Misuse::None,
-            };
-            let _ = run_patch(&run, op.payload, || MAX_CHUNK, None);
+            let _ = run_patch(&patch_run, op.payload, || MAX_CHUNK, None);
+        }
+        #[cfg(feature = "lzma")]
+        (OpKind::Patch | OpKind::New, Codec::Lzma) => {
+            let (decoded_len, dst_len) = (h.decoded_len as usize, h.dst_len as usize);
+            let decoded =
+                fota_format::lzma_payload::decode(op.index, op.payload, decoded_len, dst_len);
+            if let Ok(d) = decoded {
+                assert_eq!(d.len(), decoded_len, "an accepted payload has its length");
+                if h.kind == OpKind::Patch {
+                    let _ = run_patch(&patch_run, &d, || MAX_CHUNK, None);
+                }
+            }
         }
         // Output is kept for back references: bound it as the target does.
         (OpKind::Patch | OpKind::New, Codec::Tiny) if u64::from(h.dst_len) <= MAX_FUZZ_DST_LEN => {
@@ -1046,4 +1058,42 @@ fn stream_table_of(table: &[u8], src: u64, dst: u64) -> bool {
         dst,
     );
     true
+}
+
+// ----------------------------------------------------------------- lzma
+
+/// The `lzma_payload` target: `decoded_len u32 | dst_len u32` (both taken
+/// modulo [`MAX_FUZZ_DST_LEN`] + 1), then an LZMA op payload (`SPEC.md`
+/// §5e). Decodes it; an accepted payload must have exactly `decoded_len`
+/// bytes, and a refusal must be one of the payload errors naming op 7 and
+/// an offset inside the payload. `Some(true)` when accepted.
+#[cfg(feature = "lzma")]
+pub fn lzma_payload(data: &[u8]) -> Option<bool> {
+    let (head, coded) = data.split_at_checked(8)?;
+    let field = |at: usize| -> Option<usize> {
+        let v = u32::from_le_bytes(head.get(at..at + 4)?.try_into().ok()?);
+        Some((u64::from(v) % (MAX_FUZZ_DST_LEN + 1)) as usize)
+    };
+    let (decoded_len, dst_len) = (field(0)?, field(4)?);
+    match fota_format::lzma_payload::decode(7, coded, decoded_len, dst_len) {
+        Ok(out) => {
+            assert_eq!(out.len(), decoded_len, "an accepted payload has its length");
+            Some(true)
+        }
+        Err(fota_format::Error::LzmaPayload {
+            op_index, offset, ..
+        }) => {
+            assert_eq!(op_index, 7);
+            assert!(
+                offset <= coded.len() as u64,
+                "offset {offset} inside the payload"
+            );
+            Some(false)
+        }
+        Err(fota_format::Error::PayloadCodec { op_index, .. }) => {
+            assert_eq!(op_index, 7);
+            Some(false)
+        }
+        Err(other) => panic!("an LZMA payload refused with {other:?}"),
+    }
 }

@@ -29,22 +29,14 @@
 //! 0x22                                 end of the LZMA2 stream
 //! ```
 
-use super::{put_varint, CodecError, ParseReader};
+pub use fota_format::lzma::Props;
+use fota_format::lzma::{
+    decode_symbols, pos_slot, LenModel, Model, RangeDecoder, Sink, ALIGN_BITS, BIT_MODEL_TOTAL,
+    END_MARKER, END_POS_MODEL_INDEX, LEN_TO_POS_STATES, MATCH_LEN_MAX, MATCH_LEN_MIN, MOVE_BITS,
+    TOP,
+};
 
-/// Probabilities are 11-bit, adapted by 1/32 of their distance.
-const BIT_MODEL_TOTAL: u32 = 1 << 11;
-const MOVE_BITS: u32 = 5;
-const TOP: u32 = 1 << 24;
-const STATES: usize = 12;
-const POS_STATES_MAX: usize = 1 << 4;
-const LEN_TO_POS_STATES: usize = 4;
-const END_POS_MODEL_INDEX: u32 = 14;
-const FULL_DISTANCES: u32 = 128;
-const ALIGN_BITS: u32 = 4;
-const MATCH_LEN_MIN: usize = 2;
-const MATCH_LEN_MAX: usize = 273;
-/// The distance value of the end-of-stream marker.
-const END_MARKER: u32 = u32::MAX;
+use super::{put_varint, CodecError, ParseReader};
 
 const TOKEN_LITERALS: u8 = 0;
 const TOKEN_SHORT_REP: u8 = 1;
@@ -56,26 +48,6 @@ const TOKEN_LZMA2_STORED: u8 = 0x21;
 const TOKEN_LZMA2_END: u8 = 0x22;
 
 type Result<T> = std::result::Result<T, CodecError>;
-
-/// The lc/lp/pb parameters of a props byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Props {
-    lc: u32,
-    lp: u32,
-    pb: u32,
-}
-
-impl Props {
-    /// The parameters of `byte` ((pb * 5 + lp) * 9 + lc), if below 225.
-    pub fn from_byte(byte: u8) -> Option<Props> {
-        let b = u32::from(byte);
-        (b < 225).then_some(Props {
-            lc: b % 9,
-            lp: b / 9 % 5,
-            pb: b / 45,
-        })
-    }
-}
 
 /// A decoded stream: its data, its parse and its compressed length.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,228 +61,6 @@ pub struct Decoded {
     /// Compressed bytes the decoder read (the encoder's flush may add a
     /// few more, see [`encode`]).
     pub read: usize,
-}
-
-/// The adaptive probability model shared by both directions.
-struct Model {
-    literal: Vec<u16>,
-    is_match: [u16; STATES * POS_STATES_MAX],
-    is_rep: [u16; STATES],
-    is_rep_g0: [u16; STATES],
-    is_rep_g1: [u16; STATES],
-    is_rep_g2: [u16; STATES],
-    is_rep0_long: [u16; STATES * POS_STATES_MAX],
-    pos_slot: [[u16; 64]; LEN_TO_POS_STATES],
-    pos_special: [u16; 1 + (FULL_DISTANCES - END_POS_MODEL_INDEX) as usize],
-    align: [u16; 1 << ALIGN_BITS],
-    match_len: LenModel,
-    rep_len: LenModel,
-    props: Props,
-    state: usize,
-    reps: [u32; 4],
-}
-
-struct LenModel {
-    choice: u16,
-    choice2: u16,
-    low: [[u16; 8]; POS_STATES_MAX],
-    mid: [[u16; 8]; POS_STATES_MAX],
-    high: [u16; 256],
-}
-
-const HALF: u16 = (BIT_MODEL_TOTAL / 2) as u16;
-
-impl LenModel {
-    fn new() -> Self {
-        LenModel {
-            choice: HALF,
-            choice2: HALF,
-            low: [[HALF; 8]; POS_STATES_MAX],
-            mid: [[HALF; 8]; POS_STATES_MAX],
-            high: [HALF; 256],
-        }
-    }
-}
-
-impl Model {
-    fn new(props: Props) -> Self {
-        Model {
-            literal: vec![HALF; 0x300 << (props.lc + props.lp)],
-            is_match: [HALF; STATES * POS_STATES_MAX],
-            is_rep: [HALF; STATES],
-            is_rep_g0: [HALF; STATES],
-            is_rep_g1: [HALF; STATES],
-            is_rep_g2: [HALF; STATES],
-            is_rep0_long: [HALF; STATES * POS_STATES_MAX],
-            pos_slot: [[HALF; 64]; LEN_TO_POS_STATES],
-            pos_special: [HALF; 1 + (FULL_DISTANCES - END_POS_MODEL_INDEX) as usize],
-            align: [HALF; 1 << ALIGN_BITS],
-            match_len: LenModel::new(),
-            rep_len: LenModel::new(),
-            props,
-            state: 0,
-            reps: [0; 4],
-        }
-    }
-
-    fn pos_state(&self, pos: usize) -> usize {
-        pos & ((1 << self.props.pb) - 1)
-    }
-
-    /// First probability of the literal coder for position `pos`.
-    fn literal_base(&self, pos: usize, prev: u8) -> usize {
-        let lp_mask = (1usize << self.props.lp) - 1;
-        let ctx = ((pos & lp_mask) << self.props.lc) + (usize::from(prev) >> (8 - self.props.lc));
-        0x300 * ctx
-    }
-
-    fn after_literal(&mut self) {
-        self.state = match self.state {
-            0..=3 => 0,
-            4..=9 => self.state - 3,
-            _ => self.state - 6,
-        };
-    }
-
-    fn after(&mut self, literal_state: usize, other: usize) {
-        self.state = if self.state < 7 { literal_state } else { other };
-    }
-}
-
-/// The distance slot of a distance value.
-fn pos_slot(dist: u32) -> u32 {
-    if dist < 4 {
-        return dist;
-    }
-    let top = 31 - dist.leading_zeros();
-    (top << 1) | ((dist >> (top - 1)) & 1)
-}
-
-// ---------------------------------------------------------------- decoding
-
-struct RangeDecoder<'a> {
-    input: &'a [u8],
-    pos: usize,
-    range: u32,
-    code: u32,
-}
-
-impl<'a> RangeDecoder<'a> {
-    fn new(input: &'a [u8]) -> Result<Self> {
-        let head = input.get(..5).ok_or(CodecError {
-            offset: input.len() as u64,
-            what: "5 bytes of range coder start",
-        })?;
-        if head[0] != 0 {
-            return Err(CodecError {
-                offset: 0,
-                what: "range coder start byte 0",
-            });
-        }
-        let code = u32::from_be_bytes([head[1], head[2], head[3], head[4]]);
-        if code == u32::MAX {
-            return Err(CodecError {
-                offset: 1,
-                what: "range coder start value below 0xffffffff",
-            });
-        }
-        Ok(RangeDecoder {
-            input,
-            pos: 5,
-            range: u32::MAX,
-            code,
-        })
-    }
-
-    fn normalize(&mut self) -> Result<()> {
-        if self.range < TOP {
-            let byte = *self.input.get(self.pos).ok_or(CodecError {
-                offset: self.pos as u64,
-                what: "more compressed bytes (the stream is cut short)",
-            })?;
-            self.pos += 1;
-            self.range <<= 8;
-            self.code = (self.code << 8) | u32::from(byte);
-        }
-        Ok(())
-    }
-
-    fn bit(&mut self, prob: &mut u16) -> Result<u32> {
-        let bound = (self.range >> 11) * u32::from(*prob);
-        let bit = if self.code < bound {
-            self.range = bound;
-            *prob += ((BIT_MODEL_TOTAL - u32::from(*prob)) >> MOVE_BITS) as u16;
-            0
-        } else {
-            self.range -= bound;
-            self.code -= bound;
-            *prob -= *prob >> MOVE_BITS;
-            1
-        };
-        self.normalize()?;
-        Ok(bit)
-    }
-
-    fn direct(&mut self, count: u32) -> Result<u32> {
-        let mut v = 0;
-        for _ in 0..count {
-            self.range >>= 1;
-            let bit = u32::from(self.code >= self.range);
-            if bit == 1 {
-                self.code -= self.range;
-            }
-            v = (v << 1) | bit;
-            self.normalize()?;
-        }
-        Ok(v)
-    }
-
-    fn tree(&mut self, probs: &mut [u16], bits: u32) -> Result<u32> {
-        let mut m = 1usize;
-        for _ in 0..bits {
-            m = (m << 1) | self.bit(&mut probs[m])? as usize;
-        }
-        Ok(m as u32 - (1 << bits))
-    }
-
-    fn reverse_tree(&mut self, probs: &mut [u16], base: usize, bits: u32) -> Result<u32> {
-        let (mut m, mut v) = (1usize, 0u32);
-        for i in 0..bits {
-            let bit = self.bit(&mut probs[base + m])?;
-            m = (m << 1) | bit as usize;
-            v |= bit << i;
-        }
-        Ok(v)
-    }
-
-    fn len(&mut self, l: &mut LenModel, pos_state: usize) -> Result<usize> {
-        let v = if self.bit(&mut l.choice)? == 0 {
-            self.tree(&mut l.low[pos_state], 3)?
-        } else if self.bit(&mut l.choice2)? == 0 {
-            8 + self.tree(&mut l.mid[pos_state], 3)?
-        } else {
-            16 + self.tree(&mut l.high, 8)?
-        };
-        Ok(v as usize + MATCH_LEN_MIN)
-    }
-
-    fn distance(&mut self, m: &mut Model, len: usize) -> Result<u32> {
-        let len_state = (len - MATCH_LEN_MIN).min(LEN_TO_POS_STATES - 1);
-        let slot = self.tree(&mut m.pos_slot[len_state], 6)?;
-        if slot < 4 {
-            return Ok(slot);
-        }
-        let direct = (slot >> 1) - 1;
-        let mut dist = (2 | (slot & 1)) << direct;
-        if slot < END_POS_MODEL_INDEX {
-            let base = (dist - slot) as usize;
-            dist += self.reverse_tree(&mut m.pos_special, base, direct)?;
-        } else {
-            dist += self.direct(direct - ALIGN_BITS)? << ALIGN_BITS;
-            dist += self.reverse_tree(&mut m.align, 0, ALIGN_BITS)?;
-        }
-        Ok(dist)
-    }
 }
 
 /// Records literal runs lazily, so a run is one token.
@@ -334,6 +84,31 @@ impl ParseWriter {
     }
 }
 
+impl Sink for ParseWriter {
+    fn literal(&mut self) {
+        self.literals += 1;
+    }
+
+    fn short_rep(&mut self) {
+        self.token(TOKEN_SHORT_REP);
+    }
+
+    fn rep(&mut self, index: usize, len: usize) {
+        self.token(TOKEN_REP0 + index as u8);
+        put_varint(&mut self.parse, (len - MATCH_LEN_MIN) as u64);
+    }
+
+    fn matched(&mut self, len: usize, dist: u32) {
+        self.token(TOKEN_MATCH);
+        put_varint(&mut self.parse, (len - MATCH_LEN_MIN) as u64);
+        self.parse.extend_from_slice(&dist.to_le_bytes());
+    }
+
+    fn end(&mut self) {
+        self.token(TOKEN_END);
+    }
+}
+
 /// Decodes a raw LZMA stream (no 13-byte header) with parameters `props`,
 /// producing `size` bytes, or up to the end marker when `size` is `None`.
 /// `max_data` bounds the output whatever the stream says.
@@ -350,122 +125,14 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         parse: Vec::new(),
         literals: 0,
     };
-    let end_marker = symbols(&mut rc, &mut m, &mut data, &mut w, size, limit)?;
+    let end_marker = decode_symbols(&mut rc, &mut m, &mut data, &mut w, size, limit)?;
     w.flush();
     Ok(Decoded {
         data,
         parse: w.parse,
         end_marker,
-        read: rc.pos,
+        read: rc.position(),
     })
-}
-
-/// Decodes symbols into `data` until it holds `size` bytes or, when
-/// `size` is `None`, up to the end marker; returns whether the marker came.
-fn symbols(
-    rc: &mut RangeDecoder<'_>,
-    m: &mut Model,
-    data: &mut Vec<u8>,
-    w: &mut ParseWriter,
-    size: Option<u64>,
-    limit: u64,
-) -> Result<bool> {
-    let corrupt = |rc: &RangeDecoder<'_>, what| CodecError {
-        offset: rc.pos as u64,
-        what,
-    };
-    while size.is_none_or(|s| (data.len() as u64) < s) {
-        let pos = data.len();
-        let room = (pos as u64) < limit;
-        let ps = m.pos_state(pos);
-        if rc.bit(&mut m.is_match[(m.state << 4) + ps])? == 0 {
-            if !room {
-                return Err(corrupt(rc, "data within the size limit"));
-            }
-            let prev = data.last().copied().unwrap_or(0);
-            let base = m.literal_base(pos, prev);
-            let probs = &mut m.literal[base..base + 0x300];
-            let mut sym = 1usize;
-            if m.state >= 7 {
-                let at = pos - m.reps[0] as usize - 1;
-                let mut match_byte = usize::from(data[at]);
-                loop {
-                    let match_bit = (match_byte >> 7) & 1;
-                    match_byte <<= 1;
-                    let bit = rc.bit(&mut probs[0x100 + (match_bit << 8) + sym])? as usize;
-                    sym = (sym << 1) | bit;
-                    if match_bit != bit || sym >= 0x100 {
-                        break;
-                    }
-                }
-            }
-            while sym < 0x100 {
-                sym = (sym << 1) | rc.bit(&mut probs[sym])? as usize;
-            }
-            data.push((sym - 0x100) as u8);
-            w.literals += 1;
-            m.after_literal();
-            continue;
-        }
-        let len;
-        if rc.bit(&mut m.is_rep[m.state])? == 0 {
-            len = rc.len(&mut m.match_len, ps)?;
-            m.after(7, 10);
-            let dist = rc.distance(m, len)?;
-            if dist == END_MARKER {
-                w.token(TOKEN_END);
-                return Ok(true);
-            }
-            m.reps = [dist, m.reps[0], m.reps[1], m.reps[2]];
-            w.token(TOKEN_MATCH);
-            put_varint(&mut w.parse, (len - MATCH_LEN_MIN) as u64);
-            w.parse.extend_from_slice(&dist.to_le_bytes());
-        } else {
-            let index = if rc.bit(&mut m.is_rep_g0[m.state])? == 0 {
-                if rc.bit(&mut m.is_rep0_long[(m.state << 4) + ps])? == 0 {
-                    if pos == 0 || !room {
-                        return Err(corrupt(
-                            rc,
-                            "a repeat after the first byte, within the size limit",
-                        ));
-                    }
-                    m.after(9, 11);
-                    let at = pos - m.reps[0] as usize - 1;
-                    data.push(data[at]);
-                    w.token(TOKEN_SHORT_REP);
-                    continue;
-                }
-                0
-            } else if rc.bit(&mut m.is_rep_g1[m.state])? == 0 {
-                1
-            } else if rc.bit(&mut m.is_rep_g2[m.state])? == 0 {
-                2
-            } else {
-                3
-            };
-            let dist = m.reps[index];
-            for i in (1..=index).rev() {
-                m.reps[i] = m.reps[i - 1];
-            }
-            m.reps[0] = dist;
-            len = rc.len(&mut m.rep_len, ps)?;
-            m.after(8, 11);
-            w.token(TOKEN_REP0 + index as u8);
-            put_varint(&mut w.parse, (len - MATCH_LEN_MIN) as u64);
-        }
-        let dist = m.reps[0] as usize;
-        if dist >= pos {
-            return Err(corrupt(rc, "a match distance inside the data so far"));
-        }
-        if (pos + len) as u64 > limit {
-            return Err(corrupt(rc, "a match that ends within the size limit"));
-        }
-        for i in 0..len {
-            let b = data[pos - dist - 1 + i];
-            data.push(b);
-        }
-    }
-    Ok(false)
 }
 
 /// Decodes an LZMA2 stream (chunks up to the 0x00 end byte) from the start
@@ -554,7 +221,7 @@ pub fn decode2(input: &[u8], max_data: u64) -> Result<Decoded> {
         if end > max_data {
             return Err(error(at, "data within the size limit"));
         }
-        symbols(&mut rc, m, &mut data, &mut w, Some(end), end)
+        decode_symbols(&mut rc, m, &mut data, &mut w, Some(end), end)
             .map_err(|e| error(pos + e.offset as usize, e.what))?;
         w.flush();
         pos += packed;

@@ -31,6 +31,15 @@ pub struct CodecError {
     pub what: &'static str,
 }
 
+impl From<fota_format::lzma::LzmaError> for CodecError {
+    fn from(e: fota_format::lzma::LzmaError) -> Self {
+        CodecError {
+            offset: e.offset,
+            what: e.what,
+        }
+    }
+}
+
 impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "at offset {}: {}", self.offset, self.what)

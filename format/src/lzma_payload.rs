@@ -1,0 +1,300 @@
+//! The `lzma` payload codec (feature `lzma`, allocates): one or more raw
+//! LZMA streams behind a small table, decoded in memory (`SPEC.md` §5e).
+//!
+//! ```text
+//! layout u8 | count u8 | count × (props u8, varint unpacked_len, varint packed_len) | streams
+//! ```
+//!
+//! - `props` is LZMA's `(pb * 5 + lp) * 9 + lc` byte (`lc + lp` ≤ 4), or [`STORED`] for a
+//!   stream kept as is (`packed_len == unpacked_len`). Each stream has its
+//!   own model, so the generator tunes `lc`/`lp`/`pb` to what it holds.
+//! - Layout [`LAYOUT_BYTES`]: the decoded payload is the streams
+//!   concatenated (1 to [`MAX_STREAMS`] streams).
+//! - Layout [`LAYOUT_PATCH`]: three streams, the control records, the diff
+//!   bytes in full (zeros included) and the literal bytes of a PATCH
+//!   payload. The decoder turns the plain diff into the sparse zero-run /
+//!   value-run / value streams of the PATCH layout (`patch` module), so the
+//!   decoded payload is an ordinary PATCH payload. LZMA codes the plain
+//!   diff of recompiled code about 5 % smaller than the three sparse
+//!   streams, since its repeat matches see the column structure of
+//!   instruction words that the run lengths hide.
+//!
+//! Raw LZMA has a smaller fixed cost than a zstd frame (no frame header,
+//! no Huffman or FSE tables), which is most of a small patch.
+
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result};
+use crate::lzma::{self, Props};
+use crate::patch::{read_varint, write_varint, MAX_VARINT_LEN};
+
+/// Layout: the decoded payload is the streams back to back.
+pub const LAYOUT_BYTES: u8 = 0;
+/// Layout: control, plain diff and literal streams of a PATCH payload.
+pub const LAYOUT_PATCH: u8 = 1;
+/// The props value of a stream stored uncompressed.
+pub const STORED: u8 = 0xff;
+/// Largest `lc + lp` of a stream: it keeps the literal model within 24 KiB
+/// (a larger one would let a package ask the device for megabytes).
+pub const MAX_LC_LP: u32 = 4;
+/// Most streams in a [`LAYOUT_BYTES`] payload.
+pub const MAX_STREAMS: usize = 8;
+
+/// One stream's entry in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// LZMA parameters, or `None` when stored.
+    pub props: Option<Props>,
+    /// Decoded length.
+    pub unpacked_len: usize,
+    /// Length in the payload.
+    pub packed_len: usize,
+}
+
+/// Appends the table of a payload (layout and entries) to `out`; the
+/// packed streams follow it in the same order.
+pub fn write_table(layout: u8, entries: &[StreamEntry], out: &mut Vec<u8>) {
+    out.push(layout);
+    out.push(entries.len() as u8);
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    for e in entries {
+        out.push(e.props.map_or(STORED, Props::to_byte));
+        for v in [e.unpacked_len, e.packed_len] {
+            let n = write_varint(v as u64, &mut buf);
+            out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+        }
+    }
+}
+
+/// Decodes op `op_index`'s LZMA payload `coded` into its decoded payload of
+/// exactly `decoded_len` bytes; `dst_len` (the segment length) bounds a
+/// plain diff stream.
+///
+/// # Errors
+/// [`Error::LzmaPayload`] naming the payload offset of a bad table, a
+/// stream that does not decode, or lengths that disagree with
+/// `decoded_len`.
+pub fn decode(op_index: u32, coded: &[u8], decoded_len: usize, dst_len: usize) -> Result<Vec<u8>> {
+    let err = |offset: usize, what| Error::LzmaPayload {
+        op_index,
+        offset: offset as u64,
+        what,
+    };
+    let layout = *coded.first().ok_or(err(0, "a layout byte"))?;
+    let count = usize::from(*coded.get(1).ok_or(err(1, "a stream count byte"))?);
+    match layout {
+        LAYOUT_BYTES if (1..=MAX_STREAMS).contains(&count) => {}
+        LAYOUT_PATCH if count == 3 => {}
+        LAYOUT_BYTES | LAYOUT_PATCH => {
+            return Err(err(1, "1 to 8 streams (layout 0) or 3 (layout 1)"))
+        }
+        _ => return Err(err(0, "layout 0 (bytes) or 1 (patch)")),
+    }
+    let mut pos = 2usize;
+    let mut entries = [StreamEntry {
+        props: None,
+        unpacked_len: 0,
+        packed_len: 0,
+    }; MAX_STREAMS];
+    for e in entries.iter_mut().take(count) {
+        let at = pos;
+        let p = *coded.get(pos).ok_or(err(pos, "a props byte"))?;
+        pos += 1;
+        e.props = match p {
+            STORED => None,
+            _ => Some(
+                Props::from_byte(p)
+                    .filter(|p| p.lc + p.lp <= MAX_LC_LP)
+                    .ok_or(err(at, "a props byte below 225 with lc + lp <= 4, or 0xff"))?,
+            ),
+        };
+        let mut len = |what| {
+            let at = pos;
+            read_varint(coded, &mut pos)
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or(err(at, what))
+        };
+        e.unpacked_len = len("an unpacked length varint")?;
+        e.packed_len = len("a packed length varint")?;
+        if e.props.is_none() && e.packed_len != e.unpacked_len {
+            return Err(err(
+                at,
+                "a stored stream's packed length equal to its unpacked length",
+            ));
+        }
+    }
+    let entries = entries.get(..count).unwrap_or(&[]);
+    // Bound every stream before decoding any, so a bad table costs no memory.
+    let bounds: [usize; 3] = [decoded_len, dst_len, decoded_len];
+    let mut wanted = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        let bound = match layout {
+            LAYOUT_PATCH => bounds.get(i).copied().unwrap_or(0),
+            _ => decoded_len,
+        };
+        if e.unpacked_len > bound {
+            return Err(err(
+                pos,
+                "stream lengths within the op's decoded and segment lengths",
+            ));
+        }
+        if layout == LAYOUT_BYTES || i != 1 {
+            wanted = wanted.saturating_add(e.unpacked_len);
+        }
+    }
+    if wanted > decoded_len {
+        return Err(err(pos, "unpacked lengths within the decoded length"));
+    }
+    let packed_total = entries
+        .iter()
+        .try_fold(0usize, |a, e| a.checked_add(e.packed_len));
+    if packed_total != coded.len().checked_sub(pos) {
+        return Err(err(
+            pos,
+            "packed lengths adding up to the rest of the payload",
+        ));
+    }
+    let mut streams: [Vec<u8>; MAX_STREAMS] = Default::default();
+    for (e, out) in entries.iter().zip(streams.iter_mut()) {
+        let packed = coded.get(pos..pos + e.packed_len).unwrap_or(&[]);
+        match e.props {
+            None => out.extend_from_slice(packed),
+            Some(props) => lzma::decode(packed, props, e.unpacked_len, out)
+                .map_err(|l| err(pos + l.offset as usize, l.what))?,
+        }
+        pos += e.packed_len;
+    }
+    let decoded = match layout {
+        LAYOUT_PATCH => {
+            let [ctrl, diff, extra, ..] = &streams;
+            patch_payload(ctrl, diff, extra)
+        }
+        _ => streams.concat(),
+    };
+    if decoded.len() != decoded_len {
+        return Err(Error::PayloadCodec {
+            op_index,
+            what: "payload decodes to another length than declared",
+        });
+    }
+    Ok(decoded)
+}
+
+/// The PATCH payload of control records `ctrl`, plain diff bytes `diff` and
+/// literals `extra`: the diff becomes maximal zero and value runs, zeros
+/// after the last value left implicit.
+pub fn patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> Vec<u8> {
+    let mut zero_runs = Vec::new();
+    let mut value_runs = Vec::new();
+    let mut values = Vec::new();
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    let mut put = |out: &mut Vec<u8>, v: usize| {
+        let n = write_varint(v as u64, &mut buf);
+        out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+    };
+    let mut rest = diff;
+    while let Some(first) = rest.iter().position(|&b| b != 0) {
+        let run = rest
+            .get(first..)
+            .unwrap_or(&[])
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(rest.len() - first);
+        put(&mut zero_runs, first);
+        put(&mut value_runs, run);
+        values.extend_from_slice(rest.get(first..first + run).unwrap_or(&[]));
+        rest = rest.get(first + run..).unwrap_or(&[]);
+    }
+    let mut out = Vec::new();
+    for s in [ctrl, &zero_runs, &value_runs, &values, extra] {
+        put(&mut out, s.len());
+    }
+    for s in [ctrl, &zero_runs, &value_runs, &values, extra] {
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn stored(parts: &[&[u8]], layout: u8) -> Vec<u8> {
+        let entries: Vec<StreamEntry> = parts
+            .iter()
+            .map(|p| StreamEntry {
+                props: None,
+                unpacked_len: p.len(),
+                packed_len: p.len(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_table(layout, &entries, &mut out);
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+
+    #[test]
+    fn stored_streams_concatenate() {
+        let coded = stored(&[b"abc", b"", b"de"], LAYOUT_BYTES);
+        assert_eq!(decode(0, &coded, 5, 5).unwrap(), b"abcde");
+        // Another declared length is refused.
+        assert!(matches!(
+            decode(0, &coded, 6, 6),
+            Err(Error::PayloadCodec { .. })
+        ));
+        assert!(matches!(
+            decode(0, &coded, 4, 4),
+            Err(Error::LzmaPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_diff_becomes_maximal_runs() {
+        let p = patch_payload(&[9], &[0, 0, 5, 6, 0, 7, 0, 0], b"xy");
+        // lengths 1, 2, 2, 3, 2 | ctrl | zero runs 2 1 | value runs 2 1 | values | extra
+        assert_eq!(p, vec![1, 2, 2, 3, 2, 9, 2, 1, 2, 1, 5, 6, 7, b'x', b'y']);
+        let coded = stored(&[&[9], &[0, 0, 5, 6, 0, 7, 0, 0], b"xy"], LAYOUT_PATCH);
+        assert_eq!(decode(3, &coded, p.len(), 8).unwrap(), p);
+        // A diff longer than the segment is refused before decoding.
+        let e = decode(3, &coded, p.len(), 7).unwrap_err();
+        assert!(matches!(e, Error::LzmaPayload { op_index: 3, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn bad_tables_name_their_offset() {
+        let what = |coded: &[u8]| match decode(1, coded, 4, 4) {
+            Err(Error::LzmaPayload { offset, what, .. }) => (offset, what),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(what(&[]), (0, "a layout byte"));
+        assert_eq!(what(&[0]), (1, "a stream count byte"));
+        assert_eq!(what(&[2, 1]), (0, "layout 0 (bytes) or 1 (patch)"));
+        assert_eq!(what(&[0, 0]).1, "1 to 8 streams (layout 0) or 3 (layout 1)");
+        assert_eq!(what(&[1, 2]).1, "1 to 8 streams (layout 0) or 3 (layout 1)");
+        assert_eq!(
+            what(&[0, 1, 225, 4, 4]),
+            (2, "a props byte below 225 with lc + lp <= 4, or 0xff")
+        );
+        // lc 8 lp 0 is a valid LZMA props byte but past this format's limit.
+        assert_eq!(what(&[0, 1, 8, 4, 4]).0, 2);
+        assert_eq!(
+            what(&[0, 1, 0xff, 4, 3]).1,
+            "a stored stream's packed length equal to its unpacked length"
+        );
+        assert_eq!(what(&[0, 1, 0xff, 0x80]), (3, "an unpacked length varint"));
+        assert_eq!(
+            what(&[0, 1, 0xff, 4, 4, 1, 2]).1,
+            "packed lengths adding up to the rest of the payload"
+        );
+        // A cut-short LZMA stream points into the stream.
+        assert_eq!(
+            what(&[0, 1, 0x5d, 4, 5, 0, 0, 0, 0, 0]),
+            (10, "more compressed bytes (the stream is cut short)")
+        );
+    }
+}

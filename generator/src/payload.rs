@@ -1,0 +1,365 @@
+//! Coding op payloads of the zstd profile: every candidate coding is made
+//! and the smallest kept (zstd frame, LZMA streams in either layout, or the
+//! bytes stored).
+//!
+//! LZMA streams come from liblzma, whose optimal parser beats zstd's by a
+//! few percent on patch streams and whose raw stream has almost no fixed
+//! cost. liblzma does not know the decoded size in advance, so it ends
+//! every stream with an end marker; the generator drops it (5 to 6 bytes)
+//! by re-coding the stream's parse without it (`streams::lzma`), which
+//! gives the same stream bit for bit up to the marker.
+
+use fota_format::lzma::Props;
+use fota_format::lzma_payload::{write_table, StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH};
+use fota_format::op::Codec;
+use xz2::stream::{Action, LzmaOptions, Status, Stream};
+
+use crate::error::{Error, Result};
+use crate::streams::lzma as lzma_parse;
+
+/// A coded payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coded {
+    /// How it is coded.
+    pub codec: Codec,
+    /// The bytes on the wire.
+    pub payload: Vec<u8>,
+    /// Its length after decoding.
+    pub decoded_len: u32,
+}
+
+/// lc/lp/pb settings tried for each LZMA stream: liblzma's default (text-
+/// like bytes), no literal context (diff bytes, varints) and 4-byte
+/// positions (32-bit instruction words).
+const PROPS_TRIED: [Props; 3] = [
+    Props::DEFAULT,
+    Props {
+        lc: 0,
+        lp: 0,
+        pb: 0,
+    },
+    Props {
+        lc: 0,
+        lp: 2,
+        pb: 2,
+    },
+];
+
+/// liblzma preset: 6 (bt4 match finder, optimal parsing), the dictionary
+/// sized to the stream.
+const PRESET: u32 = 6;
+
+/// Match lengths at which liblzma stops looking further: its default, and
+/// LZMA's longest match. 64 cuts the zero runs of a diff stream into many
+/// short repeats; 273 codes the plain diff of recompiled A32 code about
+/// 14 % smaller, for about three times the encoding time, and gains
+/// nothing on most other streams. It is used where it wins on the sample
+/// by [`LONG_NICE_GAIN`].
+const NICE_LENS: [u32; 2] = [64, 273];
+
+/// Share of the sample's coded size the long nice length must save (in
+/// 1/1000) to be worth its encoding time.
+const LONG_NICE_GAIN: usize = 20;
+
+/// Payloads up to this size get every candidate coding; larger ones only
+/// the one that wins on large payloads (LZMA, with the patch layout for a
+/// PATCH), so generation time stays one LZMA pass per stream.
+const TRY_ALL_LEN: usize = 256 << 10;
+
+/// Streams up to this size are coded with each of [`PROPS_TRIED`]; larger
+/// ones with the settings that code a sample of them best.
+const PROPS_SAMPLE_LEN: usize = 64 << 10;
+
+/// zstd level of the quick size estimate.
+const QUICK_LEVEL: i32 = 3;
+
+/// Streams up to this size lose liblzma's end marker (a larger stream
+/// keeps it: the decoder stops at the declared length, and 6 bytes do not
+/// pay for re-coding a long stream).
+const STRIP_MARKER_LEN: usize = 1 << 20;
+
+/// The smallest coding of a payload whose decoded form is `parts`
+/// concatenated: one zstd frame at `level` (a block per part), one LZMA
+/// stream, or stored. `quick` tries one zstd frame at level
+/// [`QUICK_LEVEL`] only (or stored): a size estimate for choosing between
+/// two ways to build a package.
+///
+/// # Errors
+/// A payload longer than 4 GiB, or a compressor failure.
+pub fn code_bytes(parts: &[&[u8]], level: i32, quick: bool) -> Result<Coded> {
+    let raw: Vec<u8> = parts.concat();
+    let decoded_len = decoded_len(raw.len())?;
+    if quick {
+        let frame = zstd_frame(parts, raw.len(), QUICK_LEVEL)?;
+        let (codec, payload) = match frame.len() < raw.len() {
+            true => (Codec::Zstd, frame),
+            false => (Codec::Stored, raw),
+        };
+        return Ok(Coded {
+            codec,
+            payload,
+            decoded_len,
+        });
+    }
+    let (zstd, lzma) = rayon::join(
+        || match raw.len() <= TRY_ALL_LEN {
+            true => zstd_frame(parts, raw.len(), level).map(Some),
+            false => Ok(None),
+        },
+        || lzma_streams(LAYOUT_BYTES, &[&raw]),
+    );
+    let mut best = Coded {
+        codec: Codec::Stored,
+        payload: raw,
+        decoded_len,
+    };
+    let zstd = zstd?.map(|z| (Codec::Zstd, z));
+    for (codec, payload) in zstd.into_iter().chain([(Codec::Lzma, lzma?)]) {
+        if payload.len() < best.payload.len() {
+            best = Coded {
+                codec,
+                payload,
+                decoded_len,
+            };
+        }
+    }
+    Ok(best)
+}
+
+/// The smallest coding of a PATCH payload: [`code_bytes`] of its sparse
+/// form `parts` (length prefix, control, zero runs, value runs, values,
+/// literals), or LZMA streams of its control records, plain diff bytes
+/// `diff` and literals (layout patch).
+///
+/// # Errors
+/// As [`code_bytes`].
+pub fn code_patch(parts: &[&[u8]], diff: &[u8], level: i32, quick: bool) -> Result<Coded> {
+    let ctrl = parts.get(1).copied().unwrap_or(&[]);
+    let extra = parts.get(5).copied().unwrap_or(&[]);
+    let sparse_len: usize = parts.iter().map(|p| p.len()).sum();
+    if quick {
+        return code_bytes(parts, level, true);
+    }
+    let (bytes, plain) = rayon::join(
+        || match sparse_len <= TRY_ALL_LEN {
+            true => code_bytes(parts, level, false).map(Some),
+            false => Ok(None),
+        },
+        || lzma_streams(LAYOUT_PATCH, &[ctrl, diff, extra]),
+    );
+    let plain = Coded {
+        codec: Codec::Lzma,
+        payload: plain?,
+        decoded_len: decoded_len(sparse_len)?,
+    };
+    Ok(match bytes? {
+        Some(b) if b.payload.len() <= plain.payload.len() => b,
+        _ => plain,
+    })
+}
+
+fn decoded_len(len: usize) -> Result<u32> {
+    u32::try_from(len).map_err(|_| Error::Limit {
+        what: "decoded payload length",
+        value: len as u64,
+        limit: u32::MAX.into(),
+    })
+}
+
+/// One zstd frame of `parts`, a zstd block ending at every part boundary so
+/// that no block mixes the statistics of two streams.
+fn zstd_frame(parts: &[&[u8]], len: usize, level: i32) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = zstd::stream::write::Encoder::new(Vec::with_capacity(len / 4), level)
+        .map_err(Error::Compress)?;
+    enc.include_contentsize(true).map_err(Error::Compress)?;
+    enc.set_pledged_src_size(Some(len as u64))
+        .map_err(Error::Compress)?;
+    for part in parts.iter().filter(|p| !p.is_empty()) {
+        enc.write_all(part).map_err(Error::Compress)?;
+        enc.flush().map_err(Error::Compress)?;
+    }
+    enc.finish().map_err(Error::Compress)
+}
+
+/// An LZMA payload of `layout` holding `streams`, each coded with the best
+/// of [`PROPS_TRIED`] or stored.
+fn lzma_streams(layout: u8, streams: &[&[u8]]) -> Result<Vec<u8>> {
+    use rayon::prelude::*;
+    let coded: Vec<(Option<Props>, Vec<u8>)> = streams
+        .par_iter()
+        .map(|s| best_stream(s))
+        .collect::<Result<_>>()?;
+    let entries: Vec<StreamEntry> = coded
+        .iter()
+        .zip(streams)
+        .map(|((props, packed), s)| StreamEntry {
+            props: *props,
+            unpacked_len: s.len(),
+            packed_len: packed.len(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    write_table(layout, &entries, &mut out);
+    for (_, packed) in &coded {
+        out.extend_from_slice(packed);
+    }
+    Ok(out)
+}
+
+/// The smallest of `data` stored and coded with each of [`PROPS_TRIED`]
+/// (a long stream: with the settings that code its sample best).
+fn best_stream(data: &[u8]) -> Result<(Option<Props>, Vec<u8>)> {
+    use rayon::prelude::*;
+    let mut best = (None, data.to_vec());
+    if data.is_empty() {
+        return Ok(best);
+    }
+    let settings: Vec<(Props, u32)> = PROPS_TRIED
+        .iter()
+        .flat_map(|&p| NICE_LENS.map(|n| (p, n)))
+        .collect();
+    let tried = |sample: &[u8]| -> Result<Vec<(Props, u32, Vec<u8>)>> {
+        settings
+            .par_iter()
+            .map(|&(p, n)| Ok((p, n, lzma_raw(sample, p, n, true)?)))
+            .collect()
+    };
+    let tries = if data.len() <= PROPS_SAMPLE_LEN {
+        tried(data)?
+    } else {
+        let on_sample = tried(&sample(data))?;
+        let best_with = |nice: u32| {
+            on_sample
+                .iter()
+                .filter(|t| t.1 == nice)
+                .min_by_key(|t| t.2.len())
+                .map_or((Props::DEFAULT, usize::MAX), |t| (t.0, t.2.len()))
+        };
+        let (short, short_len) = best_with(NICE_LENS[0]);
+        let (long, long_len) = best_with(NICE_LENS[1]);
+        let worth = long_len.saturating_mul(1000) < short_len.saturating_mul(1000 - LONG_NICE_GAIN);
+        let (props, nice) = match worth {
+            true => (long, NICE_LENS[1]),
+            false => (short, NICE_LENS[0]),
+        };
+        vec![(props, nice, lzma_raw(data, props, nice, true)?)]
+    };
+    for (p, _, packed) in tries {
+        if packed.len() < best.1.len() {
+            best = (Some(p), packed);
+        }
+    }
+    Ok(best)
+}
+
+/// Four evenly spaced quarters of [`PROPS_SAMPLE_LEN`] bytes of `data`.
+fn sample(data: &[u8]) -> Vec<u8> {
+    let piece = PROPS_SAMPLE_LEN / 4;
+    let step = (data.len() - piece) / 3;
+    (0..4)
+        .flat_map(|i| data.get(i * step..i * step + piece).unwrap_or(&[]))
+        .copied()
+        .collect()
+}
+
+/// A raw LZMA stream of `data` with `props`, without an end marker when
+/// `strip` and shorter than [`STRIP_MARKER_LEN`].
+fn lzma_raw(data: &[u8], props: Props, nice: u32, strip: bool) -> Result<Vec<u8>> {
+    let fail = |what: &str| Error::Compress(std::io::Error::other(format!("liblzma: {what}")));
+    let mut opts = LzmaOptions::new_preset(PRESET).map_err(|e| fail(&e.to_string()))?;
+    let dict = (data.len() as u32)
+        .next_power_of_two()
+        .clamp(1 << 12, 1 << 26);
+    opts.dict_size(dict)
+        .nice_len(nice)
+        .literal_context_bits(props.lc)
+        .literal_position_bits(props.lp)
+        .position_bits(props.pb);
+    let mut enc = Stream::new_lzma_encoder(&opts).map_err(|e| fail(&e.to_string()))?;
+    let mut alone = Vec::with_capacity(data.len() / 2 + 64);
+    let mut pos = 0usize;
+    loop {
+        let action = if pos < data.len() {
+            Action::Run
+        } else {
+            Action::Finish
+        };
+        if alone.capacity() - alone.len() < 4096 {
+            alone.reserve(alone.capacity().max(4096));
+        }
+        let before = enc.total_in();
+        let status = enc
+            .process_vec(data.get(pos..).unwrap_or(&[]), &mut alone, action)
+            .map_err(|e| fail(&e.to_string()))?;
+        pos += (enc.total_in() - before) as usize;
+        if status == Status::StreamEnd {
+            break;
+        }
+    }
+    // The .lzma header (13 bytes: props, dictionary size, unknown size)
+    // goes; the end marker goes by re-coding the parse without it.
+    let body = alone
+        .get(13..)
+        .ok_or_else(|| fail("a stream shorter than its header"))?;
+    if !strip || data.len() > STRIP_MARKER_LEN {
+        return Ok(body.to_vec());
+    }
+    let decoded = lzma_parse::decode(body, props, None, data.len() as u64)
+        .map_err(|e| fail(&e.to_string()))?;
+    let mut parse = decoded.parse;
+    if !decoded.end_marker || decoded.data != data || parse.pop().is_none() {
+        return Err(fail("a stream that does not decode back to its data"));
+    }
+    lzma_parse::encode(data, &parse, props).map_err(|e| fail(&e.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn decode(c: &Coded, dst_len: usize) -> Vec<u8> {
+        let n = c.decoded_len as usize;
+        crate::apply::decode_coded(0, c.codec, &c.payload, n, dst_len).unwrap()
+    }
+
+    #[test]
+    fn raw_streams_have_no_end_marker_and_decode_back() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * i % 251) as u8).collect();
+        for props in PROPS_TRIED {
+            let packed = lzma_raw(&data, props, NICE_LENS[1], true).unwrap();
+            let mut out = Vec::new();
+            fota_format::lzma::decode(&packed, props, data.len(), &mut out).unwrap();
+            assert_eq!(out, data);
+            let with_marker = lzma_parse::decode(&packed, props, None, 1 << 20);
+            assert!(with_marker.is_err() || !with_marker.unwrap().end_marker);
+        }
+    }
+
+    #[test]
+    fn small_and_large_payloads_pick_a_decodable_coding() {
+        let text = b"the quick brown fox jumps over the lazy dog. ".repeat(200);
+        for parts in [
+            vec![&b"x"[..]],
+            vec![&b""[..]],
+            vec![&text[..], &b"tail"[..]],
+        ] {
+            let c = code_bytes(&parts, 19, false).unwrap();
+            assert_eq!(decode(&c, 0), parts.concat());
+        }
+        // The pick is the smallest candidate.
+        let c = code_bytes(&[&text], 19, false).unwrap();
+        let zstd = zstd_frame(&[&text], text.len(), 19).unwrap();
+        let lzma = lzma_streams(LAYOUT_BYTES, &[&text]).unwrap();
+        assert!(c.payload.len() <= zstd.len().min(lzma.len()));
+        assert!(c.payload.len() < 120, "{}", c.payload.len());
+        // Above TRY_ALL_LEN only LZMA is tried (stored if it does not pay).
+        let big: Vec<u8> = (0..TRY_ALL_LEN as u32 + 1000)
+            .map(|i| (i / 7 % 13) as u8)
+            .collect();
+        let c = code_bytes(&[&big], 19, false).unwrap();
+        assert_eq!(c.codec, Codec::Lzma);
+        assert_eq!(decode(&c, 0), big);
+    }
+}
