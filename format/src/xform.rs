@@ -284,8 +284,17 @@ impl XformParts<'_> {
             pos += b.len();
             Some(())
         };
-        put(full.get(..fixed)?)?;
+        put(full.get(..XFORM_FIXED_LEN)?)?;
         let mut buf = [0u8; crate::patch::MAX_VARINT_LEN];
+        // Ranges and windows: each word as its difference from what the
+        // words before it predict (`head_word_prediction`).
+        let counts = HeadCounts::of(&full);
+        for at in (XFORM_FIXED_LEN..fixed).step_by(4) {
+            let word = le32(&full, at);
+            let change = word.wrapping_sub(counts.prediction(&full, at)) as i32;
+            let n = crate::patch::write_varint(crate::patch::zigzag(change.into()), &mut buf);
+            put(buf.get(..n)?)?;
+        }
         let n = crate::patch::write_varint(self.breakpoints.len() as u64, &mut buf);
         put(buf.get(..n)?)?;
         let (mut prev_address, mut prev_delta) = (0u32, 0i32);
@@ -310,17 +319,23 @@ impl XformParts<'_> {
 /// reads, fed in pieces of any size, with a few bytes of state: an
 /// applier streams the op from the package into its RAM.
 ///
-/// The wire form is [`XformParts::encode`]'s, except that the breakpoint
-/// count is a LEB128 varint and each breakpoint two: the address minus the
-/// previous one (the first: the address itself; later ones at least 1),
-/// and the delta minus the previous delta (zigzag). Varints are minimal
-/// and fit 32 bits. A map's addresses grow by a function's size and its
-/// deltas change little, so a breakpoint takes about 3 bytes, not 8.
+/// The wire form is [`XformParts::encode`]'s with every field after the
+/// 8 fixed bytes a LEB128 varint. Each word of the ranges and windows is
+/// coded as its difference (zigzag) from a prediction made from the words
+/// before it: a range continues the previous range of its image, a new
+/// range repeats the old range of the same index, a window's end is its
+/// start (see `HeadCounts::prediction`). The breakpoint count follows, then
+/// per breakpoint its address minus the previous one (the first: the
+/// address itself; later ones at least 1) and its delta minus the previous
+/// delta (zigzag). Varints are minimal and fit 32 bits. Sections keep
+/// their order and change their size little, and a map's addresses grow by
+/// a function's size while its deltas change little: a range takes about
+/// 6 bytes instead of 16, a breakpoint about 3 instead of 8.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Expander {
     /// Bytes written to the expanded form.
     written: u32,
-    /// Bytes of the fixed part, ranges and windows (known after 6 bytes).
+    /// Bytes of the fixed part, ranges and windows (known after 8 bytes).
     head: u32,
     stage: ExpandStage,
     /// The varint being read: its value so far and bits taken.
@@ -336,6 +351,7 @@ pub struct Expander {
 enum ExpandStage {
     #[default]
     Head,
+    Words,
     Count,
     Address,
     Delta,
@@ -399,14 +415,12 @@ impl Expander {
         match self.stage {
             ExpandStage::Head => {
                 self.put(&[byte], at, out)?;
-                if self.written == 6 {
-                    let count = |i: usize| u32::from(*out.get(i).unwrap_or(&0));
-                    self.head = XFORM_FIXED_LEN as u32
-                        + (count(3) + count(4)) * RANGE_LEN as u32
-                        + count(5) * WINDOW_LEN as u32;
-                }
-                if self.written >= 6 && self.written == self.head {
-                    self.stage = ExpandStage::Count;
+                if self.written == XFORM_FIXED_LEN as u32 {
+                    self.head = HeadCounts::of(out).head_len() as u32;
+                    self.stage = match self.head == self.written {
+                        true => ExpandStage::Count,
+                        false => ExpandStage::Words,
+                    };
                 }
                 return Ok(());
             }
@@ -435,6 +449,17 @@ impl Expander {
         let v = core::mem::take(&mut self.acc);
         self.shift = 0;
         match self.stage {
+            ExpandStage::Words => {
+                let at_word = self.written as usize;
+                let change = crate::patch::unzigzag(v.into()) as i32;
+                let word = HeadCounts::of(out)
+                    .prediction(out, at_word)
+                    .wrapping_add(change as u32);
+                self.put(&word.to_le_bytes(), at, out)?;
+                if self.written == self.head {
+                    self.stage = ExpandStage::Count;
+                }
+            }
             ExpandStage::Count => {
                 if v > MAX_BREAKPOINTS {
                     return Err(bad("xform breakpoint count (at most 8192)"));
@@ -475,6 +500,82 @@ impl Expander {
             ExpandStage::Head | ExpandStage::Done => {}
         }
         Ok(())
+    }
+}
+
+/// The record counts of an expanded payload's fixed part, which place
+/// every word of its ranges and windows.
+#[derive(Debug, Clone, Copy)]
+struct HeadCounts {
+    old_ranges: usize,
+    new_ranges: usize,
+    windows: usize,
+}
+
+impl HeadCounts {
+    /// The counts in the fixed part at the start of `expanded` (zero where
+    /// it is shorter).
+    fn of(expanded: &[u8]) -> HeadCounts {
+        let count = |i: usize| usize::from(*expanded.get(i).unwrap_or(&0));
+        HeadCounts {
+            old_ranges: count(3),
+            new_ranges: count(4),
+            windows: count(5),
+        }
+    }
+
+    /// Bytes of the fixed part, ranges and windows.
+    fn head_len(&self) -> usize {
+        XFORM_FIXED_LEN
+            + (self.old_ranges + self.new_ranges) * RANGE_LEN
+            + self.windows * WINDOW_LEN
+    }
+
+    /// The word at expanded offset `at` (in the ranges or windows) as
+    /// predicted from the words before it in `expanded`:
+    ///
+    /// - a new range with an old range of the same index, that old range
+    ///   (its address moved by as much as its offset);
+    /// - any other range after the first of its image, the previous one
+    ///   continued: offset at its end, the same length, address and flags,
+    ///   the address moved by as much as the offset;
+    /// - the first range of an image: zeros, the address equal to the
+    ///   offset;
+    /// - a window: its start 0, its end its start.
+    fn prediction(&self, expanded: &[u8], at: usize) -> u32 {
+        let ranges_end = XFORM_FIXED_LEN + (self.old_ranges + self.new_ranges) * RANGE_LEN;
+        let word = |at: usize| le32(expanded, at);
+        if at >= ranges_end {
+            let field = (at - ranges_end) % WINDOW_LEN;
+            return if field == 0 { 0 } else { word(at - 4) };
+        }
+        let index = (at - XFORM_FIXED_LEN) / RANGE_LEN;
+        let start = XFORM_FIXED_LEN + index * RANGE_LEN;
+        let field = (at - start) / 4;
+        let (first_of_image, new_index) = match index.checked_sub(self.old_ranges) {
+            Some(i) => (i == 0, Some(i)),
+            None => (index == 0, None),
+        };
+        // The record the prediction starts from, and whether it is one of
+        // the same index in the old image (else the previous range).
+        let base = match new_index {
+            Some(i) if i < self.old_ranges => Some((XFORM_FIXED_LEN + i * RANGE_LEN, true)),
+            _ if first_of_image => None,
+            _ => Some((start - RANGE_LEN, false)),
+        };
+        let Some((base, same_index)) = base else {
+            // Field 2, the address, is predicted equal to the offset.
+            return if field == 2 { word(start) } else { 0 };
+        };
+        let offset = match same_index {
+            true => word(base),
+            false => word(base).wrapping_add(word(base + 4)),
+        };
+        match field {
+            0 => offset,
+            2 => word(base + 8).wrapping_add(word(start).wrapping_sub(word(base))),
+            _ => word(base + 4 * field),
+        }
     }
 }
 
@@ -1797,9 +1898,10 @@ mod tests {
         let mut wire = vec![0u8; ram.len() * 2];
         let n = parts.encode_wire(&mut wire).unwrap();
         wire.truncate(n);
-        // 8 fixed + 32 ranges + 1 count + the first breakpoint (a 4-byte
-        // address, 1-byte delta) + 99 x (2 + 1).
-        assert_eq!(wire.len(), 8 + 32 + 1 + 5 + 99 * 3);
+        // 8 fixed, the old range in 9 (offset 1, length 2, address 5,
+        // flags 1), the new one, equal to it, in 4; 1 count, the first
+        // breakpoint (a 4-byte address, 1-byte delta), 99 x (2 + 1).
+        assert_eq!(wire.len(), 8 + 9 + 4 + 1 + 5 + 99 * 3);
         assert!(wire.len() * 2 < ram.len());
         let mut out = vec![0u8; ram.len()];
         assert_eq!(expand(&wire, 0, &mut out).unwrap(), ram.len());
@@ -1821,7 +1923,7 @@ mod tests {
             expand(&long, 0, &mut out),
             Err(Error::BadLength { .. })
         ));
-        let head = 8 + 32;
+        let head = 8 + 9 + 4;
         let mut zero_step = wire.clone();
         zero_step[head + 6] = 0;
         assert!(matches!(
@@ -1839,6 +1941,60 @@ mod tests {
         assert!(matches!(
             expand(&non_minimal, 0, &mut out),
             Err(Error::InvalidField { .. })
+        ));
+    }
+
+    #[test]
+    fn ranges_of_sections_in_order_take_a_few_bytes_each() {
+        // Five sections back to back, loaded at offset + 0x40_0000; in the
+        // new image each grew by 16 bytes and moved by what came before.
+        let lens = [0x1200u32, 0x30_000, 0x800, 0x2_0000, 0x40];
+        let ranges = |grow: u32| -> Vec<AddrRange> {
+            let mut offset = 0x1000;
+            lens.iter()
+                .map(|&len| {
+                    let r = AddrRange {
+                        offset,
+                        len: len + grow,
+                        address: offset + 0x40_0000,
+                        flags: FLAG_BRANCHES,
+                    };
+                    offset += len + grow;
+                    r
+                })
+                .collect()
+        };
+        let (old, new) = (ranges(0), ranges(16));
+        let parts = XformParts {
+            isa: Isa::X86_64,
+            branch_bits: 24,
+            flags: FLAG_BRANCHES,
+            old_ranges: &old,
+            new_ranges: &new,
+            windows: &[Window {
+                low: 0x40_1000,
+                high: 0x48_0000,
+            }],
+            breakpoints: &[],
+        };
+        let ram = payload(&parts);
+        let mut wire = vec![0u8; ram.len()];
+        let n = parts.encode_wire(&mut wire).unwrap();
+        // 10 ranges and a window in 61 bytes instead of 168: the first old
+        // range spells out its offset, length and load address (9), the
+        // others their change of length (6 each); each new range its
+        // changes of offset and length (4, the last 5); the window its
+        // start and size (7). Then 8 fixed bytes and the count.
+        assert_eq!(n, 8 + 9 + 4 * 6 + 4 * 4 + 5 + 7 + 1, "{:?}", &wire[..n]);
+        let mut out = vec![0u8; ram.len()];
+        assert_eq!(expand(&wire[..n], 0, &mut out).unwrap(), ram.len());
+        assert_eq!(out, ram);
+        // A range word that is no minimal varint is refused where it is.
+        let mut bad = wire[..8].to_vec();
+        bad.extend_from_slice(&[0x80, 0x00]);
+        assert!(matches!(
+            expand(&bad, 1000, &mut out),
+            Err(Error::InvalidField { offset: 1009, .. })
         ));
     }
 

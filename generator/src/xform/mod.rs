@@ -35,7 +35,8 @@ pub struct Prepared {
     /// The transform as the applier holds it (its length is the
     /// manifest's `xform_len`).
     pub payload: Vec<u8>,
-    /// The XFORM op's payload: the same, with the map varint-coded.
+    /// The XFORM op's payload: the same, with ranges, windows and map
+    /// varint-coded.
     pub wire: Vec<u8>,
     /// T(old): the old image in the new image's absolute domain.
     pub old: Vec<u8>,
