@@ -268,9 +268,7 @@ fn sample(data: &[u8]) -> Vec<u8> {
 fn lzma_raw(data: &[u8], props: Props, nice: u32, strip: bool) -> Result<Vec<u8>> {
     let fail = |what: &str| Error::Compress(std::io::Error::other(format!("liblzma: {what}")));
     let mut opts = LzmaOptions::new_preset(PRESET).map_err(|e| fail(&e.to_string()))?;
-    let dict = (data.len() as u32)
-        .next_power_of_two()
-        .clamp(1 << 12, 1 << 26);
+    let dict = (data.len() as u32).clamp(1 << 12, 1 << 26);
     opts.dict_size(dict)
         .nice_len(nice)
         .literal_context_bits(props.lc)

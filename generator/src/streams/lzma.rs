@@ -120,7 +120,13 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
     let limit = size.unwrap_or(u64::MAX).min(max_data);
     let mut rc = RangeDecoder::new(input)?;
     let mut m = Model::new(props);
-    let mut data: Vec<u8> = Vec::with_capacity(size.unwrap_or(0).min(max_data) as usize);
+    // Room for the declared size, but no more than a typical ratio of the
+    // input: a false match's header may declare a gigabyte.
+    let room = size
+        .unwrap_or(0)
+        .min(max_data)
+        .min((input.len() as u64).saturating_mul(8).saturating_add(4096));
+    let mut data: Vec<u8> = Vec::with_capacity(room as usize);
     let mut w = ParseWriter {
         parse: Vec::new(),
         literals: 0,
@@ -633,6 +639,27 @@ mod tests {
         assert_eq!(pos_slot(6), 5);
         assert_eq!(pos_slot(8), 6);
         assert_eq!(pos_slot(u32::MAX), 63);
+    }
+
+    #[test]
+    fn a_declared_gigabyte_reserves_no_gigabyte() {
+        // A header found by chance may declare any size: the buffer grows
+        // with what the stream really holds.
+        use xz2::stream::{Action, LzmaOptions, Stream};
+        let data = b"firmware ".repeat(100);
+        let opts = LzmaOptions::new_preset(6).unwrap();
+        let mut enc = Stream::new_lzma_encoder(&opts).unwrap();
+        let mut alone = Vec::with_capacity(4096);
+        enc.process_vec(&data, &mut alone, Action::Finish).unwrap();
+        let body = &alone[13..];
+        let props = Props::from_byte(alone[0]).unwrap();
+        // The stream ends at its end marker, before the declared size.
+        let d = decode(body, props, Some(1 << 30), 1 << 30).unwrap();
+        assert!(d.end_marker);
+        assert_eq!(d.data, data);
+        assert!(d.data.capacity() < 1 << 20, "{}", d.data.capacity());
+        let d = decode(body, props, Some(data.len() as u64), 1 << 30).unwrap();
+        assert_eq!(d.data, data);
     }
 
     #[test]
