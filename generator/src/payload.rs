@@ -222,9 +222,11 @@ fn best_stream(data: &[u8]) -> Result<(Option<Props>, Vec<u8>)> {
     let tried = |sample: &[u8]| -> Result<Vec<(Props, u32, Vec<u8>)>> {
         settings
             .par_iter()
-            .map(|&(p, n)| Ok((p, n, lzma_raw(sample, p, n, true)?)))
+            .map(|&(p, n)| Ok((p, n, lzma_raw(sample, p, n)?)))
             .collect()
     };
+    // Trials keep liblzma's end marker (5 or 6 bytes): only the winner
+    // is re-coded without it.
     let tries = if data.len() <= PROPS_SAMPLE_LEN {
         tried(data)?
     } else {
@@ -243,12 +245,14 @@ fn best_stream(data: &[u8]) -> Result<(Option<Props>, Vec<u8>)> {
             true => (long, NICE_LENS[1]),
             false => (short, NICE_LENS[0]),
         };
-        vec![(props, nice, lzma_raw(data, props, nice, true)?)]
+        vec![(props, nice, lzma_raw(data, props, nice)?)]
     };
-    for (p, _, packed) in tries {
-        if packed.len() < best.1.len() {
-            best = (Some(p), packed);
-        }
+    let Some((props, _, packed)) = tries.into_iter().min_by_key(|t| t.2.len()) else {
+        return Ok(best);
+    };
+    let packed = strip_end_marker(data, props, &packed)?;
+    if packed.len() < best.1.len() {
+        best = (Some(props), packed);
     }
     Ok(best)
 }
@@ -263,10 +267,13 @@ fn sample(data: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// A raw LZMA stream of `data` with `props`, without an end marker when
-/// `strip` and shorter than [`STRIP_MARKER_LEN`].
-fn lzma_raw(data: &[u8], props: Props, nice: u32, strip: bool) -> Result<Vec<u8>> {
-    let fail = |what: &str| Error::Compress(std::io::Error::other(format!("liblzma: {what}")));
+fn liblzma_error(what: &str) -> Error {
+    Error::Compress(std::io::Error::other(format!("liblzma: {what}")))
+}
+
+/// A raw LZMA stream of `data` with `props`, ended by liblzma's end marker.
+fn lzma_raw(data: &[u8], props: Props, nice: u32) -> Result<Vec<u8>> {
+    let fail = liblzma_error;
     let mut opts = LzmaOptions::new_preset(PRESET).map_err(|e| fail(&e.to_string()))?;
     let dict = (data.len() as u32).clamp(1 << 12, 1 << 26);
     opts.dict_size(dict)
@@ -296,11 +303,19 @@ fn lzma_raw(data: &[u8], props: Props, nice: u32, strip: bool) -> Result<Vec<u8>
         }
     }
     // The .lzma header (13 bytes: props, dictionary size, unknown size)
-    // goes; the end marker goes by re-coding the parse without it.
-    let body = alone
+    // goes.
+    alone
         .get(13..)
-        .ok_or_else(|| fail("a stream shorter than its header"))?;
-    if !strip || data.len() > STRIP_MARKER_LEN {
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| fail("a stream shorter than its header"))
+}
+
+/// `body`, a raw LZMA stream of `data` with `props` ended by an end
+/// marker, re-coded from its parse without the marker when `data` is no
+/// longer than [`STRIP_MARKER_LEN`] (else as it is).
+fn strip_end_marker(data: &[u8], props: Props, body: &[u8]) -> Result<Vec<u8>> {
+    let fail = liblzma_error;
+    if data.len() > STRIP_MARKER_LEN {
         return Ok(body.to_vec());
     }
     let decoded = lzma_parse::decode(body, props, None, data.len() as u64)
@@ -326,7 +341,9 @@ mod tests {
     fn raw_streams_have_no_end_marker_and_decode_back() {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i * i % 251) as u8).collect();
         for props in PROPS_TRIED {
-            let packed = lzma_raw(&data, props, NICE_LENS[1], true).unwrap();
+            let marked = lzma_raw(&data, props, NICE_LENS[1]).unwrap();
+            let packed = strip_end_marker(&data, props, &marked).unwrap();
+            assert!(packed.len() < marked.len());
             let mut out = Vec::new();
             fota_format::lzma::decode(&packed, props, data.len(), &mut out).unwrap();
             assert_eq!(out, data);
