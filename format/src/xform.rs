@@ -1138,6 +1138,12 @@ impl<'a> Xform<'a> {
         if flags & FLAG_BRANCHES != 0 {
             let mut i = 0usize;
             while i < p.len() {
+                // Straight to the next byte that can start a candidate.
+                let rest = p.get(i..).unwrap_or(&[]);
+                match rest.iter().position(|&b| x86_lead(b)) {
+                    Some(k) => i += k,
+                    None => break,
+                }
                 let op = p.get(i).copied().unwrap_or(0);
                 let next = p.get(i + 1).copied().unwrap_or(0);
                 let rip = next & 0xC7 == 0x05;
@@ -1345,6 +1351,27 @@ enum Side {
     Forward,
     Inverse,
     Source,
+}
+
+/// Which bytes can start an x86-64 candidate (see `x86_piece`): a table,
+/// so the scan skips the other bytes at a load and a test each.
+// Indices are bytes, so they are below 256.
+#[allow(clippy::indexing_slicing)]
+const X86_LEADS: [bool; 256] = {
+    let mut t = [false; 256];
+    let leads = [
+        0xE8u8, 0xE9, 0x0F, 0x8B, 0x89, 0x8D, 0x3B, 0x39, 0x03, 0x01, 0x2B, 0x29, 0x85, 0x63, 0xFF,
+    ];
+    let mut k = 0;
+    while k < leads.len() {
+        t[leads[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
+fn x86_lead(b: u8) -> bool {
+    X86_LEADS.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 /// `w` (an ADRP) with its 21-bit page field replaced by `page`.
