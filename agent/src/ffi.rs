@@ -721,7 +721,7 @@ fn package_detail(e: &fota_format::Error) -> i32 {
         E::TargetHashMismatch => FOTA_PKG_TARGET_HASH_MISMATCH,
         E::PatchMalformed { .. } => FOTA_PKG_PATCH_MALFORMED,
         E::PatchReadOutsideExtents { .. } => FOTA_PKG_PATCH_READ_OUTSIDE_EXTENTS,
-        E::PayloadCodec { .. } => FOTA_PKG_PAYLOAD_CODEC,
+        E::PayloadCodec { .. } | E::LzmaPayload { .. } => FOTA_PKG_PAYLOAD_CODEC,
         _ => FOTA_PKG_OTHER,
     }
 }

@@ -209,6 +209,15 @@ pub enum Error {
         /// What was expected.
         what: &'static str,
     },
+    /// The memory for an op's decoded payload could not be allocated (the
+    /// package may be fine: the device has too little RAM for it).
+    #[error("op {op_index}: {needed} bytes of RAM for its decoded payload could not be allocated")]
+    OutOfMemory {
+        /// Index of the op.
+        op_index: u32,
+        /// Bytes asked for.
+        needed: u64,
+    },
     /// A payload's codec failed or decoded to another length than declared.
     #[error("op {op_index}: payload does not decode: {what}")]
     PayloadCodec {

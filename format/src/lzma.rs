@@ -538,21 +538,21 @@ pub fn decode_symbols(
 }
 
 /// Decodes a raw LZMA stream with parameters `props` into exactly `size`
-/// bytes, appended to `out`. An end marker right after the last byte is
-/// allowed (encoders that do not know the size write one).
+/// bytes, written to `out` (cleared first; reserve `size` beforehand to
+/// keep the allocation fallible). An end marker right after the last byte
+/// is allowed (encoders that do not know the size write one); input after
+/// it is not read.
 ///
 /// # Errors
 /// As [`decode_symbols`], and an end marker before `size` bytes.
 pub fn decode(input: &[u8], props: Props, size: usize, out: &mut Vec<u8>) -> Result<()> {
     let mut rc = RangeDecoder::new(input)?;
     let mut m = Model::new(props);
-    let mut data = Vec::new();
-    data.try_reserve_exact(size)
-        .map_err(|_| rc.error("memory for the decoded stream"))?;
+    out.clear();
     let ended = decode_symbols(
         &mut rc,
         &mut m,
-        &mut data,
+        out,
         &mut Discard,
         Some(size as u64),
         size as u64,
@@ -560,7 +560,6 @@ pub fn decode(input: &[u8], props: Props, size: usize, out: &mut Vec<u8>) -> Res
     if ended {
         return Err(rc.error("the declared number of bytes before the end marker"));
     }
-    out.extend_from_slice(&data);
     Ok(())
 }
 

@@ -81,14 +81,14 @@ pub fn decode(op_index: u32, coded: &[u8], decoded_len: usize, dst_len: usize) -
         what,
     };
     let layout = *coded.first().ok_or(err(0, "a layout byte"))?;
+    if layout != LAYOUT_BYTES && layout != LAYOUT_PATCH {
+        return Err(err(0, "layout 0 (bytes) or 1 (patch)"));
+    }
     let count = usize::from(*coded.get(1).ok_or(err(1, "a stream count byte"))?);
     match layout {
         LAYOUT_BYTES if (1..=MAX_STREAMS).contains(&count) => {}
         LAYOUT_PATCH if count == 3 => {}
-        LAYOUT_BYTES | LAYOUT_PATCH => {
-            return Err(err(1, "1 to 8 streams (layout 0) or 3 (layout 1)"))
-        }
-        _ => return Err(err(0, "layout 0 (bytes) or 1 (patch)")),
+        _ => return Err(err(1, "1 to 8 streams (layout 0) or 3 (layout 1)")),
     }
     let mut pos = 2usize;
     let mut entries = [StreamEntry {
@@ -154,9 +154,16 @@ pub fn decode(op_index: u32, coded: &[u8], decoded_len: usize, dst_len: usize) -
             "packed lengths adding up to the rest of the payload",
         ));
     }
+    let reserve = |v: &mut Vec<u8>, n: usize| {
+        v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+            op_index,
+            needed: n as u64,
+        })
+    };
     let mut streams: [Vec<u8>; MAX_STREAMS] = Default::default();
     for (e, out) in entries.iter().zip(streams.iter_mut()) {
         let packed = coded.get(pos..pos + e.packed_len).unwrap_or(&[]);
+        reserve(out, e.unpacked_len)?;
         match e.props {
             None => out.extend_from_slice(packed),
             Some(props) => lzma::decode(packed, props, e.unpacked_len, out)
@@ -164,55 +171,108 @@ pub fn decode(op_index: u32, coded: &[u8], decoded_len: usize, dst_len: usize) -
         }
         pos += e.packed_len;
     }
-    let decoded = match layout {
+    let wrong_length = Error::PayloadCodec {
+        op_index,
+        what: "payload decodes to another length than declared",
+    };
+    match layout {
         LAYOUT_PATCH => {
             let [ctrl, diff, extra, ..] = &streams;
-            patch_payload(ctrl, diff, extra)
+            // Sized before it is built: a payload of the wrong length
+            // costs no memory.
+            if patch_payload_len(ctrl, diff, extra) != decoded_len {
+                return Err(wrong_length);
+            }
+            let mut out = Vec::new();
+            reserve(&mut out, decoded_len)?;
+            write_patch_payload(ctrl, diff, extra, &mut out);
+            Ok(out)
         }
-        _ => streams.concat(),
-    };
-    if decoded.len() != decoded_len {
-        return Err(Error::PayloadCodec {
-            op_index,
-            what: "payload decodes to another length than declared",
-        });
+        _ if count == 1 => {
+            let [only, ..] = streams;
+            Ok(only)
+        }
+        _ => {
+            let mut out = Vec::new();
+            reserve(&mut out, decoded_len)?;
+            for s in streams.iter().take(count) {
+                out.extend_from_slice(s);
+            }
+            Ok(out)
+        }
     }
-    Ok(decoded)
+    .and_then(|out| match out.len() == decoded_len {
+        true => Ok(out),
+        false => Err(wrong_length),
+    })
 }
 
 /// The PATCH payload of control records `ctrl`, plain diff bytes `diff` and
 /// literals `extra`: the diff becomes maximal zero and value runs, zeros
 /// after the last value left implicit.
 pub fn patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> Vec<u8> {
-    let mut zero_runs = Vec::new();
-    let mut value_runs = Vec::new();
-    let mut values = Vec::new();
+    let mut out = Vec::with_capacity(patch_payload_len(ctrl, diff, extra));
+    write_patch_payload(ctrl, diff, extra, &mut out);
+    out
+}
+
+/// The runs of `diff`: (zeros before, values) each, up to its last value.
+fn runs(diff: &[u8]) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+    let mut rest = diff;
+    core::iter::from_fn(move || {
+        let first = rest.iter().position(|&b| b != 0)?;
+        let tail = rest.get(first..).unwrap_or(&[]);
+        let len = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        let (values, after) = tail.split_at(len);
+        rest = after;
+        Some((first, values))
+    })
+}
+
+fn varint_len(v: usize) -> usize {
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    write_varint(v as u64, &mut buf)
+}
+
+/// Lengths of the five streams of [`patch_payload`]'s result: control,
+/// zero runs, value runs, values, literals.
+fn stream_lens(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> [usize; 5] {
+    let (mut zero_runs, mut value_runs, mut values) = (0usize, 0usize, 0usize);
+    for (zeros, v) in runs(diff) {
+        zero_runs += varint_len(zeros);
+        value_runs += varint_len(v.len());
+        values += v.len();
+    }
+    [ctrl.len(), zero_runs, value_runs, values, extra.len()]
+}
+
+/// Bytes of [`patch_payload`]'s result, counted without building it.
+fn patch_payload_len(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> usize {
+    let lens = stream_lens(ctrl, diff, extra);
+    lens.iter().map(|&n| varint_len(n) + n).sum()
+}
+
+/// Appends [`patch_payload`]'s result to `out`.
+fn write_patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8], out: &mut Vec<u8>) {
     let mut buf = [0u8; MAX_VARINT_LEN];
     let mut put = |out: &mut Vec<u8>, v: usize| {
         let n = write_varint(v as u64, &mut buf);
         out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
     };
-    let mut rest = diff;
-    while let Some(first) = rest.iter().position(|&b| b != 0) {
-        let run = rest
-            .get(first..)
-            .unwrap_or(&[])
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(rest.len() - first);
-        put(&mut zero_runs, first);
-        put(&mut value_runs, run);
-        values.extend_from_slice(rest.get(first..first + run).unwrap_or(&[]));
-        rest = rest.get(first + run..).unwrap_or(&[]);
+    for n in stream_lens(ctrl, diff, extra) {
+        put(out, n);
     }
-    let mut out = Vec::new();
-    for s in [ctrl, &zero_runs, &value_runs, &values, extra] {
-        put(&mut out, s.len());
+    out.extend_from_slice(ctrl);
+    for (zeros, _) in runs(diff) {
+        put(out, zeros);
     }
-    for s in [ctrl, &zero_runs, &value_runs, &values, extra] {
-        out.extend_from_slice(s);
+    for (_, v) in runs(diff) {
+        put(out, v.len());
     }
-    out
+    for (_, v) in runs(diff) {
+        out.extend_from_slice(v);
+    }
+    out.extend_from_slice(extra);
 }
 
 #[cfg(test)]
@@ -263,6 +323,26 @@ mod tests {
         // A diff longer than the segment is refused before decoding.
         let e = decode(3, &coded, p.len(), 7).unwrap_err();
         assert!(matches!(e, Error::LzmaPayload { op_index: 3, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_payload_too_large_for_ram_is_out_of_memory_not_malformed() {
+        let huge = 1usize << 46;
+        let mut coded = Vec::new();
+        let entry = StreamEntry {
+            props: Some(Props::DEFAULT),
+            unpacked_len: huge,
+            packed_len: 5,
+        };
+        write_table(LAYOUT_BYTES, &[entry], &mut coded);
+        coded.extend_from_slice(&[0; 5]);
+        let e = decode(4, &coded, huge, huge).unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { op_index: 4, needed } if needed == huge as u64));
+        // A bad layout is named before a missing count.
+        assert!(matches!(
+            decode(4, &[7], 1, 1),
+            Err(Error::LzmaPayload { offset: 0, .. })
+        ));
     }
 
     #[test]

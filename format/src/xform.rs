@@ -57,7 +57,7 @@ use crate::error::{Error, Result};
 /// Bytes of one transform block; image offsets of blocks are multiples.
 pub const XFORM_BLOCK: usize = 256;
 /// Payload version this code reads and writes.
-pub const XFORM_VERSION: u8 = 1;
+pub const XFORM_VERSION: u8 = 2;
 /// Most address ranges per image.
 pub const MAX_RANGES: usize = 16;
 /// Most pointer windows.
@@ -263,7 +263,7 @@ impl XformParts<'_> {
 
 impl XformParts<'_> {
     /// The payload as sent in the XFORM op: [`Self::encode`]'s layout with
-    /// the breakpoints varint-coded (see [`Expander`]), into `out`;
+    /// ranges, windows and breakpoints varint-coded (see [`Expander`]), into `out`;
     /// returns the bytes written, `None` when `out` is short or a count
     /// exceeds the format's limits.
     pub fn encode_wire(&self, out: &mut [u8]) -> Option<usize> {
@@ -287,7 +287,7 @@ impl XformParts<'_> {
         put(full.get(..XFORM_FIXED_LEN)?)?;
         let mut buf = [0u8; crate::patch::MAX_VARINT_LEN];
         // Ranges and windows: each word as its difference from what the
-        // words before it predict (`head_word_prediction`).
+        // words before it predict (`HeadCounts::prediction`).
         let counts = HeadCounts::of(&full);
         for at in (XFORM_FIXED_LEN..fixed).step_by(4) {
             let word = le32(&full, at);
@@ -1766,10 +1766,13 @@ mod tests {
             b[i] = v;
             Xform::parse(&b, 1000).unwrap_err()
         };
-        assert!(matches!(
-            bad(0, 2),
-            Error::InvalidField { offset: 1000, .. }
-        ));
+        // Version 1 (ranges written out in full on the wire) is refused.
+        for version in [1, 3] {
+            assert!(matches!(
+                bad(0, version),
+                Error::InvalidField { offset: 1000, .. }
+            ));
+        }
         assert!(matches!(
             bad(1, 9),
             Error::InvalidField { offset: 1001, .. }

@@ -1065,8 +1065,9 @@ fn stream_table_of(table: &[u8], src: u64, dst: u64) -> bool {
 /// The `lzma_payload` target: `decoded_len u32 | dst_len u32` (both taken
 /// modulo [`MAX_FUZZ_DST_LEN`] + 1), then an LZMA op payload (`SPEC.md`
 /// §5e). Decodes it; an accepted payload must have exactly `decoded_len`
-/// bytes, and a refusal must be one of the payload errors naming op 7 and
-/// an offset inside the payload. `Some(true)` when accepted.
+/// bytes, and a refusal must be one of the payload errors naming op 7 (a
+/// malformed one with an offset inside the payload). `Some(true)` when
+/// accepted.
 #[cfg(feature = "lzma")]
 pub fn lzma_payload(data: &[u8]) -> Option<bool> {
     let (head, coded) = data.split_at_checked(8)?;
@@ -1090,7 +1091,10 @@ pub fn lzma_payload(data: &[u8]) -> Option<bool> {
             );
             Some(false)
         }
-        Err(fota_format::Error::PayloadCodec { op_index, .. }) => {
+        Err(
+            fota_format::Error::PayloadCodec { op_index, .. }
+            | fota_format::Error::OutOfMemory { op_index, .. },
+        ) => {
             assert_eq!(op_index, 7);
             Some(false)
         }
