@@ -56,13 +56,10 @@ pub struct StreamEntry {
 pub fn write_table(layout: u8, entries: &[StreamEntry], out: &mut Vec<u8>) {
     out.push(layout);
     out.push(entries.len() as u8);
-    let mut buf = [0u8; MAX_VARINT_LEN];
     for e in entries {
         out.push(e.props.map_or(STORED, Props::to_byte));
-        for v in [e.unpacked_len, e.packed_len] {
-            let n = write_varint(v as u64, &mut buf);
-            out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
-        }
+        push_varint(out, e.unpacked_len);
+        push_varint(out, e.packed_len);
     }
 }
 
@@ -216,6 +213,22 @@ pub fn patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The zero-run, value-run and value streams of the plain diff `diff`
+/// (`SPEC.md` §5.2): maximal runs, zeros after the last value left
+/// implicit.
+pub fn sparse_diff(diff: &[u8]) -> [Vec<u8>; 3] {
+    let [_, zero_runs, value_runs, values, _] = stream_lens(&[], diff, &[]);
+    let mut out = [
+        Vec::with_capacity(zero_runs),
+        Vec::with_capacity(value_runs),
+        Vec::with_capacity(values),
+    ];
+    for (k, stream) in out.iter_mut().enumerate() {
+        put_sparse(diff, k, stream);
+    }
+    out
+}
+
 /// The runs of `diff`: (zeros before, values) each, up to its last value.
 fn runs(diff: &[u8]) -> impl Iterator<Item = (usize, &[u8])> + '_ {
     let mut rest = diff;
@@ -234,9 +247,27 @@ fn varint_len(v: usize) -> usize {
     write_varint(v as u64, &mut buf)
 }
 
+fn push_varint(out: &mut Vec<u8>, v: usize) {
+    let mut buf = [0u8; MAX_VARINT_LEN];
+    let n = write_varint(v as u64, &mut buf);
+    out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+}
+
+/// Appends sparse stream `k` of `diff` (0 zero runs, 1 value runs, 2
+/// values) to `out`.
+fn put_sparse(diff: &[u8], k: usize, out: &mut Vec<u8>) {
+    for (zeros, values) in runs(diff) {
+        match k {
+            0 => push_varint(out, zeros),
+            1 => push_varint(out, values.len()),
+            _ => out.extend_from_slice(values),
+        }
+    }
+}
+
 /// Lengths of the five streams of [`patch_payload`]'s result: control,
 /// zero runs, value runs, values, literals.
-fn stream_lens(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> [usize; 5] {
+pub fn stream_lens(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> [usize; 5] {
     let (mut zero_runs, mut value_runs, mut values) = (0usize, 0usize, 0usize);
     for (zeros, v) in runs(diff) {
         zero_runs += varint_len(zeros);
@@ -247,30 +278,19 @@ fn stream_lens(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> [usize; 5] {
 }
 
 /// Bytes of [`patch_payload`]'s result, counted without building it.
-fn patch_payload_len(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> usize {
+pub fn patch_payload_len(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> usize {
     let lens = stream_lens(ctrl, diff, extra);
     lens.iter().map(|&n| varint_len(n) + n).sum()
 }
 
 /// Appends [`patch_payload`]'s result to `out`.
 fn write_patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8], out: &mut Vec<u8>) {
-    let mut buf = [0u8; MAX_VARINT_LEN];
-    let mut put = |out: &mut Vec<u8>, v: usize| {
-        let n = write_varint(v as u64, &mut buf);
-        out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
-    };
     for n in stream_lens(ctrl, diff, extra) {
-        put(out, n);
+        push_varint(out, n);
     }
     out.extend_from_slice(ctrl);
-    for (zeros, _) in runs(diff) {
-        put(out, zeros);
-    }
-    for (_, v) in runs(diff) {
-        put(out, v.len());
-    }
-    for (_, v) in runs(diff) {
-        out.extend_from_slice(v);
+    for k in 0..3 {
+        put_sparse(diff, k, out);
     }
     out.extend_from_slice(extra);
 }

@@ -8,6 +8,7 @@
 //! Under the tiny profile ([`Coding::Tiny`]) PATCH and NEW segments are
 //! tiny streams instead (see [`crate::tiny`]), or NEW stored.
 
+use fota_format::lzma_payload;
 use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
 use fota_format::patch::{write_varint, zigzag, MAX_VARINT_LEN};
 
@@ -98,30 +99,17 @@ impl PlannedOp {
 }
 
 /// The streams of a PATCH payload (see `fota_format::patch`) and the
-/// source ranges it reads.
+/// source ranges it reads. The diff is kept plain (zeros included): its
+/// sparse form is derived from it (`fota_format::lzma_payload`), and the
+/// `lzma` codec's patch layout carries it as is.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PatchStreams {
     ctrl: Vec<u8>,
-    zero_runs: Vec<u8>,
-    value_runs: Vec<u8>,
-    values: Vec<u8>,
     extra: Vec<u8>,
-    /// Every diff byte, zeros included (the plain form the `lzma` codec's
-    /// patch layout carries).
+    /// Every diff byte, zeros included.
     diff: Vec<u8>,
-    /// Zero diff bytes since the last value run.
-    zeros: u64,
-    /// Length of the value run being built.
-    run: u64,
-    /// Diff bytes pushed in all.
-    diff_len: u64,
     /// `(source offset, length)` of every read, in order.
     reads: Vec<(u64, u64)>,
-}
-
-fn varint_len(v: u64) -> usize {
-    let mut buf = [0u8; MAX_VARINT_LEN];
-    write_varint(v, &mut buf)
 }
 
 fn push_varint(out: &mut Vec<u8>, v: u64) {
@@ -140,21 +128,9 @@ impl PatchStreams {
         diff: impl IntoIterator<Item = u8>,
         literal: &[u8],
     ) {
-        let start = self.diff_len;
-        for d in diff {
-            self.diff.push(d);
-            self.diff_len += 1;
-            if d == 0 {
-                if self.run > 0 {
-                    self.end_value_run();
-                }
-                self.zeros += 1;
-            } else {
-                self.values.push(d);
-                self.run += 1;
-            }
-        }
-        let copy = self.diff_len - start;
+        let start = self.diff.len();
+        self.diff.extend(diff);
+        let copy = (self.diff.len() - start) as u64;
         if copy > 0 {
             self.reads.push((src, copy));
         }
@@ -164,69 +140,40 @@ impl PatchStreams {
         self.extra.extend_from_slice(literal);
     }
 
-    fn end_value_run(&mut self) {
-        push_varint(&mut self.zero_runs, self.zeros);
-        push_varint(&mut self.value_runs, self.run);
-        self.zeros = 0;
-        self.run = 0;
-    }
-
     /// Raw lengths of the five streams (ctrl, zero runs, value runs,
     /// values, extra), for tuning and reports.
     pub fn stream_lens(&self) -> [usize; 5] {
-        [
-            self.ctrl.len(),
-            self.zero_runs.len(),
-            self.value_runs.len(),
-            self.values.len(),
-            self.extra.len(),
-        ]
+        lzma_payload::stream_lens(&self.ctrl, &self.diff, &self.extra)
     }
 
     /// Length of the decoded payload these streams make.
     pub fn decoded_len(&self) -> usize {
-        let [c, mut z, mut v, values, e] = self.stream_lens();
-        // The value run still open adds one entry to each run stream.
-        if self.run > 0 {
-            z += varint_len(self.zeros);
-            v += varint_len(self.run);
-        }
-        [c, z, v, values, e]
-            .iter()
-            .map(|&l| varint_len(l as u64) + l)
-            .sum()
+        lzma_payload::patch_payload_len(&self.ctrl, &self.diff, &self.extra)
     }
 
-    /// The five streams, finished (the last value run closed).
-    pub fn into_streams(mut self) -> [Vec<u8>; 5] {
-        if self.run > 0 {
-            self.end_value_run();
-        }
-        [
-            self.ctrl,
-            self.zero_runs,
-            self.value_runs,
-            self.values,
-            self.extra,
-        ]
+    /// The five streams and the plain diff.
+    fn split(self) -> ([Vec<u8>; 5], Vec<u8>) {
+        let [zero_runs, value_runs, values] = lzma_payload::sparse_diff(&self.diff);
+        let streams = [self.ctrl, zero_runs, value_runs, values, self.extra];
+        (streams, self.diff)
+    }
+
+    /// The five streams.
+    pub fn into_streams(self) -> [Vec<u8>; 5] {
+        self.split().0
     }
 
     /// The decoded PATCH payload as its length prefix and five streams
     /// (concatenated, they are the payload), and the plain diff bytes.
-    pub fn into_coding_parts(mut self) -> ([Vec<u8>; 6], Vec<u8>) {
-        let diff = std::mem::take(&mut self.diff);
-        (self.into_payload_parts(), diff)
+    pub fn into_coding_parts(self) -> ([Vec<u8>; 6], Vec<u8>) {
+        let (streams, diff) = self.split();
+        (with_length_prefix(streams), diff)
     }
 
     /// The decoded PATCH payload, as its length prefix and five streams
     /// (concatenated, they are the payload).
     pub fn into_payload_parts(self) -> [Vec<u8>; 6] {
-        let [ctrl, zero_runs, value_runs, values, extra] = self.into_streams();
-        let mut prefix = Vec::with_capacity(5 * MAX_VARINT_LEN);
-        for s in [&ctrl, &zero_runs, &value_runs, &values, &extra] {
-            push_varint(&mut prefix, s.len() as u64);
-        }
-        [prefix, ctrl, zero_runs, value_runs, values, extra]
+        with_length_prefix(self.into_streams())
     }
 
     /// The decoded PATCH payload.
@@ -235,8 +182,18 @@ impl PatchStreams {
     }
 
     fn all_diff_zero(&self) -> bool {
-        self.extra.is_empty() && self.values.is_empty()
+        self.extra.is_empty() && self.diff.iter().all(|&d| d == 0)
     }
+}
+
+/// `streams` behind their length prefix: the parts of a PATCH payload.
+fn with_length_prefix(streams: [Vec<u8>; 5]) -> [Vec<u8>; 6] {
+    let mut prefix = Vec::with_capacity(5 * MAX_VARINT_LEN);
+    for s in &streams {
+        push_varint(&mut prefix, s.len() as u64);
+    }
+    let [ctrl, zero_runs, value_runs, values, extra] = streams;
+    [prefix, ctrl, zero_runs, value_runs, values, extra]
 }
 
 /// Builds the patch streams of segment `[start, end)` from the blocks.
