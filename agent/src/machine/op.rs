@@ -728,12 +728,7 @@ mod mem {
                         return Ok((Some(Body::Mem(m)), request));
                     }
                     let h = self.op.header;
-                    let coded = core::mem::take(&mut m.coded);
-                    let decoded = match h.codec {
-                        Codec::Zstd => self.zstd_decode(&coded)?,
-                        Codec::Lzma => self.lzma_decode(&coded)?,
-                        Codec::Stored | Codec::Tiny => coded,
-                    };
+                    let decoded = self.decode_payload(core::mem::take(&mut m.coded))?;
                     if decoded.len() != h.decoded_len as usize {
                         return Err(FormatError::PayloadCodec {
                             op_index: self.op.index,
@@ -816,42 +811,32 @@ mod mem {
             Ok(out)
         }
 
+        /// The decoded payload of the op: zstd and LZMA payloads decoded in
+        /// RAM, stored ones as they are.
         #[cfg(feature = "zstd")]
-        fn zstd_decode(&self, coded: &[u8]) -> Result<Vec<u8>> {
-            Ok(fota_format::zstd_payload::decode(
-                self.op.index,
-                coded,
-                self.op.header.decoded_len as usize,
-            )?)
+        fn decode_payload(&self, coded: Vec<u8>) -> Result<Vec<u8>> {
+            let (h, index) = (self.op.header, self.op.index);
+            let decoded_len = h.decoded_len as usize;
+            Ok(match h.codec {
+                Codec::Zstd => fota_format::zstd_payload::decode(index, &coded, decoded_len)?,
+                Codec::Lzma => {
+                    let dst_len = h.dst_len as usize;
+                    fota_format::lzma_payload::decode(index, &coded, decoded_len, dst_len)?
+                }
+                Codec::Stored | Codec::Tiny => coded,
+            })
         }
 
         #[cfg(not(feature = "zstd"))]
-        fn zstd_decode(&self, _coded: &[u8]) -> Result<Vec<u8>> {
-            Err(FormatError::PayloadCodec {
-                op_index: self.op.index,
-                what: "zstd payloads need the agent's zstd feature",
+        fn decode_payload(&self, coded: Vec<u8>) -> Result<Vec<u8>> {
+            match self.op.header.codec {
+                Codec::Zstd | Codec::Lzma => Err(FormatError::PayloadCodec {
+                    op_index: self.op.index,
+                    what: "zstd and lzma payloads need the agent's zstd feature",
+                }
+                .into()),
+                Codec::Stored | Codec::Tiny => Ok(coded),
             }
-            .into())
-        }
-
-        #[cfg(feature = "zstd")]
-        fn lzma_decode(&self, coded: &[u8]) -> Result<Vec<u8>> {
-            let h = self.op.header;
-            Ok(fota_format::lzma_payload::decode(
-                self.op.index,
-                coded,
-                h.decoded_len as usize,
-                h.dst_len as usize,
-            )?)
-        }
-
-        #[cfg(not(feature = "zstd"))]
-        fn lzma_decode(&self, _coded: &[u8]) -> Result<Vec<u8>> {
-            Err(FormatError::PayloadCodec {
-                op_index: self.op.index,
-                what: "lzma payloads need the agent's zstd feature",
-            }
-            .into())
         }
     }
 
