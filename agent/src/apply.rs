@@ -21,7 +21,7 @@
 
 use ed25519_dalek::VerifyingKey;
 use fota_format::{
-    Error as FormatError, Header, Label, Manifest, HEADER_LEN, MANIFEST_LEN, SIGNED_HEADER_LEN,
+    Error as FormatError, Header, Label, Manifest, HEADER_LEN, MAX_MANIFEST_LEN, SIGNED_HEADER_LEN,
 };
 
 use crate::error::{Error, Region, Result};
@@ -161,32 +161,33 @@ pub async fn read_manifest<P: PackageSource>(
     package: &mut P,
     trusted: &[VerifyingKey],
 ) -> Result<(Manifest, [u8; 8])> {
-    let mut hm = [0u8; HEADER_LEN + MANIFEST_LEN];
-    let n = (package.len() as usize).min(hm.len());
+    let mut hm = [0u8; HEADER_LEN + MAX_MANIFEST_LEN];
+    let n = package.len().min(hm.len() as u64) as usize;
     let part = hm.get_mut(..n).unwrap_or(&mut []);
     read_pkg(package, 0, part).await?;
-    check_head(part, package.len(), trusted)
+    let (manifest, id, _) = check_head(part, package.len(), trusted)?;
+    Ok((manifest, id))
 }
 
-/// The checks of [`read_manifest`] on the package's first bytes (all of
-/// the header and manifest, or the whole package when it is shorter).
+/// The checks of [`read_manifest`] on the package's first bytes (the
+/// header and the longest manifest, or the whole package when it is
+/// shorter); also gives the offset of op 0.
 pub(crate) fn check_head(
     hm: &[u8],
     package_len: u64,
     trusted: &[VerifyingKey],
-) -> Result<(Manifest, [u8; 8])> {
-    if hm.len() < HEADER_LEN + MANIFEST_LEN {
-        // Parse what there is, for the precise error (magic, version...).
-        Header::parse(hm)?;
+) -> Result<(Manifest, [u8; 8], u64)> {
+    let header = Header::parse(hm)?;
+    let manifest_len = header.manifest_len as usize;
+    if hm.len() < HEADER_LEN + manifest_len {
         return Err(FormatError::Truncated {
             offset: HEADER_LEN as u64,
-            needed: MANIFEST_LEN as u64,
+            needed: manifest_len as u64,
             available: package_len.saturating_sub(HEADER_LEN as u64),
             what: "manifest",
         }
         .into());
     }
-    let header = Header::parse(hm)?;
     let total = header.package_len().unwrap_or(u64::MAX);
     if package_len < total {
         return Err(FormatError::Truncated {
@@ -205,7 +206,7 @@ pub(crate) fn check_head(
         .into());
     }
     let (signed, manifest_bytes) = hm.split_at(HEADER_LEN);
-    let manifest_bytes = manifest_bytes.get(..MANIFEST_LEN).unwrap_or(&[]);
+    let manifest_bytes = manifest_bytes.get(..manifest_len).unwrap_or(&[]);
     let signed: &[u8; SIGNED_HEADER_LEN] = signed
         .get(..SIGNED_HEADER_LEN)
         .and_then(|s| s.try_into().ok())
@@ -224,6 +225,7 @@ pub(crate) fn check_head(
     Ok((
         Manifest::parse(manifest_bytes)?,
         journal::package_id(signed, manifest_bytes),
+        header.ops_offset(),
     ))
 }
 

@@ -23,8 +23,12 @@ fn every_single_bit_flip_is_refused_before_any_write() {
     let mut writes_before_refusal = 0u64;
     let mut refused = 0u64;
     // Every bit of the header, manifest and first op; then every 7th bit.
+    let ops_at = fota_format::Package::parse(&pkg)
+        .unwrap()
+        .header()
+        .ops_offset() as usize;
     let bits = pkg.len() * 8;
-    let dense = (96 + 272 + 256) * 8;
+    let dense = (ops_at + 256) * 8;
     for bit in (0..bits).filter(|b| *b < dense || b % 7 == 0) {
         let mut bad = pkg.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
@@ -38,7 +42,7 @@ fn every_single_bit_flip_is_refused_before_any_write() {
         // The source slot is never written.
         assert_eq!(&flash.bytes()[..old.len()], &before[..]);
         // Header/manifest flips fail before the journal's Begin.
-        if bit < (96 + 272) * 8 {
+        if bit < ops_at * 8 {
             writes_before_refusal += flash.ops;
         }
     }

@@ -112,7 +112,7 @@ fn a_changed_transform_is_refused_before_any_write() {
     let parsed = Package::parse(&pkg).unwrap();
     let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
     assert_eq!(op0.header.kind, OpKind::Xform);
-    let payload_at = (op0.offset as usize) + fota_format::OP_HEADER_LEN;
+    let payload_at = op0.payload_offset as usize;
     // A flipped bit in the map, and one in the op header.
     for at in [
         payload_at + op0.header.payload_len as usize - 3,

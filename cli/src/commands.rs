@@ -372,13 +372,13 @@ fn inspect(a: InspectArgs) -> Result<()> {
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
         if op.header.kind == OpKind::Streams {
-            let at = op.offset + fota_format::OP_HEADER_LEN as u64;
+            let at = op.payload_offset;
             let t = StreamTable::parse(op.payload, at, m.source_size, m.target_size)
                 .map_err(blame_pkg)?;
             streams = Some(streams_json(&t));
         }
         if op.header.kind == OpKind::Xform {
-            let at = op.offset + fota_format::OP_HEADER_LEN as u64;
+            let at = op.payload_offset;
             let mut expanded = vec![0u8; m.xform_len as usize];
             fota_format::xform::expand(op.payload, at, &mut expanded).map_err(blame_pkg)?;
             let x = fota_format::Xform::parse(&expanded, at).map_err(blame_pkg)?;
@@ -387,7 +387,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
         let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
         stats[i].0 += 1;
         stats[i].1 += u64::from(op.header.dst_len);
-        stats[i].2 += op.header.total_len();
+        stats[i].2 += op.payload_offset - op.offset + op.payload.len() as u64;
     }
     let h = pkg.header();
     let stash_ops = kinds

@@ -15,6 +15,12 @@ unless the generator's output changes. Old seeds are removed first, except
 files named `crash-*` / `regress-*` (regression inputs from fuzzing).
 `--tiny-only` regenerates only the tiny-profile seeds (`pkg-*-tiny` and
 corpus/tiny_decoder/).
+
+Packages are read with a small parser of format version 2 (`parse_package`
+below: the fixed header, the varint manifest, variable-length op heads),
+which mirrors `Manifest::parse` and `OpHead::parse` of src/; the `mut-*`
+mutants use it to find the field each one changes. After a change of the
+wire format, update it together with those.
 """
 
 import base64
@@ -36,8 +42,17 @@ FOTA = ARGS[0] if ARGS else os.path.join(ROOT, "target", "release", "fota")
 # Must match FUZZ_KEY_SEED in src/lib.rs. A test key, public on purpose.
 KEY_SEED = bytes.fromhex("237257ed17f4951c0630fea0f00534fe48aa86a5de17095f1621e65548a7b8c0")
 
-HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN, EXTENT_LEN = 96, 272, 128, 16
-PATCH, NEW, STORED, ZSTD, TINY, LZMA = 2, 3, 0, 1, 2, 3
+MAGIC = b"\x89FOTA\r\n\x1a"
+FORMAT_VERSION = 2
+HEADER_LEN = 96  # fixed; the manifest and op heads that follow are varint-coded
+LABEL_LEN = 32
+MAX_VARINT_LEN = 10
+MAX_EXTENTS = 16
+U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
+COPY, PATCH, NEW, FILL, SKIP, STASH, XFORM, STREAMS = 1, 2, 3, 4, 5, 6, 7, 8
+STORED, ZSTD, TINY, LZMA = 0, 1, 2, 3
+AB, IN_PLACE = 0, 1
+FLAG_RELEASE_NOTES = 1
 
 PKG_DIR = os.path.join(HERE, "corpus", "parse_package")
 PATCH_DIR = os.path.join(HERE, "corpus", "patch_decoder")
@@ -99,17 +114,212 @@ def images():
 
 # ---------------------------------------------------------------- packages
 
+class Malformed(Exception):
+    """The bytes do not parse the way fota-format would parse them."""
+
+
+def read_varint(data, pos, max_value=U64_MAX):
+    """A minimal LEB128 varint of at most 10 bytes and `max_value`, as
+    `Reader::varint` in src/bytes.rs reads it: (value, position after)."""
+    v = 0
+    for i in range(MAX_VARINT_LEN):
+        if pos + i >= len(data):
+            raise Malformed("varint at %d truncated" % pos)
+        b = data[pos + i]
+        bits = b & 0x7F
+        if i == MAX_VARINT_LEN - 1 and bits > 1:
+            raise Malformed("varint at %d above 64 bits" % pos)
+        v |= bits << (7 * i)
+        if b < 0x80:
+            if i > 0 and b == 0:
+                raise Malformed("varint at %d not minimal" % pos)
+            if v > max_value:
+                raise Malformed("varint at %d: %d above %d" % (pos, v, max_value))
+            return v, pos + i + 1
+    raise Malformed("varint at %d longer than %d bytes" % (pos, MAX_VARINT_LEN))
+
+
+class Cursor:
+    """Reads fields from `data`, starting at `pos`."""
+
+    def __init__(self, data, pos=0):
+        self.data, self.pos = data, pos
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise Malformed("%d bytes at %d truncated" % (n, self.pos))
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def varint(self, max_value=U64_MAX):
+        v, self.pos = read_varint(self.data, self.pos, max_value)
+        return v
+
+
+def parse_header(pkg):
+    """The fixed header (src/header.rs): (manifest_len, ops_len)."""
+    if len(pkg) < HEADER_LEN or pkg[:8] != MAGIC:
+        raise Malformed("no package header")
+    version, header_len, manifest_len, ops_len = struct.unpack_from("<HHIQ", pkg, 8)
+    if version != FORMAT_VERSION or header_len != HEADER_LEN:
+        raise Malformed("format version %d, header length %d" % (version, header_len))
+    return manifest_len, ops_len
+
+
+def parse_manifest(m):
+    """The manifest (`Manifest::parse`, src/manifest.rs), given its
+    `manifest_len` bytes. Field values, plus `*_at`: offsets inside the
+    manifest of the mode byte and the first byte of the op count varint."""
+    r = Cursor(m)
+    out = {}
+    for label in ("device_class", "from_version", "to_version"):
+        n = r.u8()
+        if n > LABEL_LEN:
+            raise Malformed("%s is %d bytes long" % (label, n))
+        text = r.take(n)
+        if b"\0" in text:
+            raise Malformed("%s contains NUL" % label)
+        out[label] = text.decode("utf-8")
+    out["security_counter"] = r.varint()
+    out["mode_at"] = r.pos
+    out["mode"] = r.u8()
+    out["profile"] = r.u8()
+    out["segment_size"] = r.varint(U32_MAX)
+    out["source_size"] = r.varint()
+    out["source_sha256"] = r.take(32)
+    out["target_size"] = r.varint()
+    out["target_sha256"] = r.take(32)
+    out["op_count_at"] = r.pos
+    out["op_count"] = r.varint(U32_MAX)
+    out["streams_len"] = r.varint(U32_MAX)
+    out["xform_len"] = r.varint(U32_MAX)
+    out["scratch_slots"] = r.varint(U32_MAX)
+    flags = r.u8()
+    if out["mode"] not in (AB, IN_PLACE) or out["profile"] not in (1, 2) or flags & ~FLAG_RELEASE_NOTES:
+        raise Malformed("mode %d, profile %d, flags %d" % (out["mode"], out["profile"], flags))
+    seg = out["segment_size"]
+    if not (256 <= seg <= 1 << 28) or seg % 256:
+        raise Malformed("segment size %d" % seg)
+    # An empty target has no ops, so no chain head either.
+    out["first_op_sha256"] = r.take(32) if out["op_count"] else bytes(32)
+    out["release_notes_sha256"] = r.take(32) if flags & FLAG_RELEASE_NOTES else bytes(32)
+    if flags & FLAG_RELEASE_NOTES and out["release_notes_sha256"] == bytes(32):
+        raise Malformed("release notes flag with an all-zero hash")
+    if r.pos != len(m):
+        raise Malformed("%d bytes after the manifest" % (len(m) - r.pos))
+    return out
+
+
+class Op:
+    """One op as `OpHead::parse` (src/op.rs) reads it; `pos`, `ext_at`
+    (where its extents start) and `pay_at` are package offsets."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    @property
+    def end(self):
+        return self.pay_at + self.payload_len
+
+
+def parse_op_head(pkg, pos, manifest, index):
+    """The op head at package offset `pos`, op `index` of `manifest`:
+    the fields present for its kind, codec, the manifest's mode and whether
+    it is the last op, and the fields its context gives (`OpContext`)."""
+    mode, seg, target = manifest["mode"], manifest["segment_size"], manifest["target_size"]
+    last = index + 1 >= manifest["op_count"]
+    r = Cursor(pkg, pos)
+    byte = r.u8()
+    kind, codec = byte & 0x0F, byte >> 4
+    if not COPY <= kind <= STREAMS or codec > LZMA:
+        raise Malformed("op %d at %d: kind %d, codec %d" % (index, pos, kind, codec))
+    if codec != STORED and kind not in (PATCH, NEW):
+        raise Malformed("op %d at %d: codec %d for kind %d" % (index, pos, codec, kind))
+    fill_value = r.u8() if kind == FILL else 0
+    if kind in (COPY, PATCH):
+        extent_count = r.varint()
+        if not 1 <= extent_count <= MAX_EXTENTS:
+            raise Malformed("op %d at %d: %d extents" % (index, pos, extent_count))
+    else:
+        extent_count = 1 if kind == STASH else 0
+    payload_len = r.varint(U32_MAX) if kind in (PATCH, NEW, XFORM, STREAMS) else 0
+    if kind in (XFORM, STREAMS) and payload_len == 0:
+        raise Malformed("op %d at %d: empty xform or streams payload" % (index, pos))
+    wire_decoded = r.varint(U32_MAX) if kind == PATCH and codec in (ZSTD, LZMA) else None
+    has_segment = kind not in (XFORM, STREAMS)
+    slot = r.varint(U32_MAX) if has_segment else 0
+    # The segment hash of an op whose segment is the whole target is the
+    # manifest's target sha256 and not on the wire (`OpContext::whole_target`).
+    whole_target = kind != STASH and slot * seg == 0 and target <= seg
+    if not has_segment:
+        dst_sha256 = bytes(32)
+    elif whole_target:
+        dst_sha256 = manifest["target_sha256"]
+    else:
+        dst_sha256 = r.take(32)
+    src_sha256 = r.take(32) if mode == IN_PLACE and kind in (COPY, PATCH) else bytes(32)
+    next_op_sha256 = bytes(32) if last else r.take(32)
+    ext_at = r.pos
+    extents, prev_end = [], 0
+    for _ in range(extent_count):
+        gap = r.varint()
+        length = r.varint()
+        offset = prev_end + gap
+        if offset > U64_MAX or length == 0 or offset + length > U64_MAX:
+            raise Malformed("op %d at %d: extent (%d, %d)" % (index, pos, offset, length))
+        extents.append((offset, length))
+        prev_end = offset + length
+    if kind == STASH:
+        dst_len = sum(l for _, l in extents)
+        if dst_len > U32_MAX:
+            raise Malformed("op %d at %d: stash of %d bytes" % (index, pos, dst_len))
+    elif kind in (XFORM, STREAMS):
+        dst_len = 0
+    else:
+        dst_len = max(0, min(target - slot * seg, seg))
+    if wire_decoded is not None:
+        decoded_len = wire_decoded
+    elif kind == NEW or (kind == PATCH and codec == TINY):
+        decoded_len = dst_len
+    else:
+        decoded_len = payload_len
+    if kind == PATCH and decoded_len > 3 * dst_len + 1024:
+        raise Malformed("op %d at %d: decoded length %d" % (index, pos, decoded_len))
+    if kind == NEW and codec == STORED and payload_len != dst_len:
+        raise Malformed("op %d at %d: stored new of %d bytes" % (index, pos, payload_len))
+    return Op(
+        index=index, pos=pos, kind=kind, codec=codec, fill_value=fill_value,
+        payload_len=payload_len, decoded_len=decoded_len, dst_off=slot * seg,
+        dst_len=dst_len, dst_sha256=dst_sha256, src_sha256=src_sha256,
+        next_op_sha256=next_op_sha256, extents=extents, ext_at=ext_at, pay_at=r.pos,
+    )
+
+
+def parse_package(pkg):
+    """(manifest, ops, manifest offset) of a whole, well-framed package."""
+    manifest_len, ops_len = parse_header(pkg)
+    if HEADER_LEN + manifest_len + ops_len != len(pkg):
+        raise Malformed("package length %d, header says %d" % (len(pkg), HEADER_LEN + manifest_len + ops_len))
+    m = parse_manifest(pkg[HEADER_LEN : HEADER_LEN + manifest_len])
+    pos, out = HEADER_LEN + manifest_len, []
+    for index in range(m["op_count"]):
+        op = parse_op_head(pkg, pos, m, index)
+        if op.end > len(pkg):
+            raise Malformed("op %d at %d: payload past the end" % (index, pos))
+        op.payload = pkg[op.pay_at : op.end]
+        out.append(op)
+        pos = op.end
+    if pos != len(pkg):
+        raise Malformed("%d bytes after the last op" % (len(pkg) - pos))
+    return m, out
+
+
 def ops(pkg):
-    pos = HEADER_LEN + MANIFEST_LEN
-    while pos < len(pkg):
-        kind, codec, _fill, _r, n_ext, _r2, plen, dlen, dst_off, dst_len = struct.unpack_from(
-            "<BBBBHHIIQI", pkg, pos
-        )
-        ext_at = pos + OP_HEADER_LEN
-        extents = [struct.unpack_from("<QQ", pkg, ext_at + i * EXTENT_LEN) for i in range(n_ext)]
-        pay_at = ext_at + n_ext * EXTENT_LEN
-        yield pos, kind, codec, dst_off, dst_len, extents, pkg[pay_at : pay_at + plen], dlen
-        pos = pay_at + plen
+    return parse_package(pkg)[1]
 
 
 def patch_seed(flags_misuse, seed, dst_off, dst_len, extents, payload):
@@ -163,17 +373,6 @@ def make_tiny_packages(tmp, key):
     return made
 
 
-def read_varint(data, pos):
-    v, shift = 0, 0
-    while True:
-        b = data[pos]
-        pos += 1
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return v, pos
-
-
 def decode_lzma(payload):
     """An LZMA payload (SPEC.md §5e) decoded with Python's raw LZMA1."""
     layout, count, pos = payload[0], payload[1], 2
@@ -208,23 +407,39 @@ def decode_payload(codec, payload):
 
 
 def variants(name, pkg):
-    """Hand-made mutants of a real package."""
+    """Hand-made mutants of a real package, each aimed at one field."""
+    m, pkg_ops = parse_package(pkg)
+    manifest_len, _ = parse_header(pkg)
     v = {}
     v["trunc-header"] = pkg[:50]
-    v["trunc-manifest"] = pkg[:HEADER_LEN + 100]
+    v["trunc-manifest"] = pkg[: HEADER_LEN + manifest_len // 2]
     v["trunc-ops"] = pkg[: len(pkg) - 7]
     v["trailing-byte"] = pkg + b"\0"
+    # A byte of op 0's extents or payload (neither is in its head's fixed
+    # fields): breaks only the hash chain, or the extent rules.
+    op0 = pkg_ops[0]
+    body = op0.end - op0.ext_at
+    assert body > 0, "%s: op 0 has neither extents nor payload" % name
     flip = bytearray(pkg)
-    flip[HEADER_LEN + MANIFEST_LEN + OP_HEADER_LEN + 3] ^= 0x10  # an extent or payload byte
+    flip[op0.ext_at + min(3, body - 1)] ^= 0x10
     v["flip-op0-body"] = bytes(flip)
     flip = bytearray(pkg)
     flip[40] ^= 1  # signature
     v["flip-signature"] = bytes(flip)
+    # The manifest's mode byte: in-place. The signature breaks; the op heads
+    # are now read with in-place fields (a source sha256 in copy and patch).
     flip = bytearray(pkg)
-    flip[HEADER_LEN + 104] = 1  # manifest mode: in-place (signature breaks, chain holds)
+    assert m["mode"] == AB, name
+    flip[HEADER_LEN + m["mode_at"]] = IN_PLACE
     v["mode-inplace"] = bytes(flip)
+    # The op count off by one: flipping bit 0 of the varint's first byte
+    # changes the value by one and keeps the varint's length and minimality
+    # (from 2 ops on, the manifest's other fields stay where they were).
+    assert m["op_count"] >= 2, name
     flip = bytearray(pkg)
-    flip[HEADER_LEN + 192] ^= 1  # op count off by one
+    flip[HEADER_LEN + m["op_count_at"]] ^= 1
+    flipped = parse_manifest(bytes(flip[HEADER_LEN : HEADER_LEN + manifest_len]))
+    assert abs(flipped["op_count"] - m["op_count"]) == 1, name
     v["flip-op-count"] = bytes(flip)
     return {"%s-%s" % (name, k): d for k, d in v.items()}
 
@@ -390,11 +605,12 @@ def make_tiny_seeds(tmp, key):
     streams = {}
     for name, pkg in sorted(pkgs.items()):
         write(PKG_DIR, "pkg-%s" % name, pkg)
-        for i, (_pos, kind, codec, dst_off, dst_len, extents, payload, _dlen) in enumerate(ops(pkg)):
-            if codec != TINY:
+        for op in ops(pkg):
+            if op.codec != TINY:
                 continue
-            seed = patch_seed(0, i * 37 % 256, dst_off, dst_len, extents, payload)
-            label = "patch" if kind == PATCH else "new"
+            i, payload = op.index, op.payload
+            seed = patch_seed(0, i * 37 % 256, op.dst_off, op.dst_len, op.extents, payload)
+            label = "patch" if op.kind == PATCH else "new"
             streams.setdefault(hashlib.sha1(payload).hexdigest(), ("%s-op%d-%s" % (name, i, label), seed))
     by_size = sorted(streams.values(), key=lambda p: (len(p[1]), p[0]))
     picked = [p for p in by_size if p[0].endswith("-patch")][:8] + [p for p in by_size if p[0].endswith("-new")][:3]
@@ -433,15 +649,16 @@ def main():
     lzma_payloads = {}
     for name, pkg in sorted(pkgs.items()):
         write(PKG_DIR, "pkg-%s" % name, pkg)
-        for i, (_pos, kind, codec, dst_off, dst_len, extents, payload, _dlen) in enumerate(ops(pkg)):
+        for op in ops(pkg):
+            i, kind, codec, payload = op.index, op.kind, op.codec, op.payload
             if kind in (PATCH, NEW) and codec == LZMA:
-                seed = struct.pack("<II", _dlen, dst_len) + payload
+                seed = struct.pack("<II", op.decoded_len, op.dst_len) + payload
                 label = "patch" if kind == PATCH else "new"
                 lzma_payloads.setdefault(hashlib.sha1(seed).hexdigest(), ("%s-op%d-%s" % (name, i, label), seed))
             if kind != PATCH:
                 continue
             decoded = decode_payload(codec, payload)
-            seed = patch_seed(0, i * 37 % 256, dst_off, dst_len, extents, decoded)
+            seed = patch_seed(0, i * 37 % 256, op.dst_off, op.dst_len, op.extents, decoded)
             h = hashlib.sha1(decoded).hexdigest()
             codec_name = {STORED: "stored", ZSTD: "zstd", LZMA: "lzma"}[codec]
             patch_payloads.setdefault(h, ("%s-op%d-%s" % (name, i, codec_name), seed))

@@ -64,6 +64,59 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
+    /// Reads a minimal LEB128 varint (SPEC §1.3) no larger than `max`.
+    ///
+    /// # Errors
+    /// `Truncated` when it runs past the data; `InvalidField` (at the
+    /// varint's first byte) when it is malformed or above `max`.
+    pub(crate) fn varint(&mut self, what: &'static str, max: u64) -> Result<u64> {
+        let offset = self.offset();
+        let invalid = |found| Error::InvalidField {
+            offset,
+            what,
+            found,
+        };
+        let mut v: u64 = 0;
+        for i in 0..crate::patch::MAX_VARINT_LEN {
+            let Some(&byte) = self.data.get(self.pos + i) else {
+                return Err(Error::Truncated {
+                    offset,
+                    needed: i as u64 + 1,
+                    available: i as u64,
+                    what,
+                });
+            };
+            let bits = u64::from(byte & 0x7f);
+            // The tenth group holds only bit 63.
+            if i == crate::patch::MAX_VARINT_LEN - 1 && bits > 1 {
+                return Err(invalid(u64::MAX));
+            }
+            v |= bits << (7 * i);
+            if byte & 0x80 == 0 {
+                // A trailing zero group would give one value two encodings.
+                if i > 0 && byte == 0 {
+                    return Err(invalid(v));
+                }
+                if v > max {
+                    return Err(invalid(v));
+                }
+                self.pos += i + 1;
+                return Ok(v);
+            }
+        }
+        Err(invalid(u64::MAX))
+    }
+
+    /// A varint that must fit 32 bits.
+    pub(crate) fn varint_u32(&mut self, what: &'static str) -> Result<u32> {
+        Ok(self.varint(what, u32::MAX.into())? as u32)
+    }
+
+    /// Bytes read so far.
+    pub(crate) fn consumed(&self) -> usize {
+        self.pos
+    }
+
     /// Reads `N` bytes that must all be zero.
     pub(crate) fn reserved<const N: usize>(&mut self) -> Result<()> {
         let offset = self.offset();
@@ -72,6 +125,49 @@ impl<'a> Reader<'a> {
             return Err(Error::NonZeroReserved { offset });
         }
         Ok(())
+    }
+}
+
+/// A record encoded into a fixed buffer of its largest size: the manifest and
+/// op heads, whose varint fields make their length vary.
+#[derive(Clone, Copy)]
+pub struct Encoded<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Encoded<N> {
+    /// The encoded bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&self.bytes)
+    }
+}
+
+impl<const N: usize> core::ops::Deref for Encoded<N> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for Encoded<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<const N: usize> Encoded<N> {
+    /// Runs `write` over a fresh buffer and keeps what it wrote.
+    pub(crate) fn build(write: impl FnOnce(&mut Writer<'_>)) -> Self {
+        let mut bytes = [0u8; N];
+        let mut w = Writer::new(&mut bytes);
+        write(&mut w);
+        let len = w.written();
+        debug_assert!(len <= N, "record longer than its bound");
+        Encoded {
+            bytes,
+            len: len.min(N),
+        }
     }
 }
 
@@ -107,6 +203,13 @@ impl<'a> Writer<'a> {
     pub(crate) fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
+    /// Writes a minimal LEB128 varint.
+    pub(crate) fn varint(&mut self, v: u64) {
+        let mut buf = [0u8; crate::patch::MAX_VARINT_LEN];
+        let n = crate::patch::write_varint(v, &mut buf);
+        self.bytes(buf.get(..n).unwrap_or(&[]));
+    }
+
     pub(crate) fn zeros(&mut self, n: usize) {
         self.pos += n;
     }

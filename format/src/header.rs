@@ -2,14 +2,16 @@
 
 use crate::bytes::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::manifest::MANIFEST_LEN;
+use crate::manifest::{MAX_MANIFEST_LEN, MIN_MANIFEST_LEN};
 
 /// First eight bytes of every package. 0x89 and 0x1A catch 7-bit and text
 /// transfers, CR LF catches line-ending conversion (the PNG trick).
 pub const MAGIC: [u8; 8] = *b"\x89FOTA\r\n\x1a";
 
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this crate reads and writes. Version 2 has the
+/// compact framing (varint manifest and op heads); the fixed-record
+/// version 1 was a draft withdrawn before any release.
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Length of the signed part of the header (magic to `ops_len`).
 pub const SIGNED_HEADER_LEN: usize = 24;
@@ -22,7 +24,8 @@ pub const HEADER_LEN: usize = SIGNED_HEADER_LEN + 8 + 64;
 /// choosing among trusted keys, so altering it can only make the check fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    /// Length of the manifest that follows the header ([`MANIFEST_LEN`] in v1).
+    /// Length of the manifest that follows the header (from
+    /// [`MIN_MANIFEST_LEN`] to [`MAX_MANIFEST_LEN`]).
     pub manifest_len: u32,
     /// Total length of the op section that follows the manifest.
     pub ops_len: u64,
@@ -36,8 +39,8 @@ impl Header {
     /// Parses the header from the first [`HEADER_LEN`] bytes of a package.
     ///
     /// # Errors
-    /// `Truncated`, `BadMagic`, `UnsupportedVersion`, `BadLength` (header or
-    /// manifest length other than v1's).
+    /// `Truncated`, `BadMagic`, `UnsupportedVersion`, `BadLength` (a header
+    /// length other than 96 or a manifest length out of bounds).
     pub fn parse(bytes: &[u8]) -> Result<Header> {
         let mut r = Reader::new(bytes, 0);
         let magic: [u8; 8] = r.array("magic")?;
@@ -61,11 +64,22 @@ impl Header {
             });
         }
         let manifest_len = r.u32("manifest length")?;
-        if manifest_len as usize != MANIFEST_LEN {
+        let (bound, what) = match manifest_len as usize {
+            n if n < MIN_MANIFEST_LEN => (
+                MIN_MANIFEST_LEN,
+                "manifest length (at least the shortest manifest)",
+            ),
+            n if n > MAX_MANIFEST_LEN => (
+                MAX_MANIFEST_LEN,
+                "manifest length (at most the longest manifest)",
+            ),
+            _ => (0, ""),
+        };
+        if bound != 0 {
             return Err(Error::BadLength {
                 offset: 12,
-                what: "manifest length",
-                expected: MANIFEST_LEN as u64,
+                what,
+                expected: bound as u64,
                 found: manifest_len.into(),
             });
         }

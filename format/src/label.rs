@@ -7,8 +7,9 @@ pub const LABEL_LEN: usize = 32;
 
 /// A short UTF-8 text stored NUL-padded in [`LABEL_LEN`] bytes.
 ///
-/// Fixed width keeps the manifest a fixed-size record that a device can read
-/// into a stack buffer; 32 bytes holds any reasonable device class or version.
+/// Fixed width in memory lets a device keep labels in a stack buffer; on the
+/// wire a label is its length and text (SPEC §2.2). 32 bytes holds any
+/// reasonable device class or version.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Label([u8; LABEL_LEN]);
 

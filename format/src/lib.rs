@@ -2,20 +2,26 @@
 //! agent and the server.
 //!
 //! A package is read front to back, once, by a device with little RAM, so it
-//! is a plain little-endian layout (see `SPEC.md` beside this crate):
+//! is a compact little-endian layout of varints and hashes (see `SPEC.md`
+//! beside this crate):
 //!
 //! ```text
-//! header (96 B) │ manifest (272 B, signed) │ op 0 │ op 1 │ … │ op n-1
+//! header (96 B) │ manifest (≤ 285 B, signed) │ op 0 │ op 1 │ … │ op n-1
 //!   magic, version, lengths, key id, Ed25519ph signature
 //!                 device class, versions, security counter, mode,
 //!                 segment size, source/target size + sha256, op count,
 //!                 sha256 of op 0 ──────────> op 0 carries sha256 of op 1 …
 //! ```
 //!
-//! Each op writes one whole destination segment and carries the sha256 of
-//! that segment, of the source bytes it reads and of the next op, so the
+//! Each op is a head of at most [`MAX_OP_HEAD_LEN`] bytes (its kind, the
+//! varint fields its kind needs, its hashes and source extents) and its
+//! payload. It writes one whole destination segment and carries the sha256
+//! of that segment, of the source bytes it reads (in place only: an A/B
+//! source is checked whole and never written) and of the next op, so the
 //! whole package is authenticated by the one signature with 32 bytes of
-//! state on the device.
+//! state on the device. Fields that the manifest or the op's place gives
+//! (the segment's offset and length, the last op's link) are not sent:
+//! on small microcontroller updates the framing was most of the package.
 //!
 //! The crate is `no_std` and never allocates. Every parser returns an
 //! [`Error`] naming the byte offset and what was expected; none panics on
@@ -57,14 +63,18 @@ pub mod xform;
 #[cfg(feature = "zstd")]
 pub mod zstd_payload;
 
+pub use bytes::Encoded;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{Error, Result};
 pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNED_HEADER_LEN};
 pub use inplace::{InPlaceTracker, SourcePiece};
 pub use label::{Label, LabelError, LABEL_LEN};
-pub use manifest::{Manifest, Mode, Profile, MANIFEST_LEN};
-pub use op::{Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER_LEN};
-pub use package::{Extents, Op, OpChain, OpIter, Package, VerifiedPackage};
+pub use manifest::{Manifest, Mode, Profile, MAX_MANIFEST_LEN, MIN_MANIFEST_LEN};
+pub use op::{
+    Codec, Extent, Extents, OpContext, OpHead, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS,
+    MAX_OP_HEAD_LEN,
+};
+pub use package::{Op, OpChain, OpIter, Package, VerifiedPackage};
 pub use patch::{PatchDecoder, PatchStep};
 pub use tiny::{TinyCommand, TinyDecoder, TinyStep};
 pub use xform::Xform;

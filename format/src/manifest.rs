@@ -1,15 +1,22 @@
 //! The signed manifest: what the package updates, from what, to what.
 
-use crate::bytes::{Reader, Writer};
+use crate::bytes::Encoded;
+use crate::bytes::Reader;
 use crate::error::{Error, Result};
 use crate::header::HEADER_LEN;
-use crate::label::Label;
+use crate::label::{Label, LABEL_LEN};
 
-/// Length of the v1 manifest.
-pub const MANIFEST_LEN: usize = 272;
+/// Shortest manifest: empty labels, one-byte varints, no op (so no chain
+/// head) and no release notes.
+pub const MIN_MANIFEST_LEN: usize = 3 + 1 + 2 + 2 + 1 + 32 + 1 + 32 + 4 + 1;
 
-/// Offset of `streams_len` in the manifest (for errors about it).
-pub const STREAMS_LEN_OFFSET: usize = 196;
+/// Longest manifest: full labels, the longest varints, both optional
+/// hashes. A device reads the header and this many bytes into one buffer.
+pub const MAX_MANIFEST_LEN: usize =
+    3 * (1 + LABEL_LEN) + 10 + 2 + 5 + 10 + 32 + 10 + 32 + 4 * 5 + 1 + 2 * 32;
+
+/// Manifest flag: a release-notes sha256 follows the chain head.
+const FLAG_RELEASE_NOTES: u8 = 1;
 
 /// Smallest segment: one small NOR erase block.
 pub const MIN_SEGMENT_SIZE: u32 = 256;
@@ -163,25 +170,39 @@ impl Manifest {
             .min(self.segment_size.into())
     }
 
-    /// Parses and checks a manifest. `bytes` must be exactly
-    /// [`MANIFEST_LEN`] long; offsets in errors are package offsets.
+    /// Parses and checks a manifest: `bytes` are exactly the header's
+    /// `manifest_len` bytes; offsets in errors are package offsets.
     ///
     /// Call this only on a manifest whose signature has been verified when
     /// acting on it; parsing itself is safe on any bytes.
     ///
     /// # Errors
-    /// `Truncated`, `InvalidText`, `InvalidField`, `NonZeroReserved`, `BadLength`.
+    /// `Truncated`, `InvalidText`, `InvalidField`, `NonZeroReserved`,
+    /// `BadLength`, `TrailingBytes`.
     pub fn parse(bytes: &[u8]) -> Result<Manifest> {
         let base = HEADER_LEN as u64;
         let mut r = Reader::new(bytes, base);
         let label = |r: &mut Reader<'_>, what: &'static str| -> Result<Label> {
             let offset = r.offset();
-            Label::from_bytes(r.array(what)?).ok_or(Error::InvalidText { offset, what })
+            let len = r.u8(what)?;
+            if usize::from(len) > LABEL_LEN {
+                return Err(Error::BadLength {
+                    offset,
+                    what,
+                    expected: LABEL_LEN as u64,
+                    found: len.into(),
+                });
+            }
+            let text = r.take(len.into(), what)?;
+            core::str::from_utf8(text)
+                .ok()
+                .and_then(|t| Label::new(t).ok())
+                .ok_or(Error::InvalidText { offset, what })
         };
         let device_class = label(&mut r, "device class")?;
         let from_version = label(&mut r, "from version")?;
         let to_version = label(&mut r, "to version")?;
-        let security_counter = r.u64("security counter")?;
+        let security_counter = r.varint("security counter", u64::MAX)?;
         let offset = r.offset();
         let mode_byte = r.u8("mode")?;
         let mode = Mode::from_u8(mode_byte).ok_or(Error::InvalidField {
@@ -196,9 +217,8 @@ impl Manifest {
             what: "codec profile (1 = zstd, 2 = tiny)",
             found: profile_byte.into(),
         })?;
-        r.reserved::<2>()?;
         let offset = r.offset();
-        let segment_size = r.u32("segment size")?;
+        let segment_size = r.varint_u32("segment size")?;
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&segment_size)
             || segment_size % SEGMENT_ALIGN != 0
         {
@@ -208,15 +228,14 @@ impl Manifest {
                 found: segment_size.into(),
             });
         }
-        let source_size = r.u64("source size")?;
+        let source_size = r.varint("source size", u64::MAX)?;
         let source_sha256 = r.array("source sha256")?;
-        let target_size = r.u64("target size")?;
+        let target_size = r.varint("target size", u64::MAX)?;
         let target_sha256 = r.array("target sha256")?;
         let op_count_offset = r.offset();
-        let op_count = r.u32("op count")?;
+        let op_count = r.varint_u32("op count")?;
         let streams_offset = r.offset();
-        debug_assert_eq!(streams_offset, (HEADER_LEN + STREAMS_LEN_OFFSET) as u64);
-        let streams_len = r.u32("stream table length")?;
+        let streams_len = r.varint_u32("stream table length")?;
         if streams_len > crate::streams::MAX_STREAMS_LEN {
             return Err(Error::BadLength {
                 offset: streams_offset,
@@ -225,18 +244,47 @@ impl Manifest {
                 found: streams_len.into(),
             });
         }
-        let first_op_sha256 = r.array("first op sha256")?;
-        let release_notes_sha256 = r.array("release notes sha256")?;
-        let scratch_offset = r.offset();
-        let scratch_slots = r.u32("scratch slots")?;
         let xform_offset = r.offset();
-        let xform_len = r.u32("xform length")?;
+        let xform_len = r.varint_u32("xform length")?;
         if xform_len > crate::xform::MAX_XFORM_LEN {
             return Err(Error::BadLength {
                 offset: xform_offset,
                 what: "xform length (at most the largest transform payload)",
                 expected: crate::xform::MAX_XFORM_LEN.into(),
                 found: xform_len.into(),
+            });
+        }
+        let scratch_offset = r.offset();
+        let scratch_slots = r.varint_u32("scratch slots")?;
+        let flags_offset = r.offset();
+        let flags = r.u8("manifest flags")?;
+        if flags & !FLAG_RELEASE_NOTES != 0 {
+            return Err(Error::NonZeroReserved {
+                offset: flags_offset,
+            });
+        }
+        // An empty target has no ops, so no chain head either.
+        let first_op_sha256 = match op_count {
+            0 => [0; 32],
+            _ => r.array("first op sha256")?,
+        };
+        let notes_at = r.offset();
+        let release_notes_sha256 = match flags & FLAG_RELEASE_NOTES {
+            0 => [0; 32],
+            _ => r.array("release notes sha256")?,
+        };
+        // All zero means "none", which has one encoding: the flag clear.
+        if flags & FLAG_RELEASE_NOTES != 0 && release_notes_sha256 == [0; 32] {
+            return Err(Error::InvalidField {
+                offset: notes_at,
+                what: "release notes sha256 (not all zero when the flag announces it)",
+                found: 0,
+            });
+        }
+        if r.consumed() < bytes.len() {
+            return Err(Error::TrailingBytes {
+                offset: r.offset(),
+                count: (bytes.len() - r.consumed()) as u64,
             });
         }
         let m = Manifest {
@@ -282,38 +330,39 @@ impl Manifest {
                 found: scratch_slots.into(),
             });
         }
-        // An empty target has no ops, so no chain head either.
-        if op_count == 0 && m.first_op_sha256 != [0; 32] {
-            return Err(Error::NonZeroReserved {
-                offset: op_count_offset + 8,
-            });
-        }
         Ok(m)
     }
 
-    /// Encodes the manifest.
-    pub fn to_bytes(&self) -> [u8; MANIFEST_LEN] {
-        let mut out = [0u8; MANIFEST_LEN];
-        let mut w = Writer::new(&mut out);
-        w.bytes(self.device_class.as_bytes());
-        w.bytes(self.from_version.as_bytes());
-        w.bytes(self.to_version.as_bytes());
-        w.u64(self.security_counter);
-        w.u8(self.mode as u8);
-        w.u8(self.profile as u8);
-        w.zeros(2);
-        w.u32(self.segment_size);
-        w.u64(self.source_size);
-        w.bytes(&self.source_sha256);
-        w.u64(self.target_size);
-        w.bytes(&self.target_sha256);
-        w.u32(self.op_count);
-        w.u32(self.streams_len);
-        w.bytes(&self.first_op_sha256);
-        w.bytes(&self.release_notes_sha256);
-        w.u32(self.scratch_slots);
-        w.u32(self.xform_len);
-        debug_assert_eq!(w.written(), MANIFEST_LEN);
-        out
+    /// Encodes the manifest. A chain head with no op, or a label, cannot be
+    /// out of range, so every manifest has an encoding; a non-zero
+    /// `first_op_sha256` with `op_count` 0 is not written (it has no field).
+    pub fn to_bytes(&self) -> Encoded<MAX_MANIFEST_LEN> {
+        Encoded::build(|w| {
+            for label in [&self.device_class, &self.from_version, &self.to_version] {
+                let text = label.as_str().as_bytes();
+                w.u8(text.len() as u8);
+                w.bytes(text);
+            }
+            w.varint(self.security_counter);
+            w.u8(self.mode as u8);
+            w.u8(self.profile as u8);
+            w.varint(self.segment_size.into());
+            w.varint(self.source_size);
+            w.bytes(&self.source_sha256);
+            w.varint(self.target_size);
+            w.bytes(&self.target_sha256);
+            w.varint(self.op_count.into());
+            w.varint(self.streams_len.into());
+            w.varint(self.xform_len.into());
+            w.varint(self.scratch_slots.into());
+            let notes = self.release_notes_sha256 != [0; 32];
+            w.u8(if notes { FLAG_RELEASE_NOTES } else { 0 });
+            if self.op_count != 0 {
+                w.bytes(&self.first_op_sha256);
+            }
+            if notes {
+                w.bytes(&self.release_notes_sha256);
+            }
+        })
     }
 }

@@ -1,16 +1,18 @@
 //! Op records: each writes exactly one destination segment.
 //!
-//! An op is a fixed [`OP_HEADER_LEN`]-byte header, `extent_count` source
-//! extents of [`EXTENT_LEN`] bytes, then `payload_len` payload bytes. The
-//! sha256 of those bytes is the link the previous op (or the manifest)
-//! carries, so a device authenticates the op stream with 32 bytes of state.
+//! An op is a head (kind and codec, the varint fields its kind has, its
+//! hashes and source extents: at most [`MAX_OP_HEAD_LEN`] bytes), then
+//! `payload_len` payload bytes. The sha256 of those bytes is the link the
+//! previous op (or the manifest) carries, so a device authenticates the op
+//! stream with 32 bytes of state.
 
-use crate::bytes::{Reader, Writer};
+use crate::bytes::{Encoded, Reader};
 use crate::error::{Error, Result};
+use crate::manifest::{Manifest, Mode};
 
-/// Length of an op header.
-pub const OP_HEADER_LEN: usize = 128;
-/// Length of one source extent record.
+/// Length of an extent in its fixed record form ([`Extent::to_bytes`]),
+/// which an applier may use to keep an op's extents in RAM; on the wire
+/// extents are varints.
 pub const EXTENT_LEN: usize = 16;
 /// Most source extents one op may declare: bounds a device's per-op state
 /// (16 × 16 B) and the source reads needed to check `src_sha256`.
@@ -140,7 +142,8 @@ impl Extent {
         }
     }
 
-    /// Encodes the extent record.
+    /// Encodes the extent as a fixed 16-byte record (offset, length, both
+    /// `u64` LE): the form an applier keeps in RAM, not the wire form.
     pub fn to_bytes(&self) -> [u8; EXTENT_LEN] {
         let mut out = [0u8; EXTENT_LEN];
         out[..8].copy_from_slice(&self.offset.to_le_bytes());
@@ -149,7 +152,8 @@ impl Extent {
     }
 }
 
-/// The fixed part of an op.
+/// The header fields of an op, as an applier uses them (the wire form
+/// leaves out what its kind or context gives: [`OpHead::parse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpHeader {
     /// What the op does.
@@ -176,40 +180,260 @@ pub struct OpHeader {
     pub next_op_sha256: [u8; 32],
 }
 
-impl OpHeader {
-    /// Parses an op header at package offset `offset` and checks the rules
-    /// that need no other context: known kind and codec, zero reserved
-    /// bytes, payload fields consistent with the kind, extent count bound.
+/// What an op head's encoding depends on besides the op itself: fields the
+/// manifest fixes or that follow from the op's place in the chain are not
+/// on the wire (SPEC §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpContext {
+    /// A/B packages carry no per-op source hash: the whole source is
+    /// checked before the first op and the source slot never changes.
+    pub mode: Mode,
+    /// The manifest's segment size: a slot index times this is `dst_offset`.
+    pub segment_size: u32,
+    /// The manifest's target size: it gives the length of each segment.
+    pub target_size: u64,
+    /// The manifest's target sha256: the segment hash of an op whose
+    /// segment is the whole target, which is then not on the wire.
+    pub target_sha256: [u8; 32],
+    /// Whether this is the last op, which has no next-op hash.
+    pub last: bool,
+}
+
+impl OpContext {
+    /// The context of op `index` of a package with this manifest.
+    pub fn new(manifest: &Manifest, index: u32) -> Self {
+        OpContext {
+            mode: manifest.mode,
+            segment_size: manifest.segment_size,
+            target_size: manifest.target_size,
+            target_sha256: manifest.target_sha256,
+            last: index.saturating_add(1) >= manifest.op_count,
+        }
+    }
+
+    /// Whether the segment at `dst_offset` is the whole target, so that its
+    /// hash is the target's.
+    fn whole_target(&self, kind: OpKind, dst_offset: u64) -> bool {
+        kind != OpKind::Stash && dst_offset == 0 && self.target_size <= u64::from(self.segment_size)
+    }
+
+    /// Length of target segment `slot`, zero past the end.
+    fn segment_len(&self, slot: u64) -> u32 {
+        let start = slot.saturating_mul(self.segment_size.into());
+        self.target_size
+            .saturating_sub(start)
+            .min(self.segment_size.into()) as u32
+    }
+}
+
+/// Longest op head on the wire: kind and codec, extent count, three `u32`
+/// varints, three sha256 and sixteen extents of two `u64` varints (a FILL
+/// op's fill value comes with none of the extents). A device reads this
+/// many bytes (or the rest of the package) to parse the next op.
+pub const MAX_OP_HEAD_LEN: usize = 1 + 1 + 3 * 5 + 3 * 32 + MAX_EXTENTS * 2 * 10;
+
+/// Which wire fields an op of a kind has (SPEC §2.3).
+#[derive(Clone, Copy)]
+struct Fields {
+    fill: bool,
+    extent_count: bool,
+    payload: bool,
+    segment: bool,
+}
+
+impl Fields {
+    fn of(kind: OpKind) -> Fields {
+        use OpKind::*;
+        Fields {
+            fill: kind == Fill,
+            extent_count: matches!(kind, Copy | Patch),
+            payload: matches!(kind, Patch | New | Xform | Streams),
+            segment: !matches!(kind, Xform | Streams),
+        }
+    }
+
+    /// Whether the decoded length is on the wire: only a PATCH decoded in
+    /// memory has one that the other fields do not give.
+    fn decoded_len(kind: OpKind, codec: Codec) -> bool {
+        kind == OpKind::Patch && matches!(codec, Codec::Zstd | Codec::Lzma)
+    }
+
+    /// Whether the source sha256 is on the wire.
+    fn src_sha256(kind: OpKind, ctx: &OpContext) -> bool {
+        ctx.mode == Mode::InPlace && matches!(kind, OpKind::Copy | OpKind::Patch)
+    }
+}
+
+/// An op head as parsed from the wire: the header fields (those not on the
+/// wire filled in from the context), the source extents, and the head's
+/// length, after which the payload starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpHead {
+    /// The header fields.
+    pub header: OpHeader,
+    /// The source extents.
+    pub extents: Extents,
+    /// Bytes of the head on the wire.
+    pub len: usize,
+}
+
+impl OpHead {
+    /// Parses the op head at package offset `offset` and checks the rules
+    /// that need nothing but the head and its context (SPEC §4.3): known
+    /// kind and codec, a codec the kind allows, the extent count, the
+    /// payload and decoded lengths the kind and codec allow, extents
+    /// that are non-empty and do not overflow.
     ///
     /// # Errors
-    /// `Truncated`, `InvalidField`, `NonZeroReserved`, `BadLength`.
-    pub fn parse(bytes: &[u8], offset: u64) -> Result<OpHeader> {
+    /// `Truncated`, `InvalidField`, `BadLength`.
+    pub fn parse(bytes: &[u8], offset: u64, ctx: &OpContext) -> Result<OpHead> {
         let mut r = Reader::new(bytes, offset);
-        let kind_byte = r.u8("op kind")?;
-        let kind = OpKind::from_u8(kind_byte).ok_or(Error::InvalidField {
+        let byte = r.u8("op kind and codec")?;
+        let kind = OpKind::from_u8(byte & 0x0f).ok_or(Error::InvalidField {
             offset,
-            what: "op kind (1 copy, 2 patch, 3 new, 4 fill, 5 skip, 6 stash, 7 xform)",
-            found: kind_byte.into(),
+            what: "op kind (low 4 bits: 1 copy, 2 patch, 3 new, 4 fill, 5 skip, 6 stash, 7 xform, 8 streams)",
+            found: (byte & 0x0f).into(),
         })?;
-        let codec_byte = r.u8("op codec")?;
-        let codec = Codec::from_u8(codec_byte).ok_or(Error::InvalidField {
-            offset: offset.saturating_add(1),
-            what: "op codec (0 stored, 1 zstd, 2 tiny)",
-            found: codec_byte.into(),
+        let codec = Codec::from_u8(byte >> 4).ok_or(Error::InvalidField {
+            offset,
+            what: "op codec (high 4 bits: 0 stored, 1 zstd, 2 tiny, 3 lzma)",
+            found: (byte >> 4).into(),
         })?;
-        let fill_value = r.u8("fill value")?;
-        r.reserved::<1>()?;
-        let extent_count = r.u16("extent count")?;
-        r.reserved::<2>()?;
-        let payload_len = r.u32("payload length")?;
-        let decoded_len = r.u32("decoded length")?;
-        let dst_offset = r.u64("destination offset")?;
-        let dst_len = r.u32("destination length")?;
-        r.reserved::<4>()?;
-        let dst_sha256 = r.array("destination sha256")?;
-        let src_sha256 = r.array("source sha256")?;
-        let next_op_sha256 = r.array("next op sha256")?;
-        let h = OpHeader {
+        let fields = Fields::of(kind);
+        if codec != Codec::Stored && !matches!(kind, OpKind::Patch | OpKind::New) {
+            return Err(Error::InvalidField {
+                offset,
+                what: "op codec (stored for every kind but patch and new)",
+                found: codec as u64,
+            });
+        }
+        let fill_value = match fields.fill {
+            true => r.u8("fill value")?,
+            false => 0,
+        };
+        let bad = |offset, what, expected: u64, found: u64| Error::BadLength {
+            offset,
+            what,
+            expected,
+            found,
+        };
+        let extent_count = match (fields.extent_count, kind) {
+            (true, _) => {
+                let at = r.offset();
+                let n = r.varint("extent count", u64::MAX)?;
+                if n == 0 || n > MAX_EXTENTS as u64 {
+                    let want = if n == 0 { 1 } else { MAX_EXTENTS as u64 };
+                    return Err(bad(
+                        at,
+                        "extent count (1 to 16 for copy and patch)",
+                        want,
+                        n,
+                    ));
+                }
+                n as u16
+            }
+            (false, OpKind::Stash) => 1,
+            (false, _) => 0,
+        };
+        let payload_at = r.offset();
+        let payload_len = match fields.payload {
+            true => r.varint_u32("payload length")?,
+            false => 0,
+        };
+        if matches!(kind, OpKind::Xform | OpKind::Streams) && payload_len == 0 {
+            return Err(bad(
+                payload_at,
+                "xform or streams payload length (non-empty)",
+                1,
+                0,
+            ));
+        }
+        // A stored payload's decoded length is its payload length, so a
+        // bound on it names that field.
+        let decoded_at = match codec {
+            Codec::Stored => payload_at,
+            _ => r.offset(),
+        };
+        let wire_decoded = match Fields::decoded_len(kind, codec) {
+            true => Some(r.varint_u32("decoded length")?),
+            false => None,
+        };
+        let slot = match fields.segment {
+            true => r.varint_u32("segment index")?,
+            false => 0,
+        };
+        let dst_offset = u64::from(slot) * u64::from(ctx.segment_size);
+        let dst_sha256 = match fields.segment {
+            true if ctx.whole_target(kind, dst_offset) => ctx.target_sha256,
+            true => r.array("destination sha256")?,
+            false => [0; 32],
+        };
+        let src_sha256 = match Fields::src_sha256(kind, ctx) {
+            true => r.array("source sha256")?,
+            false => [0; 32],
+        };
+        let next_op_sha256 = match ctx.last {
+            false => r.array("next op sha256")?,
+            true => [0; 32],
+        };
+        let mut extents = Extents::default();
+        let mut prev_end = 0u64;
+        let mut len_at = r.offset();
+        for _ in 0..extent_count {
+            let at = r.offset();
+            let gap = r.varint("extent gap", u64::MAX)?;
+            len_at = r.offset();
+            let len = r.varint("extent length", u64::MAX)?;
+            let e = Extent {
+                offset: prev_end.checked_add(gap).ok_or(Error::InvalidField {
+                    offset: at,
+                    what: "extent gap (the offset fits 64 bits)",
+                    found: gap,
+                })?,
+                len,
+            };
+            let end = e.end().filter(|_| len != 0).ok_or(Error::InvalidField {
+                offset: len_at,
+                what: "extent length (non-zero, no overflow)",
+                found: len,
+            })?;
+            extents.push(e);
+            prev_end = end;
+        }
+        let dst_len = match kind {
+            OpKind::Stash => {
+                let len = extents.total_len();
+                u32::try_from(len).map_err(|_| Error::InvalidField {
+                    offset: len_at,
+                    what: "stash extent length (at most 4 GiB)",
+                    found: len,
+                })?
+            }
+            OpKind::Xform | OpKind::Streams => 0,
+            _ => ctx.segment_len(slot.into()),
+        };
+        let decoded_len = match (kind, codec, wire_decoded) {
+            (_, _, Some(n)) => n,
+            (OpKind::New, _, _) | (OpKind::Patch, Codec::Tiny, _) => dst_len,
+            _ => payload_len,
+        };
+        if kind == OpKind::Patch && u64::from(decoded_len) > max_patch_decoded_len(dst_len) {
+            return Err(bad(
+                decoded_at,
+                "decoded length (a patch decodes to at most 3 x segment + 1 KiB)",
+                max_patch_decoded_len(dst_len),
+                decoded_len.into(),
+            ));
+        }
+        if kind == OpKind::New && codec == Codec::Stored && payload_len != dst_len {
+            return Err(bad(
+                payload_at,
+                "payload length (a stored new op holds the whole segment)",
+                dst_len.into(),
+                payload_len.into(),
+            ));
+        }
+        let header = OpHeader {
             kind,
             codec,
             fill_value,
@@ -219,212 +443,100 @@ impl OpHeader {
             dst_offset,
             dst_len,
             dst_sha256,
-            src_sha256,
+            src_sha256: match kind {
+                OpKind::Stash => dst_sha256,
+                _ => src_sha256,
+            },
             next_op_sha256,
         };
-        h.check_consistency(offset)?;
-        Ok(h)
+        Ok(OpHead {
+            header,
+            extents,
+            len: r.consumed(),
+        })
     }
 
-    fn check_consistency(&self, offset: u64) -> Result<()> {
-        let bad = |field_offset: u64, what: &'static str, expected: u64, found: u64| {
-            Err(Error::BadLength {
-                offset: offset.saturating_add(field_offset),
-                what,
-                expected,
-                found,
-            })
-        };
-        if usize::from(self.extent_count) > MAX_EXTENTS {
-            return bad(
-                4,
-                "extent count (at most 16)",
-                MAX_EXTENTS as u64,
-                self.extent_count.into(),
-            );
-        }
-        if self.kind != OpKind::Fill && self.fill_value != 0 {
-            return Err(Error::NonZeroReserved {
-                offset: offset.saturating_add(2),
-            });
-        }
-        if matches!(self.kind, OpKind::Xform | OpKind::Streams) {
-            return self.check_xform(offset);
-        }
-        let has_payload = matches!(self.kind, OpKind::Patch | OpKind::New);
-        if !has_payload && self.payload_len != 0 {
-            return bad(
-                8,
-                "payload length (none for copy, fill, skip, stash)",
-                0,
-                self.payload_len.into(),
-            );
-        }
-        if !has_payload && self.decoded_len != 0 {
-            return bad(
-                12,
-                "decoded length (none for copy, fill, skip, stash)",
-                0,
-                self.decoded_len.into(),
-            );
-        }
-        if self.kind == OpKind::Patch
-            && u64::from(self.decoded_len) > max_patch_decoded_len(self.dst_len)
-        {
-            return bad(
-                12,
-                "decoded length (a patch decodes to at most 3 x segment + 1 KiB)",
-                max_patch_decoded_len(self.dst_len),
-                self.decoded_len.into(),
-            );
-        }
-        if !has_payload && self.codec != Codec::Stored {
-            return Err(Error::InvalidField {
-                offset: offset.saturating_add(1),
-                what: "op codec (stored for ops without payload)",
-                found: self.codec as u64,
-            });
-        }
-        if self.codec == Codec::Stored && self.decoded_len != self.payload_len {
-            return bad(
-                12,
-                "decoded length (equals payload length when stored)",
-                self.payload_len.into(),
-                self.decoded_len.into(),
-            );
-        }
-        if self.codec == Codec::Tiny && self.decoded_len != self.dst_len {
-            return bad(
-                12,
-                "decoded length (equals destination length for tiny)",
-                self.dst_len.into(),
-                self.decoded_len.into(),
-            );
-        }
-        if self.kind == OpKind::New && self.decoded_len != self.dst_len {
-            return bad(
-                12,
-                "decoded length (equals destination length for new)",
-                self.dst_len.into(),
-                self.decoded_len.into(),
-            );
-        }
-        let needs_extents = matches!(self.kind, OpKind::Copy | OpKind::Patch);
-        if !needs_extents && self.kind != OpKind::Stash && self.extent_count != 0 {
-            return bad(
-                4,
-                "extent count (none for new, fill, skip)",
-                0,
-                self.extent_count.into(),
-            );
-        }
-        if needs_extents && self.extent_count == 0 {
-            return bad(4, "extent count (at least one for copy, patch)", 1, 0);
-        }
-        if self.kind == OpKind::Stash {
-            if self.extent_count != 1 {
-                return bad(
-                    4,
-                    "extent count (exactly one for stash)",
-                    1,
-                    self.extent_count.into(),
-                );
-            }
-            if self.dst_sha256 != self.src_sha256 {
-                return Err(Error::InvalidField {
-                    offset: offset.saturating_add(32),
-                    what: "stash destination sha256 (equal to the source sha256)",
-                    found: 0,
-                });
-            }
-        }
-        if self.extent_count == 0 && self.src_sha256 != [0; 32] {
-            return Err(Error::NonZeroReserved {
-                offset: offset.saturating_add(64),
-            });
-        }
-        Ok(())
-    }
-
-    /// An XFORM op: a stored, non-empty payload and nothing else.
-    fn check_xform(&self, offset: u64) -> Result<()> {
-        let bad = |field_offset: u64, what: &'static str, expected: u64, found: u64| {
-            Err(Error::BadLength {
-                offset: offset.saturating_add(field_offset),
-                what,
-                expected,
-                found,
-            })
-        };
-        if self.codec != Codec::Stored {
-            return Err(Error::InvalidField {
-                offset: offset.saturating_add(1),
-                what: "op codec (stored for xform and streams)",
-                found: self.codec as u64,
-            });
-        }
-        if self.payload_len == 0 || self.decoded_len != self.payload_len {
-            return bad(
-                12,
-                "xform or streams payload (non-empty, decoded length equal to payload length)",
-                self.payload_len.into(),
-                self.decoded_len.into(),
-            );
-        }
-        if self.extent_count != 0 {
-            return bad(
-                4,
-                "extent count (none for xform and streams)",
-                0,
-                self.extent_count.into(),
-            );
-        }
-        if self.fill_value != 0 || self.dst_offset != 0 || self.dst_len != 0 {
-            return bad(
-                16,
-                "xform or streams destination (none)",
-                0,
-                self.dst_offset | u64::from(self.dst_len),
-            );
-        }
-        if self.dst_sha256 != [0; 32] || self.src_sha256 != [0; 32] {
-            return Err(Error::NonZeroReserved {
-                offset: offset.saturating_add(32),
-            });
-        }
-        Ok(())
-    }
-
-    /// Bytes of extents that follow the header.
-    pub fn extents_len(&self) -> usize {
-        usize::from(self.extent_count) * EXTENT_LEN
-    }
-
-    /// Total length of the op on the wire.
+    /// Total length of the op on the wire: head and payload.
     pub fn total_len(&self) -> u64 {
-        (OP_HEADER_LEN + self.extents_len()) as u64 + u64::from(self.payload_len)
+        self.len as u64 + u64::from(self.header.payload_len)
+    }
+}
+
+impl OpHeader {
+    /// Encodes the op head: this header's wire fields and `extents`, for
+    /// the op in `ctx`. Fields the context gives are not written, so a
+    /// header round-trips only when they agree with it: `dst_offset` a
+    /// multiple of the segment size, `dst_len` the segment's length (for a
+    /// STASH, its extent's), `dst_sha256` the target's when the segment is
+    /// the whole target, `decoded_len` what the kind and codec imply,
+    /// `src_sha256` zero in A/B, `next_op_sha256` zero for the last op.
+    pub fn encode(&self, extents: &[Extent], ctx: &OpContext) -> Encoded<MAX_OP_HEAD_LEN> {
+        let fields = Fields::of(self.kind);
+        Encoded::build(|w| {
+            w.u8(self.kind as u8 | (self.codec as u8) << 4);
+            if fields.fill {
+                w.u8(self.fill_value);
+            }
+            if fields.extent_count {
+                w.varint(extents.len() as u64);
+            }
+            if fields.payload {
+                w.varint(self.payload_len.into());
+            }
+            if Fields::decoded_len(self.kind, self.codec) {
+                w.varint(self.decoded_len.into());
+            }
+            if fields.segment {
+                w.varint(self.dst_offset / u64::from(ctx.segment_size.max(1)));
+                if !ctx.whole_target(self.kind, self.dst_offset) {
+                    w.bytes(&self.dst_sha256);
+                }
+            }
+            if Fields::src_sha256(self.kind, ctx) {
+                w.bytes(&self.src_sha256);
+            }
+            if !ctx.last {
+                w.bytes(&self.next_op_sha256);
+            }
+            let mut prev_end = 0u64;
+            for e in extents.iter().take(MAX_EXTENTS) {
+                w.varint(e.offset.wrapping_sub(prev_end));
+                w.varint(e.len);
+                prev_end = e.offset.wrapping_add(e.len);
+            }
+        })
+    }
+}
+
+/// The source extents of one op, held without allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extents {
+    items: [Extent; MAX_EXTENTS],
+    len: usize,
+}
+
+impl Extents {
+    /// The extents as a slice.
+    pub fn as_slice(&self) -> &[Extent] {
+        self.items.get(..self.len).unwrap_or(&[])
     }
 
-    /// Encodes the header.
-    pub fn to_bytes(&self) -> [u8; OP_HEADER_LEN] {
-        let mut out = [0u8; OP_HEADER_LEN];
-        let mut w = Writer::new(&mut out);
-        w.u8(self.kind as u8);
-        w.u8(self.codec as u8);
-        w.u8(self.fill_value);
-        w.zeros(1);
-        w.u16(self.extent_count);
-        w.zeros(2);
-        w.u32(self.payload_len);
-        w.u32(self.decoded_len);
-        w.u64(self.dst_offset);
-        w.u32(self.dst_len);
-        w.zeros(4);
-        w.bytes(&self.dst_sha256);
-        w.bytes(&self.src_sha256);
-        w.bytes(&self.next_op_sha256);
-        debug_assert_eq!(w.written(), OP_HEADER_LEN);
-        out
+    /// Appends an extent; `false` (and nothing changes) when all
+    /// [`MAX_EXTENTS`] are taken.
+    pub fn push(&mut self, extent: Extent) -> bool {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = extent;
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Total bytes the extents cover.
+    pub fn total_len(&self) -> u64 {
+        self.as_slice().iter().map(|e| e.len).sum()
     }
 }
 
@@ -439,7 +551,8 @@ pub fn max_patch_decoded_len(dst_len: u32) -> u64 {
     3 * u64::from(dst_len) + 1024
 }
 
-/// Parses extent `index` of an op whose extents start at package offset `offset`.
+/// Parses an extent's fixed 16-byte record ([`Extent::to_bytes`]); errors
+/// name `offset` as the record's place.
 ///
 /// # Errors
 /// `Truncated`, or `InvalidField` for an empty or overflowing extent.

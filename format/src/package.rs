@@ -13,14 +13,11 @@
 use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
-use crate::bytes::Reader;
 use crate::error::{Error, Result};
 use crate::header::{Header, HEADER_LEN, SIGNED_HEADER_LEN};
 use crate::label::Label;
-use crate::manifest::{Manifest, Mode, Profile, MANIFEST_LEN};
-use crate::op::{
-    parse_extent, Codec, Extent, OpHeader, OpKind, EXTENT_LEN, MAX_EXTENTS, OP_HEADER_LEN,
-};
+use crate::manifest::{Manifest, Mode, Profile};
+use crate::op::{Codec, Extent, Extents, OpContext, OpHead, OpHeader, OpKind};
 
 /// A package whose framing is sound but whose signature is not yet checked.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +42,7 @@ impl<'a> Package<'a> {
         if available < ops_offset {
             return Err(Error::Truncated {
                 offset: HEADER_LEN as u64,
-                needed: MANIFEST_LEN as u64,
+                needed: header.manifest_len.into(),
                 available: available.saturating_sub(HEADER_LEN as u64),
                 what: "manifest",
             });
@@ -175,45 +172,15 @@ impl<'a> VerifiedPackage<'a> {
     }
 }
 
-/// The source extents of one op, held without allocation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Extents {
-    items: [Extent; MAX_EXTENTS],
-    len: usize,
-}
-
-impl Extents {
-    /// The extents as a slice.
-    pub fn as_slice(&self) -> &[Extent] {
-        self.items.get(..self.len).unwrap_or(&[])
-    }
-
-    /// Appends an extent; `false` (and nothing changes) when all
-    /// [`MAX_EXTENTS`] are taken.
-    pub fn push(&mut self, extent: Extent) -> bool {
-        match self.items.get_mut(self.len) {
-            Some(slot) => {
-                *slot = extent;
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Total bytes the extents cover.
-    pub fn total_len(&self) -> u64 {
-        self.as_slice().iter().map(|e| e.len).sum()
-    }
-}
-
 /// One authenticated op.
 #[derive(Debug, Clone, Copy)]
 pub struct Op<'a> {
     /// Position in the op section, from 0.
     pub index: u32,
-    /// Package offset of the op header.
+    /// Package offset of the op head.
     pub offset: u64,
+    /// Package offset of the payload (after the head).
+    pub payload_offset: u64,
     /// The op header.
     pub header: OpHeader,
     /// The source extents.
@@ -486,7 +453,7 @@ impl OpChain {
         };
         if !codec_ok {
             return Err(Error::InvalidField {
-                offset: offset.saturating_add(1),
+                offset,
                 what: "op codec (not allowed by the profile)",
                 found: header.codec as u64,
             });
@@ -545,9 +512,9 @@ impl OpChain {
     fn advance(&mut self, header: &OpHeader, offset: u64) -> Result<()> {
         let last = self.next_index + 1 == self.manifest.op_count;
         if last && header.next_op_sha256 != [0; 32] {
-            return Err(Error::NonZeroReserved {
-                offset: offset.saturating_add(96),
-            });
+            // Not on the wire (SPEC §2.3): only a header built in memory
+            // can have it.
+            return Err(Error::NonZeroReserved { offset });
         }
         self.next_index += 1;
         self.expected_hash = header.next_op_sha256;
@@ -557,6 +524,7 @@ impl OpChain {
 
 /// Iterates the ops of an in-memory op section, authenticating each.
 pub struct OpIter<'a> {
+    manifest: Manifest,
     chain: OpChain,
     ops: &'a [u8],
     pos: usize,
@@ -568,6 +536,7 @@ impl<'a> OpIter<'a> {
     fn new(manifest: Manifest, ops: &'a [u8], base: u64) -> Self {
         OpIter {
             chain: OpChain::new(&manifest),
+            manifest,
             ops,
             pos: 0,
             base,
@@ -587,10 +556,12 @@ impl<'a> OpIter<'a> {
             }
             return Ok(None);
         }
-        // Authenticate before interpreting: take only the two length fields
-        // from the unverified header, hash the op they delimit, and check
-        // the hash against the chain before any other field is looked at.
-        let total = raw_op_len(rest, offset)?;
+        // The head's structure gives the op's length; its bytes and the
+        // payload are hashed and checked against the chain before the op
+        // is used.
+        let ctx = OpContext::new(&self.manifest, self.chain.next_index());
+        let head = OpHead::parse(rest, offset, &ctx)?;
+        let total = head.total_len();
         let Some(op_bytes) = usize::try_from(total).ok().and_then(|t| rest.get(..t)) else {
             return Err(Error::Truncated {
                 offset,
@@ -600,60 +571,19 @@ impl<'a> OpIter<'a> {
             });
         };
         let hash: [u8; 32] = Sha256::digest(op_bytes).into();
-        if hash != *self.chain.expected_hash() {
-            return Err(Error::OpHashMismatch {
-                op_index: self.chain.next_index(),
-                offset,
-            });
-        }
-        let header = OpHeader::parse(op_bytes, offset)?;
-        let mut extents = Extents::default();
-        for (i, slot) in extents
-            .items
-            .iter_mut()
-            .take(header.extent_count.into())
-            .enumerate()
-        {
-            let at = OP_HEADER_LEN + i * EXTENT_LEN;
-            let bytes = op_bytes.get(at..at + EXTENT_LEN).unwrap_or(&[]);
-            *slot = parse_extent(bytes, offset.saturating_add(at as u64))?;
-        }
-        extents.len = header.extent_count.into();
         let index = self.chain.next_index();
         self.chain
-            .check(&header, extents.as_slice(), &hash, offset)?;
+            .check(&head.header, head.extents.as_slice(), &hash, offset)?;
         self.pos += op_bytes.len();
-        let payload = op_bytes
-            .get(OP_HEADER_LEN + header.extents_len()..)
-            .unwrap_or(&[]);
         Ok(Some(Op {
             index,
             offset,
-            header,
-            extents,
-            payload,
+            payload_offset: offset.saturating_add(head.len as u64),
+            header: head.header,
+            extents: head.extents,
+            payload: op_bytes.get(head.len..).unwrap_or(&[]),
         }))
     }
-}
-
-/// Length of the op starting at `bytes`, from its header's extent count and
-/// payload length alone (nothing else is read before the hash check).
-///
-/// # Errors
-/// `Truncated` when fewer than [`OP_HEADER_LEN`] bytes remain.
-pub fn raw_op_len(bytes: &[u8], offset: u64) -> Result<u64> {
-    let header = bytes.get(..OP_HEADER_LEN).ok_or(Error::Truncated {
-        offset,
-        needed: OP_HEADER_LEN as u64,
-        available: bytes.len() as u64,
-        what: "op header",
-    })?;
-    let mut r = Reader::new(header, offset);
-    let _kind_codec_fill_reserved: [u8; 4] = r.array("op header")?;
-    let extent_count = r.u16("extent count")?;
-    let _reserved: [u8; 2] = r.array("op header")?;
-    let payload_len = r.u32("payload length")?;
-    Ok(OP_HEADER_LEN as u64 + u64::from(extent_count) * EXTENT_LEN as u64 + u64::from(payload_len))
 }
 
 impl<'a> Iterator for OpIter<'a> {

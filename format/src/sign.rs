@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256, Sha512};
 use crate::error::{Error, Result};
 use crate::header::SIGNED_HEADER_LEN;
 
-/// Domain-separation context of package signatures (format v1).
+/// Domain-separation context of package signatures. Named for the first
+/// draft and kept in version 2: the format version is among the signed
+/// bytes, so a signature never verifies across versions.
 pub const SIGNATURE_CONTEXT: &[u8] = b"fota-package-v1";
 
 /// The prehash of the signed bytes: signed header, then manifest.

@@ -134,7 +134,10 @@ fn manifest_rules_raise_their_errors() {
     for op_count in [1, 3] {
         assert!(matches!(
             Manifest::parse(&Manifest { op_count, ..ab }.to_bytes()),
-            Err(Error::BadLength { offset: 288, .. })
+            Err(Error::BadLength {
+                offset: OP_COUNT_AT,
+                ..
+            })
         ));
     }
     assert_eq!(
@@ -146,7 +149,7 @@ fn manifest_rules_raise_their_errors() {
             .to_bytes()
         ),
         Err(Error::InvalidField {
-            offset: 360,
+            offset: SCRATCH_AT,
             what: "scratch slots (none for A/B)",
             found: 1
         })
@@ -172,23 +175,30 @@ fn manifest_rules_raise_their_errors() {
             }
             .to_bytes()
         ),
-        Err(Error::BadLength { offset: 288, .. })
+        Err(Error::BadLength {
+            offset: OP_COUNT_AT,
+            ..
+        })
     ));
-    // An empty target has no chain head.
+    // An empty target has no ops, so no chain head on the wire: 32 bytes
+    // where it would be are trailing bytes.
     let empty = Manifest {
         target_size: 0,
         op_count: 0,
+        first_op_sha256: [0; 32],
         ..m
     };
+    let bytes = empty.to_bytes().to_vec();
+    assert_eq!(Manifest::parse(&bytes), Ok(empty));
+    let mut longer = bytes.clone();
+    longer.extend_from_slice(&[1; 32]);
     assert_eq!(
-        Manifest::parse(&empty.to_bytes()),
-        Err(Error::NonZeroReserved { offset: 296 })
+        Manifest::parse(&longer),
+        Err(Error::TrailingBytes {
+            offset: (96 + bytes.len()) as u64,
+            count: 32
+        })
     );
-    let empty = Manifest {
-        first_op_sha256: [0; 32],
-        ..empty
-    };
-    assert!(Manifest::parse(&empty.to_bytes()).is_ok());
     // Segment sizes: multiples of 256 from 256 B to 256 MiB.
     for bad in [0u32, 255, 300, (1 << 28) + 256] {
         let b = Manifest {
@@ -198,33 +208,216 @@ fn manifest_rules_raise_their_errors() {
         assert!(
             matches!(
                 Manifest::parse(&b.to_bytes()),
-                Err(Error::InvalidField { offset: 204, .. })
+                Err(Error::InvalidField { offset: 102, .. })
             ),
             "{bad}"
         );
     }
-    let mut bytes = m.to_bytes();
-    bytes[104] = 7; // mode
+    let mut bytes = m.to_bytes().to_vec();
+    bytes[4] = 7; // mode
     assert!(matches!(
         Manifest::parse(&bytes),
-        Err(Error::InvalidField { offset: 200, .. })
+        Err(Error::InvalidField { offset: 100, .. })
     ));
-    let mut bytes = m.to_bytes();
-    bytes[106] = 1; // reserved
+    let mut bytes = m.to_bytes().to_vec();
+    bytes[79] = 2; // flags: only bit 0 (release notes) is defined
     assert_eq!(
         Manifest::parse(&bytes),
-        Err(Error::NonZeroReserved { offset: 202 })
+        Err(Error::NonZeroReserved { offset: 175 })
     );
+    // A label longer than 32 bytes, and one with a NUL or bad UTF-8.
+    let mut bytes = m.to_bytes().to_vec();
+    bytes[0] = 33;
+    assert!(matches!(
+        Manifest::parse(&bytes),
+        Err(Error::BadLength { offset: 96, .. })
+    ));
+    for text in [&b"a\0"[..], &[0xff, b'a']] {
+        let mut bytes = vec![text.len() as u8];
+        bytes.extend_from_slice(text);
+        bytes.extend_from_slice(&m.to_bytes()[1..]);
+        assert_eq!(
+            Manifest::parse(&bytes),
+            Err(Error::InvalidText {
+                offset: 96,
+                what: "device class"
+            })
+        );
+    }
+    // The release-notes flag with an all-zero hash: "none" has one
+    // encoding, the flag clear.
+    let mut bytes = m.to_bytes().to_vec();
+    bytes[79] = 1;
+    bytes.extend_from_slice(&[0; 32]);
+    assert!(matches!(
+        Manifest::parse(&bytes),
+        Err(Error::InvalidField { offset: 208, .. })
+    ));
+    // A manifest length outside the bounds names the bound it missed.
+    for (len, bound) in [
+        (
+            fota_format::MIN_MANIFEST_LEN - 1,
+            fota_format::MIN_MANIFEST_LEN,
+        ),
+        (
+            fota_format::MAX_MANIFEST_LEN + 1,
+            fota_format::MAX_MANIFEST_LEN,
+        ),
+    ] {
+        let h = fota_format::Header {
+            manifest_len: len as u32,
+            ops_len: 0,
+            key_id: [0; 8],
+            signature: [0; 64],
+        };
+        assert!(matches!(
+            fota_format::Header::parse(&h.to_bytes()),
+            Err(Error::BadLength { offset: 12, expected, .. }) if expected == bound as u64
+        ));
+    }
+    // A varint with a trailing zero group (two encodings of one value).
+    let mut bytes = m.to_bytes().to_vec();
+    bytes[3] = 0x80; // security counter 0 as `80 00`
+    bytes.insert(4, 0x00);
+    assert!(matches!(
+        Manifest::parse(&bytes),
+        Err(Error::InvalidField { offset: 99, .. })
+    ));
+    // Every proper prefix is refused as truncated.
+    let bytes = m.to_bytes();
+    for cut in 0..bytes.len() {
+        assert!(
+            matches!(Manifest::parse(&bytes[..cut]), Err(Error::Truncated { .. })),
+            "cut at {cut}"
+        );
+    }
+}
+
+/// Package offsets of the op count and scratch slots in [`manifest`]'s
+/// encoding: empty labels (3 B), counter 0, mode and profile (3 B),
+/// segment size 4096 (2 B), source size 10 (1 B) and hash, target size
+/// 8192 (2 B) and hash, then the op count.
+const OP_COUNT_AT: u64 = 96 + 3 + 3 + 2 + 1 + 32 + 2 + 32;
+const SCRATCH_AT: u64 = OP_COUNT_AT + 3;
+
+#[test]
+fn op_heads_raise_their_errors() {
+    use fota_format::{Codec, Mode, OpContext, OpHead, OpHeader, OpKind};
+    let ctx = OpContext {
+        mode: Mode::AB,
+        segment_size: 4096,
+        target_size: 1 << 20,
+        target_sha256: [0; 32],
+        last: true,
+    };
+    let parse = |b: &[u8]| OpHead::parse(b, 1000, &ctx);
+    // Unknown kind (low nibble), unknown codec (high nibble), a codec on
+    // a kind without payload.
+    for (byte, what) in [
+        (0x09, "op kind"),
+        (0x00, "op kind"),
+        (0x42, "op codec"),
+        (0x11, "op codec"),
+    ] {
+        match parse(&[byte, 0, 0]) {
+            Err(Error::InvalidField {
+                offset: 1000,
+                what: w,
+                ..
+            }) => {
+                assert!(w.starts_with(what), "{byte:#x}: {w}")
+            }
+            other => panic!("{byte:#x}: {other:?}"),
+        }
+    }
+    // Extent count 0 and 17.
+    for n in [0u8, 17] {
+        assert!(matches!(
+            parse(&[0x01, n]),
+            Err(Error::BadLength { offset: 1001, .. })
+        ));
+    }
+    // An empty xform payload.
+    assert!(matches!(
+        parse(&[0x07, 0]),
+        Err(Error::BadLength { offset: 1001, .. })
+    ));
+    let h = OpHeader {
+        kind: OpKind::Patch,
+        codec: Codec::Zstd,
+        fill_value: 0,
+        extent_count: 1,
+        payload_len: 10,
+        decoded_len: 100,
+        dst_offset: 0,
+        dst_len: 4096,
+        dst_sha256: [3; 32],
+        src_sha256: [0; 32],
+        next_op_sha256: [0; 32],
+    };
+    let extent = [fota_format::Extent { offset: 5, len: 7 }];
+    let good = h.encode(&extent, &ctx).to_vec();
+    assert_eq!(parse(&good).unwrap().header, h);
+    // A patch decoding past 3 x segment + 1 KiB: byte 3 is the decoded length.
+    let big = OpHeader {
+        decoded_len: 3 * 4096 + 1025,
+        ..h
+    };
+    assert!(matches!(
+        parse(&big.encode(&extent, &ctx)),
+        Err(Error::BadLength { offset: 1003, .. })
+    ));
+    // A stored patch: its decoded length is its payload length (byte 2).
+    let stored = OpHeader {
+        codec: Codec::Stored,
+        payload_len: 3 * 4096 + 1025,
+        decoded_len: 3 * 4096 + 1025,
+        ..h
+    };
+    assert!(matches!(
+        parse(&stored.encode(&extent, &ctx)),
+        Err(Error::BadLength { offset: 1002, .. })
+    ));
+    // An empty extent: its length is the head's last byte.
+    let mut empty = good.clone();
+    *empty.last_mut().unwrap() = 0;
+    assert!(matches!(
+        parse(&empty),
+        Err(Error::InvalidField {
+            what: "extent length (non-zero, no overflow)",
+            ..
+        })
+    ));
+    // A stored new op must hold the whole segment.
+    let new = OpHeader {
+        kind: OpKind::New,
+        codec: Codec::Stored,
+        extent_count: 0,
+        payload_len: 4095,
+        decoded_len: 4096,
+        ..h
+    };
+    assert!(matches!(
+        parse(&new.encode(&[], &ctx)),
+        Err(Error::BadLength { offset: 1001, .. })
+    ));
 }
 
 #[test]
 fn parsers_take_any_base_offset_without_overflow() {
     use fota_format::op::parse_extent;
-    use fota_format::OpHeader;
+    use fota_format::{Mode, OpContext, OpHead};
+    let ctx = OpContext {
+        mode: Mode::InPlace,
+        segment_size: 4096,
+        target_size: 1 << 20,
+        target_sha256: [0; 32],
+        last: false,
+    };
     for at in [u64::MAX, u64::MAX - 3, u64::MAX - 127] {
-        assert!(OpHeader::parse(&[1, 9], at).is_err());
-        assert!(OpHeader::parse(&[1], at).is_err());
-        assert!(OpHeader::parse(&[0xff; 128], at).is_err());
+        assert!(OpHead::parse(&[1, 9], at, &ctx).is_err());
+        assert!(OpHead::parse(&[1], at, &ctx).is_err());
+        assert!(OpHead::parse(&[0xff; 128], at, &ctx).is_err());
         assert!(parse_extent(&[0; 16], at).is_err());
     }
 }
@@ -252,12 +445,14 @@ fn op_chain_state_moves_only_when_an_op_passes() {
         dst_len: 256,
         dst_sha256: [0; 32],
         src_sha256: [0; 32],
-        next_op_sha256: [9; 32], // the last op must link to nothing
+        // The last op links to nothing (its head has no field for it;
+        // a header built in memory is still refused).
+        next_op_sha256: [9; 32],
     };
     let mut chain = OpChain::new(&m);
     assert_eq!(
         chain.check(&op, &[], &[7; 32], 368),
-        Err(Error::NonZeroReserved { offset: 464 })
+        Err(Error::NonZeroReserved { offset: 368 })
     );
     assert_eq!(chain.next_index(), 0);
     assert!(!chain.is_complete());

@@ -89,8 +89,17 @@ fn repair_makes_a_mutated_package_verify() {
         .find(|(name, _)| name.starts_with("pkg-moved-block"))
         .expect("a pkg-moved-block seed");
     let mut mutated = pkg.clone();
-    // A byte of op 0's dst_sha256: breaks only the hash chain.
-    mutated[96 + 272 + 32] ^= 0x55;
+    // A byte of op 0's next_op_sha256: breaks only the hash chain. Op
+    // heads vary in length, so find it from op 0's head: that hash ends
+    // the head's encoding without its extents.
+    let header = fota_format::Header::parse(&pkg).unwrap();
+    let ops_at = header.ops_offset() as usize;
+    let manifest = fota_format::Manifest::parse(&pkg[fota_format::HEADER_LEN..ops_at]).unwrap();
+    let ctx = fota_format::OpContext::new(&manifest, 0);
+    assert!(!ctx.last, "op 0 of the seed is not its last op");
+    let head = fota_format::OpHead::parse(&pkg[ops_at..], ops_at as u64, &ctx).unwrap();
+    let next_op_sha256_end = ops_at + head.header.encode(&[], &ctx).len();
+    mutated[next_op_sha256_end - 1] ^= 0x55;
     assert_eq!(exercise::parse_package(&mutated), Some(false));
     let fixed = exercise::repair(&mutated).unwrap();
     assert_eq!(exercise::parse_package(&fixed), Some(true));

@@ -4,8 +4,8 @@
 use fota_format::op::parse_extent;
 use fota_format::patch::{unzigzag, write_varint, zigzag, MAX_VARINT_LEN};
 use fota_format::{
-    Codec, Extent, Header, Label, Manifest, Mode, OpHeader, OpKind, Package, PatchDecoder, Profile,
-    HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
+    Codec, Extent, Header, Label, Manifest, Mode, OpContext, OpHead, OpHeader, OpKind, Package,
+    PatchDecoder, Profile, HEADER_LEN, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN, MIN_MANIFEST_LEN,
 };
 use proptest::prelude::*;
 
@@ -83,96 +83,122 @@ fn manifest() -> impl Strategy<Value = Manifest> {
         )
 }
 
-fn op_header() -> impl Strategy<Value = OpHeader> {
+/// An op head that round-trips: the header's fields that are not on the
+/// wire agree with its context (SPEC §2.3), with its extents and context.
+fn op_head() -> impl Strategy<Value = (OpHeader, Vec<Extent>, OpContext)> {
     (
-        prop_oneof![
-            Just(OpKind::Copy),
-            Just(OpKind::Patch),
-            Just(OpKind::New),
-            Just(OpKind::Fill),
-            Just(OpKind::Skip),
-            Just(OpKind::Stash)
-        ],
-        any::<bool>(),
-        (any::<u8>(), 1u16..=16, any::<u32>(), any::<u32>()),
+        (0usize..8, 0u8..4, any::<u8>(), 1usize..=16),
         (
-            any::<u64>(),
             any::<u32>(),
+            any::<u32>(),
+            1u32..=4096,
+            0u64..(1 << 40),
+            any::<u32>(),
+        ),
+        (any::<bool>(), any::<bool>(), any::<bool>()),
+        (
+            any::<[u8; 32]>(),
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
         ),
+        proptest::collection::vec((0u64..(1 << 40), 1u64..(1 << 31)), 16),
     )
         .prop_map(
             |(
-                kind,
-                zstd,
-                (fill, extents, payload_len, decoded),
-                (dst_offset, dst_len, d, s, n),
+                (kind, codec, fill, n_extents),
+                (payload, decoded, seg, target_size, slot),
+                (ab, last, one_segment),
+                (d, s, n, t),
+                raw_extents,
             )| {
-                let has_payload = matches!(kind, OpKind::Patch | OpKind::New);
-                let has_extents = matches!(kind, OpKind::Copy | OpKind::Patch);
-                let codec = if has_payload && zstd {
-                    Codec::Zstd
-                } else {
-                    Codec::Stored
+                let kind = OpKind::ALL[kind];
+                // Often a target of one segment, whose op is at index 0 and
+                // whose segment hash is the target's (not on the wire).
+                let (target_size, slot) = match one_segment {
+                    true => (target_size % (u64::from(seg) * 256 + 1), slot % 2),
+                    false => (target_size, slot),
                 };
-                let payload_len = if has_payload { payload_len } else { 0 };
-                let decoded_len = match (kind, codec) {
-                    (OpKind::New, _) => dst_len,
-                    (_, Codec::Stored) => payload_len,
-                    _ => decoded,
+                let ctx = OpContext {
+                    mode: if ab { Mode::AB } else { Mode::InPlace },
+                    segment_size: seg * 256,
+                    target_size,
+                    target_sha256: t,
+                    last,
                 };
-                let payload_len = if kind == OpKind::New && codec == Codec::Stored {
-                    dst_len
-                } else {
-                    payload_len
+                let codec = match kind {
+                    OpKind::Patch | OpKind::New => Codec::from_u8(codec).unwrap(),
+                    _ => Codec::Stored,
                 };
-                // A patch decodes to at most 3 x segment + 1 KiB.
-                let bound = fota_format::op::max_patch_decoded_len(dst_len);
-                let (payload_len, decoded_len) =
-                    if kind == OpKind::Patch && u64::from(decoded_len) > bound {
-                        let d = (u64::from(decoded_len) % (bound + 1)) as u32;
-                        (
-                            if codec == Codec::Stored {
-                                d
-                            } else {
-                                payload_len
-                            },
-                            d,
-                        )
-                    } else {
-                        (payload_len, decoded_len)
-                    };
-                if kind == OpKind::Stash {
-                    // One extent, no payload, the stashed bytes' hash twice.
-                    return OpHeader {
-                        kind,
-                        codec: Codec::Stored,
-                        fill_value: 0,
-                        extent_count: 1,
-                        payload_len: 0,
-                        decoded_len: 0,
-                        dst_offset,
-                        dst_len,
-                        dst_sha256: s,
-                        src_sha256: s,
-                        next_op_sha256: n,
-                    };
+                let n_extents = match kind {
+                    OpKind::Copy | OpKind::Patch => n_extents,
+                    OpKind::Stash => 1,
+                    _ => 0,
+                };
+                let mut extents = Vec::new();
+                let mut end = 0u64;
+                for &(gap, len) in raw_extents.iter().take(n_extents) {
+                    extents.push(Extent {
+                        offset: end + gap,
+                        len,
+                    });
+                    end += gap + len;
                 }
-                OpHeader {
+                let segment = !matches!(kind, OpKind::Xform | OpKind::Streams);
+                let dst_offset = if segment {
+                    u64::from(slot) * u64::from(ctx.segment_size)
+                } else {
+                    0
+                };
+                let dst_len = match kind {
+                    OpKind::Stash => extents[0].len as u32,
+                    OpKind::Xform | OpKind::Streams => 0,
+                    _ => {
+                        (target_size.saturating_sub(dst_offset)).min(ctx.segment_size.into()) as u32
+                    }
+                };
+                let bound = fota_format::op::max_patch_decoded_len(dst_len);
+                let payload_len = match (kind, codec) {
+                    (OpKind::New, Codec::Stored) => dst_len,
+                    (OpKind::Patch, Codec::Stored) => (u64::from(payload) % (bound + 1)) as u32,
+                    (OpKind::Patch | OpKind::New, _) => payload,
+                    (OpKind::Xform | OpKind::Streams, _) => payload.max(1),
+                    _ => 0,
+                };
+                let decoded_len = match (kind, codec) {
+                    (OpKind::Patch, Codec::Zstd | Codec::Lzma) => {
+                        (u64::from(decoded) % (bound + 1)) as u32
+                    }
+                    (OpKind::New, _) | (OpKind::Patch, Codec::Tiny) => dst_len,
+                    _ => payload_len,
+                };
+                let header = OpHeader {
                     kind,
                     codec,
                     fill_value: if kind == OpKind::Fill { fill } else { 0 },
-                    extent_count: if has_extents { extents } else { 0 },
+                    extent_count: extents.len() as u16,
                     payload_len,
                     decoded_len,
                     dst_offset,
                     dst_len,
-                    dst_sha256: d,
-                    src_sha256: if has_extents { s } else { [0; 32] },
-                    next_op_sha256: n,
-                }
+                    dst_sha256: match segment {
+                        false => [0; 32],
+                        true if kind != OpKind::Stash
+                            && dst_offset == 0
+                            && target_size <= u64::from(ctx.segment_size) =>
+                        {
+                            t
+                        }
+                        true => d,
+                    },
+                    src_sha256: match kind {
+                        OpKind::Stash => d,
+                        OpKind::Copy | OpKind::Patch if !ab => s,
+                        _ => [0; 32],
+                    },
+                    next_op_sha256: if last { [0; 32] } else { n },
+                };
+                (header, extents, ctx)
             },
         )
 }
@@ -180,7 +206,8 @@ fn op_header() -> impl Strategy<Value = OpHeader> {
 proptest! {
     #[test]
     fn header_round_trips(ops_len in any::<u64>(), key_id in any::<[u8; 8]>(), sig in proptest::collection::vec(any::<u8>(), 64)) {
-        let h = Header { manifest_len: MANIFEST_LEN as u32, ops_len, key_id, signature: sig.try_into().unwrap() };
+        let manifest_len = (MIN_MANIFEST_LEN + (ops_len as usize) % (MAX_MANIFEST_LEN - MIN_MANIFEST_LEN + 1)) as u32;
+        let h = Header { manifest_len, ops_len, key_id, signature: sig.try_into().unwrap() };
         prop_assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
     }
 
@@ -190,8 +217,21 @@ proptest! {
     }
 
     #[test]
-    fn op_header_round_trips(h in op_header(), at in any::<u32>()) {
-        prop_assert_eq!(OpHeader::parse(&h.to_bytes(), at.into()).unwrap(), h);
+    fn op_head_round_trips((header, extents, ctx) in op_head(), at in any::<u32>(), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
+        let wire = header.encode(&extents, &ctx);
+        prop_assert!(wire.len() <= MAX_OP_HEAD_LEN);
+        // The payload follows the head: parsing stops where the head ends.
+        let mut bytes = wire.to_vec();
+        bytes.extend_from_slice(&tail);
+        let head = OpHead::parse(&bytes, at.into(), &ctx).unwrap();
+        prop_assert_eq!(head.header, header);
+        prop_assert_eq!(head.extents.as_slice(), extents.as_slice());
+        prop_assert_eq!(head.len, wire.len());
+        // Every proper prefix is refused as truncated, never misread.
+        for cut in 0..wire.len() {
+            let truncated = matches!(OpHead::parse(&wire[..cut], 0, &ctx), Err(fota_format::Error::Truncated { .. }));
+            prop_assert!(truncated, "cut at {}", cut);
+        }
     }
 
     #[test]
@@ -219,7 +259,12 @@ proptest! {
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
         let _ = Header::parse(&bytes);
         let _ = Manifest::parse(&bytes);
-        let _ = OpHeader::parse(&bytes, 0);
+        for mode in [Mode::AB, Mode::InPlace] {
+            for last in [false, true] {
+                let ctx = OpContext { mode, segment_size: 4096, target_size: 1 << 20, target_sha256: [0; 32], last };
+                let _ = OpHead::parse(&bytes, 0, &ctx);
+            }
+        }
         let _ = parse_extent(&bytes, 0);
         if let Ok(p) = Package::parse(&bytes) {
             let _ = p.manifest_unverified();
@@ -233,11 +278,11 @@ proptest! {
 
     #[test]
     fn package_parse_survives_a_valid_header_before_garbage(ops_len in 0u64..600, tail in proptest::collection::vec(any::<u8>(), 0..900)) {
-        let h = Header { manifest_len: MANIFEST_LEN as u32, ops_len, key_id: [1; 8], signature: [2; 64] };
+        let h = Header { manifest_len: MIN_MANIFEST_LEN as u32 + 50, ops_len, key_id: [1; 8], signature: [2; 64] };
         let mut bytes = h.to_bytes().to_vec();
         bytes.extend_from_slice(&tail);
         if let Ok(p) = Package::parse(&bytes) {
-            prop_assert_eq!(bytes.len() as u64, HEADER_LEN as u64 + MANIFEST_LEN as u64 + ops_len);
+            prop_assert_eq!(bytes.len() as u64, (HEADER_LEN + MIN_MANIFEST_LEN + 50) as u64 + ops_len);
             if let Ok(ops) = p.ops_unverified() {
                 for op in ops {
                     if op.is_err() { break; }
@@ -273,8 +318,17 @@ proptest! {
     }
 }
 
+/// The compact heads' lengths: what the common ops cost on the wire, and
+/// the longest head meeting its bound.
 #[test]
-fn op_header_length_is_fixed() {
+fn op_head_lengths() {
+    let ctx = |mode, last| OpContext {
+        mode,
+        segment_size: 4096,
+        target_size: 1 << 30,
+        target_sha256: [9; 32],
+        last,
+    };
     let h = OpHeader {
         kind: OpKind::Fill,
         codec: Codec::Stored,
@@ -282,14 +336,76 @@ fn op_header_length_is_fixed() {
         extent_count: 0,
         payload_len: 0,
         decoded_len: 0,
-        dst_offset: 0,
+        dst_offset: 4096,
         dst_len: 4096,
-        dst_sha256: [0; 32],
+        dst_sha256: [1; 32],
         src_sha256: [0; 32],
         next_op_sha256: [0; 32],
     };
-    assert_eq!(h.to_bytes().len(), OP_HEADER_LEN);
-    assert_eq!(h.total_len(), OP_HEADER_LEN as u64);
+    // Kind, fill value, segment index, segment hash.
+    assert_eq!(h.encode(&[], &ctx(Mode::AB, true)).len(), 1 + 1 + 1 + 32);
+    assert_eq!(
+        h.encode(&[], &ctx(Mode::AB, false)).len(),
+        1 + 1 + 1 + 32 + 32
+    );
+    let patch = OpHeader {
+        kind: OpKind::Patch,
+        codec: Codec::Lzma,
+        fill_value: 0,
+        extent_count: 1,
+        payload_len: 300,
+        decoded_len: 5000,
+        ..h
+    };
+    let one = [Extent {
+        offset: 0,
+        len: 8192,
+    }];
+    // Kind, extent count, payload and decoded lengths, index, hash, extent.
+    assert_eq!(
+        patch.encode(&one, &ctx(Mode::AB, true)).len(),
+        1 + 1 + 2 + 2 + 1 + 32 + 1 + 2
+    );
+    // In place adds the source hash.
+    assert_eq!(
+        patch.encode(&one, &ctx(Mode::InPlace, true)).len(),
+        1 + 1 + 2 + 2 + 1 + 32 + 32 + 1 + 2
+    );
+    let big = OpHeader {
+        payload_len: u32::MAX,
+        decoded_len: u32::MAX,
+        dst_offset: u64::from(u32::MAX) * 4096,
+        dst_len: 0,
+        extent_count: 16,
+        ..patch
+    };
+    // Gaps and lengths of 2^58 take 9 bytes each; sixteen such extents
+    // end at 2^63.
+    let widest: Vec<Extent> = (0..16)
+        .map(|i| Extent {
+            offset: (i * 2 + 1) << 58,
+            len: 1 << 58,
+        })
+        .collect();
+    let wire = big.encode(&widest, &ctx(Mode::InPlace, false));
+    assert_eq!(wire.len(), 1 + 1 + 3 * 5 + 3 * 32 + 16 * 18);
+    // The bound also covers 10-byte varints, which only values past 2^63 need.
+    assert_eq!(MAX_OP_HEAD_LEN, wire.len() + 32);
+    // A target of one segment: the op's segment hash is the target's.
+    let one = OpContext {
+        target_size: 4000,
+        ..ctx(Mode::AB, true)
+    };
+    let whole = OpHeader {
+        dst_offset: 0,
+        dst_len: 4000,
+        dst_sha256: [9; 32],
+        ..h
+    };
+    let wire = whole.encode(&[], &one);
+    assert_eq!(wire.len(), 1 + 1 + 1);
+    let back = OpHead::parse(&wire, 0, &one).unwrap();
+    assert_eq!(back.header, whole);
 }
 
 /// The LZMA payload codec: stored streams round trip through the table in

@@ -60,8 +60,8 @@ fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, For
     pkg.check_source(source)?;
     let m = *pkg.manifest();
     let target_len = usize::try_from(m.target_size).map_err(|_| FormatError::InvalidField {
-        offset: fota_format::HEADER_LEN as u64 + 152,
-        what: "target size (fits this host's memory)",
+        offset: fota_format::HEADER_LEN as u64,
+        what: "manifest target size (fits this host's memory)",
         found: m.target_size,
     })?;
     if m.mode == Mode::InPlace {
@@ -95,10 +95,7 @@ fn load_streams<'a>(pkg: &VerifiedPackage<'a>) -> Result<Option<(&'a [u8], u64)>
         return Ok(None);
     };
     let op = first?;
-    Ok(Some((
-        op.payload,
-        op.offset + fota_format::OP_HEADER_LEN as u64,
-    )))
+    Ok(Some((op.payload, op.payload_offset)))
 }
 
 /// The package's reference transform, expanded: the XFORM op's payload when the
@@ -114,7 +111,7 @@ fn load_xform(pkg: &VerifiedPackage<'_>) -> Result<Option<Vec<u8>>, FormatError>
         return Ok(None);
     };
     let op = first?;
-    let at = op.offset + fota_format::OP_HEADER_LEN as u64;
+    let at = op.payload_offset;
     let mut out = vec![0u8; m.xform_len as usize];
     let n = fota_format::xform::expand(op.payload, at, &mut out)?;
     if n != out.len() {
@@ -206,6 +203,12 @@ enum SourceView<'a> {
 }
 
 impl SourceView<'_> {
+    /// Whether ops read an image that earlier ops overwrite, so each op's
+    /// extents are checked against its source hash.
+    fn in_place(&self) -> bool {
+        matches!(self, SourceView::InPlace { .. })
+    }
+
     /// Appends source bytes `[offset, offset + len)` to `out`; `None` when
     /// they are not available.
     fn read(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Option<()> {
@@ -256,7 +259,12 @@ fn apply_op(
         view.read(e.offset, e.len, &mut extent_bytes)
             .ok_or(outside)?;
     }
-    if !extents.is_empty() && Sha256::digest(&extent_bytes).as_slice() != h.src_sha256 {
+    // A/B ops carry no source hash: the whole source was checked first
+    // and nothing writes to it (SPEC §2.3).
+    if view.in_place()
+        && !extents.is_empty()
+        && Sha256::digest(&extent_bytes).as_slice() != h.src_sha256
+    {
         return Err(outside);
     }
     out.clear();

@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use fota_format::op::{Codec, Extent, OpHeader, OpKind};
-use fota_format::{InPlaceTracker, Manifest, SourcePiece};
+use fota_format::{InPlaceTracker, Manifest, Mode, SourcePiece};
 
 use crate::error::{Error, Result};
 use crate::matcher::Block;
@@ -331,15 +331,9 @@ pub fn plan_in_place(
 /// image, so each is planned and the smallest plan kept.
 const LIGHT_READS: [Option<u64>; 4] = [None, Some(256), Some(64), Some(16)];
 
-/// Bytes a plan's ops take in the package: header, extents, payload.
+/// Bytes a plan's ops take in the package: heads, extents, payloads.
 fn plan_bytes(ops: &[PlannedOp]) -> u64 {
-    ops.iter()
-        .map(|op| {
-            (fota_format::op::OP_HEADER_LEN
-                + op.extents.len() * fota_format::EXTENT_LEN
-                + op.payload.len()) as u64
-        })
-        .sum()
+    ops.iter().map(|op| op.wire_len(Mode::InPlace) as u64).sum()
 }
 
 /// One in-place plan (see the module's steps) from `ops`, with SKIP

@@ -455,7 +455,7 @@ fn finish(
         for op in ops.iter().filter(|op| op.kind == k) {
             s.ops += 1;
             s.target_bytes += u64::from(op.dst_len);
-            s.package_bytes += (fota_format::OP_HEADER_LEN + op.variable_len()) as u64;
+            s.package_bytes += op.wire_len(opts.mode) as u64;
         }
         (k, s)
     });

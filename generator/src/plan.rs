@@ -11,6 +11,7 @@
 use fota_format::lzma_payload;
 use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
 use fota_format::patch::{write_varint, zigzag, MAX_VARINT_LEN};
+use fota_format::Mode;
 
 use rayon::prelude::*;
 
@@ -92,10 +93,38 @@ impl PlannedOp {
         }
     }
 
-    /// Bytes this op takes in the package besides its fixed header.
+    /// Bytes of this op on the wire that depend on how its segment is
+    /// coded: extents, payload and their lengths (the varint fields of
+    /// SPEC §2.3). Codings of one segment compare by this.
     pub fn variable_len(&self) -> usize {
-        self.extents.len() * fota_format::EXTENT_LEN + self.payload.len()
+        let mut prev_end = 0u64;
+        let mut n = 0;
+        for e in &self.extents {
+            n += varint_len(e.offset.wrapping_sub(prev_end)) + varint_len(e.len);
+            prev_end = e.offset.wrapping_add(e.len);
+        }
+        n + self.payload.len()
+            + varint_len(self.payload.len() as u64)
+            + varint_len(self.decoded_len.into())
     }
+
+    /// Bytes of this op in a package of this mode: [`Self::variable_len`]
+    /// plus its kind byte, segment index and hashes (the segment index
+    /// taken as two bytes, so within a byte or two of the exact length).
+    pub fn wire_len(&self, mode: Mode) -> usize {
+        let hashes = match self.kind {
+            OpKind::Xform | OpKind::Streams => 1,
+            OpKind::Copy | OpKind::Patch if mode == Mode::InPlace => 3,
+            _ => 2,
+        };
+        let segment = if hashes > 1 { 2 } else { 0 };
+        1 + usize::from(self.kind == OpKind::Fill) + 1 + segment + 32 * hashes + self.variable_len()
+    }
+}
+
+/// Bytes of `v` as a LEB128 varint.
+fn varint_len(v: u64) -> usize {
+    ((64 - v.leading_zeros() as usize).div_ceil(7)).max(1)
 }
 
 /// The streams of a PATCH payload (see `fota_format::patch`) and the

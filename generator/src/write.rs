@@ -1,11 +1,8 @@
 //! Chaining, hashing and signing the planned ops into a package.
 
 use ed25519_dalek::SigningKey;
-use fota_format::op::{OpHeader, OpKind};
-use fota_format::{
-    Header, Label, Manifest, Mode, Profile, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
-    SIGNED_HEADER_LEN,
-};
+use fota_format::op::{OpContext, OpHeader, OpKind};
+use fota_format::{Header, Label, Manifest, Mode, Profile, HEADER_LEN, SIGNED_HEADER_LEN};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -58,22 +55,28 @@ pub fn write_package(
         value,
         limit: limit as u64,
     };
+    manifest.op_count = ops.len() as u32;
     let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(ops.len());
     let mut next = [0u8; 32];
-    for op in ops.iter().rev() {
-        let src_sha256 = if op.extents.is_empty() {
-            [0; 32]
-        } else {
-            let mut h = Sha256::new();
-            for e in &op.extents {
-                let end = e.offset.saturating_add(e.len);
-                let bytes = source.get(e.offset as usize..end as usize).ok_or(outside(
-                    "op source extent end",
-                    end,
-                    source.len(),
-                ))?;
+    for (index, op) in ops.iter().enumerate().rev() {
+        // A/B packages carry no per-op source hash (SPEC §2.3): the whole
+        // source is checked before the first op.
+        let hashes_source = manifest.mode == Mode::InPlace || op.kind == OpKind::Stash;
+        let mut h = Sha256::new();
+        for e in &op.extents {
+            let end = e.offset.saturating_add(e.len);
+            let bytes = source.get(e.offset as usize..end as usize).ok_or(outside(
+                "op source extent end",
+                end,
+                source.len(),
+            ))?;
+            if hashes_source {
                 h.update(bytes);
             }
+        }
+        let src_sha256 = if op.extents.is_empty() || !hashes_source {
+            [0; 32]
+        } else {
             h.finalize().into()
         };
         // A stash writes its source bytes to a scratch slot, not the target.
@@ -101,21 +104,19 @@ pub fn write_package(
             src_sha256,
             next_op_sha256: next,
         };
-        let mut bytes = Vec::with_capacity(OP_HEADER_LEN + op.variable_len());
-        bytes.extend_from_slice(&header.to_bytes());
-        for e in &op.extents {
-            bytes.extend_from_slice(&e.to_bytes());
-        }
+        let ctx = OpContext::new(&manifest, index as u32);
+        let head = header.encode(&op.extents, &ctx);
+        let mut bytes = Vec::with_capacity(head.len() + op.payload.len());
+        bytes.extend_from_slice(&head);
         bytes.extend_from_slice(&op.payload);
         next = Sha256::digest(&bytes).into();
         encoded.push(bytes);
     }
     manifest.first_op_sha256 = next;
-    manifest.op_count = ops.len() as u32;
     let manifest_bytes = manifest.to_bytes();
     let ops_len: u64 = encoded.iter().map(|b| b.len() as u64).sum();
     let mut header = Header {
-        manifest_len: MANIFEST_LEN as u32,
+        manifest_len: manifest_bytes.len() as u32,
         ops_len,
         key_id: fota_format::sign::key_id(&key.verifying_key()),
         signature: [0; 64],
@@ -123,7 +124,7 @@ pub fn write_package(
     let mut signed = [0u8; SIGNED_HEADER_LEN];
     signed.copy_from_slice(&header.to_bytes()[..SIGNED_HEADER_LEN]);
     header.signature = fota_format::sign::sign(key, &signed, &manifest_bytes);
-    let mut out = Vec::with_capacity(HEADER_LEN + MANIFEST_LEN + ops_len as usize);
+    let mut out = Vec::with_capacity(HEADER_LEN + manifest_bytes.len() + ops_len as usize);
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&manifest_bytes);
     for bytes in encoded.iter().rev() {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{firmware_pair, key, small_opts};
 use fota_format::op::{Codec, Extent, OpKind};
-use fota_format::{Error, Label, Manifest, Mode, HEADER_LEN, MANIFEST_LEN};
+use fota_format::{Error, Label, Manifest, Mode, Package};
 use fota_generator::plan::PlannedOp;
 use fota_generator::write::write_package;
 use fota_generator::{apply, diff, DeviceIdentity, DiffOptions};
@@ -70,7 +70,8 @@ fn truncation_at_every_length_is_refused_as_truncated() {
 #[test]
 fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
     let f = fixture();
-    let ops_start = HEADER_LEN + MANIFEST_LEN;
+    let header = *Package::parse(&f.package).unwrap().header();
+    let ops_start = header.ops_offset() as usize;
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
     for byte in 0..f.package.len() {
         for bit in 0..8 {
@@ -80,7 +81,12 @@ fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
             let ok = match byte {
                 0..8 => matches!(err, Error::BadMagic { .. }),
                 8..10 => matches!(err, Error::UnsupportedVersion { .. }),
-                10..16 => matches!(err, Error::BadLength { .. }),
+                10..12 => matches!(err, Error::BadLength { .. }),
+                // The manifest length moves where the op section starts.
+                12..16 => matches!(
+                    err,
+                    Error::BadLength { .. } | Error::Truncated { .. } | Error::TrailingBytes { .. }
+                ),
                 16..24 => matches!(
                     err,
                     Error::Truncated { .. } | Error::TrailingBytes { .. } | Error::BadLength { .. }
@@ -88,9 +94,16 @@ fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
                 24..32 => matches!(err, Error::UnknownKey { .. }),
                 32..96 => matches!(err, Error::BadSignature),
                 b if b < ops_start => matches!(err, Error::BadSignature),
-                // Op bytes: the chain catches it, or the flipped length runs
-                // past the op section.
-                _ => matches!(err, Error::OpHashMismatch { .. } | Error::Truncated { .. }),
+                // Op bytes: the chain catches it, or the head no longer
+                // parses (a kind or codec unknown, a length out of bounds
+                // or running past the op section).
+                _ => matches!(
+                    err,
+                    Error::OpHashMismatch { .. }
+                        | Error::Truncated { .. }
+                        | Error::InvalidField { .. }
+                        | Error::BadLength { .. }
+                ),
             };
             assert!(ok, "flip of bit {bit} in byte {byte}: unexpected {err:?}");
             *counts.entry(variant_name(&err)).or_default() += 1;
@@ -293,14 +306,16 @@ fn crafted_packages_fail_the_specific_check() {
         "{e:?}"
     );
 
-    // A segment of the wrong length.
+    // A segment of the wrong length: the length is the segment's (not on
+    // the wire), so a stored NEW op of 200 bytes is refused at its payload
+    // length.
     let short = new_op(0, &new[..200]);
     let e = refuse(
         &old,
         &signed(&old, &new, &[short, good[1].clone()], Mode::AB),
     );
     assert!(
-        matches!(e, Error::OpLayout { what, .. } if what.contains("whole segment")),
+        matches!(e, Error::BadLength { what, found: 200, .. } if what.contains("whole segment")),
         "{e:?}"
     );
 

@@ -222,8 +222,15 @@ fn a_tampered_stream_table_breaks_the_chain() {
     let pkg = diff(&old, &new, &key, &DiffOptions::default())
         .unwrap()
         .package;
-    // Op 0's payload (the table) starts after the header, manifest and op header.
-    let at = fota_format::HEADER_LEN + fota_format::MANIFEST_LEN + fota_format::OP_HEADER_LEN;
+    // Op 0's payload: the table.
+    let op0 = fota_format::Package::parse(&pkg)
+        .unwrap()
+        .ops_unverified()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let at = op0.payload_offset as usize;
     let mut bad = pkg.clone();
     bad[at + 100] ^= 1;
     let err = apply::apply(

@@ -64,7 +64,7 @@ use std::sync::OnceLock;
 use fota_agent::journal::{self, Record, RecordKind};
 use fota_agent::sim::{CutVariant, Geometry, Setup, SimFlash, TraceOp};
 use fota_agent::{Config, Error, Flash, FlashError, Layout, Range, Report, Slots};
-use fota_format::{Label, Package, SigningKey, VerifyingKey, HEADER_LEN, MANIFEST_LEN};
+use fota_format::{Label, Package, SigningKey, VerifyingKey, HEADER_LEN};
 
 /// Seed of the signing key of the fixture packages: the agent tests' key
 /// (`agent/tests/common/mod.rs`). A test key, public on purpose.
@@ -178,9 +178,10 @@ fn build(in_place: bool) -> Fixture {
         chains.push(op.header.next_op_sha256);
     }
     op_offsets.push(package.len() as u64);
+    let manifest_end = HEADER_LEN + pkg.header().manifest_len as usize;
     let package_id = journal::package_id(
         &package[..fota_format::SIGNED_HEADER_LEN],
-        &package[HEADER_LEN..HEADER_LEN + MANIFEST_LEN],
+        &package[HEADER_LEN..manifest_end],
     );
     Fixture {
         setup,

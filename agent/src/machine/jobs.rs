@@ -4,11 +4,7 @@
 //! write a journal record) strings fetches or requests together for a
 //! phase.
 
-use fota_format::op::parse_extent;
-use fota_format::package::raw_op_len;
-use fota_format::{
-    Error as FormatError, Extents, OpHeader, SourcePiece, EXTENT_LEN, OP_HEADER_LEN,
-};
+use fota_format::{Error as FormatError, OpHead, SourcePiece, EXTENT_LEN, MAX_OP_HEAD_LEN};
 use sha2::{Digest, Sha256};
 
 use super::op::OpFields;
@@ -98,9 +94,8 @@ pub(super) enum Hashed {
 #[derive(Clone, Copy)]
 pub(super) enum ReadStage {
     Start,
-    Header,
+    Head,
     Body { pos: u64, end: u64, pending: usize },
-    Extents { requested: bool },
 }
 
 #[derive(Clone, Copy)]
@@ -455,20 +450,34 @@ impl Agent<'_> {
         let set = |agent: &mut Self, stage| agent.job = Job::ReadOp { at, hashed, stage };
         match stage {
             ReadStage::Start => {
-                set(self, ReadStage::Header);
-                Ok(self.read_package(at, self.out_at(), OP_HEADER_LEN))
+                set(self, ReadStage::Head);
+                let window = self
+                    .package_len
+                    .saturating_sub(at)
+                    .min(MAX_OP_HEAD_LEN as u64);
+                Ok(self.read_package(at, self.out_at(), window as usize))
             }
-            ReadStage::Header => {
-                let raw = self.work.get(..OP_HEADER_LEN).unwrap_or(&[]);
+            ReadStage::Head => {
+                // The head's structure gives the op's length; in pass 1
+                // the whole op is hashed and checked against the chain
+                // before the op is used.
+                let index = match hashed {
+                    true => self.chain()?.next_index(),
+                    false => self.op.index,
+                };
+                let ctx = self.op_context(index);
+                let window = self
+                    .package_len
+                    .saturating_sub(at)
+                    .min(MAX_OP_HEAD_LEN as u64);
+                let raw = self.work.get(..window as usize).unwrap_or(&[]);
+                let head = OpHead::parse(raw, at, &ctx)?;
                 if !hashed {
-                    let header = OpHeader::parse(raw, at)?;
-                    self.op.header = OpFields::of(&header);
-                    self.op.total_len = header.total_len();
-                    self.op.at = at;
-                    set(self, ReadStage::Extents { requested: false });
+                    self.adopt(&head, at);
+                    self.job = Job::Idle;
                     return Ok(None);
                 }
-                let total_len = raw_op_len(raw, at)?;
+                let total_len = head.total_len();
                 let available = self.package_len.saturating_sub(at);
                 if total_len > available {
                     return Err(FormatError::Truncated {
@@ -480,12 +489,13 @@ impl Agent<'_> {
                     .into());
                 }
                 let mut h = Sha256::new();
-                h.update(raw);
+                h.update(raw.get(..head.len).unwrap_or(&[]));
                 self.hash = h;
+                self.op.head_len = head.len as u16;
                 set(
                     self,
                     ReadStage::Body {
-                        pos: at + OP_HEADER_LEN as u64,
+                        pos: at + head.len as u64,
                         end: at + total_len,
                         pending: 0,
                     },
@@ -525,38 +535,32 @@ impl Agent<'_> {
                     }
                     .into());
                 }
-                let raw = self.work.get(..OP_HEADER_LEN).unwrap_or(&[]);
-                self.op.header = OpFields::of(&OpHeader::parse(raw, at)?);
+                // The head is still in the out and read chunks: parse it
+                // again now that its bytes are authenticated.
                 self.op.index = index;
-                self.op.at = at;
-                self.op.total_len = end - at;
+                let head = self.raw_head(at)?;
+                self.adopt(&head, at);
                 self.op.sha256 = sha256;
-                set(self, ReadStage::Extents { requested: false });
-                Ok(None)
-            }
-            ReadStage::Extents { requested } => {
-                let count = usize::from(self.op.header.extent_count);
-                let first = at + OP_HEADER_LEN as u64;
-                if !requested && count > 0 {
-                    set(self, ReadStage::Extents { requested: true });
-                    return Ok(self.read_package(first, self.extents_at(), count * EXTENT_LEN));
-                }
-                let mut extents = Extents::default();
-                let base = self.extents_at();
-                for i in 0..count {
-                    let rec = self
-                        .work
-                        .get(base + i * EXTENT_LEN..base + (i + 1) * EXTENT_LEN)
-                        .unwrap_or(&[]);
-                    extents.push(parse_extent(rec, first + (i * EXTENT_LEN) as u64)?);
-                }
-                if hashed {
-                    let (header, sha256) = (self.raw_header(at)?, self.op.sha256);
-                    self.chain()?
-                        .check(&header, extents.as_slice(), &sha256, at)?;
-                }
+                self.chain()?
+                    .check(&head.header, head.extents.as_slice(), &sha256, at)?;
                 self.job = Job::Idle;
                 Ok(None)
+            }
+        }
+    }
+
+    /// Makes `head` the current op: its fields, lengths and extents (as
+    /// fixed records in the extents area).
+    fn adopt(&mut self, head: &OpHead, at: u64) {
+        self.op.header = OpFields::of(&head.header);
+        self.op.at = at;
+        self.op.head_len = head.len as u16;
+        self.op.total_len = head.total_len();
+        let base = self.extents_at();
+        for (i, e) in head.extents.as_slice().iter().enumerate() {
+            let at = base + i * EXTENT_LEN;
+            if let Some(rec) = self.work.get_mut(at..at + EXTENT_LEN) {
+                rec.copy_from_slice(&e.to_bytes());
             }
         }
     }

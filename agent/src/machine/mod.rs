@@ -28,10 +28,9 @@ mod jobs;
 mod op;
 mod xform;
 
-use fota_format::manifest::STREAMS_LEN_OFFSET;
 use fota_format::{
-    Error as FormatError, Extent, InPlaceTracker, Mode, OpChain, OpHeader, Profile, EXTENT_LEN,
-    HEADER_LEN, MANIFEST_LEN, MAX_EXTENTS,
+    Error as FormatError, Extent, InPlaceTracker, Mode, OpChain, OpContext, OpHead, OpHeader,
+    Profile, EXTENT_LEN, HEADER_LEN, MAX_EXTENTS, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN,
 };
 use sha2::{Digest, Sha256};
 
@@ -49,8 +48,13 @@ pub const AGENT_STATE_MAX: usize = 1024;
 const _: () = assert!(core::mem::size_of::<Agent<'static>>() <= AGENT_STATE_MAX);
 
 /// Bytes at the end of the work buffer that hold the current op's source
-/// extents as on the wire.
+/// extents, as fixed 16-byte records ([`Extent::to_bytes`]).
 pub(crate) const EXTENTS_AREA: usize = MAX_EXTENTS * EXTENT_LEN;
+
+// An op head is read into the out and read chunks (at least 256 bytes
+// each), and the header and manifest into the start of the work buffer.
+const _: () = assert!(MAX_OP_HEAD_LEN <= 2 * crate::apply::CHUNK);
+const _: () = assert!(HEADER_LEN + MAX_MANIFEST_LEN <= 3 * crate::apply::CHUNK);
 
 /// A part of the caller's work buffer: where a request's bytes go or come
 /// from ([`Agent::buffer`]).
@@ -154,13 +158,19 @@ struct Goal {
     op_count: u32,
     /// Bytes of the package's transform payload, 0 for none.
     xform_len: u32,
+    /// Package offset of op 0 (after the header and manifest: at most
+    /// 96 + 285 bytes).
+    first_op: u16,
 }
 
 /// The op being read (pass 1) or executed.
 struct CurrentOp {
     index: u32,
-    /// Package offset of its header.
+    /// Package offset of its head.
     at: u64,
+    /// Bytes of its head (kind to extents, at most
+    /// [`MAX_OP_HEAD_LEN`]): its payload starts after.
+    head_len: u16,
     total_len: u64,
     header: op::OpFields,
     /// Its hash as read in pass 1: the chain's expectation.
@@ -316,6 +326,7 @@ impl<'b> Agent<'b> {
             op: CurrentOp {
                 index: 0,
                 at: 0,
+                head_len: 0,
                 total_len: 0,
                 header: op::OpFields::EMPTY,
                 sha256: [0; 32],
@@ -442,11 +453,31 @@ impl<'b> Agent<'b> {
         list
     }
 
-    /// The current op's full header, from the out chunk, where the op
-    /// read left it (until the op starts producing output).
+    /// What op `index`'s head encoding depends on.
+    fn op_context(&self, index: u32) -> OpContext {
+        OpContext {
+            mode: match self.goal.in_place {
+                true => Mode::InPlace,
+                false => Mode::AB,
+            },
+            segment_size: self.goal.segment_size as u32,
+            target_size: self.goal.target_size,
+            target_sha256: self.goal.target_sha256,
+            last: index.saturating_add(1) >= self.goal.op_count,
+        }
+    }
+
+    /// The current op's head, parsed again from the out and read chunks,
+    /// where the op read left it (until the op starts producing output).
+    fn raw_head(&self, at: u64) -> Result<OpHead> {
+        let len = (self.op.head_len as usize).min(MAX_OP_HEAD_LEN);
+        let raw = self.work.get(..len).unwrap_or(&[]);
+        Ok(OpHead::parse(raw, at, &self.op_context(self.op.index))?)
+    }
+
+    /// The current op's full header (see [`Self::raw_head`]).
     fn raw_header(&self, at: u64) -> Result<OpHeader> {
-        let raw = self.work.get(..fota_format::OP_HEADER_LEN).unwrap_or(&[]);
-        Ok(OpHeader::parse(raw, at)?)
+        Ok(self.raw_head(at)?.header)
     }
 
     /// Extent `i` of the current op, `None` past its count.
@@ -503,7 +534,7 @@ impl<'b> Agent<'b> {
                         slots,
                         requested: true,
                     };
-                    let n = (self.package_len.min((HEADER_LEN + MANIFEST_LEN) as u64)) as usize;
+                    let n = (self.package_len.min((HEADER_LEN + MAX_MANIFEST_LEN) as u64)) as usize;
                     return Ok(self.read_package(0, 0, n));
                 }
                 self.manifest_read(flash, written, overwritten, slots)?;
@@ -586,12 +617,18 @@ impl<'b> Agent<'b> {
                 if self.tracker.is_some() {
                     self.phase = Phase::WholePackage {
                         scan,
-                        at: first_op_offset(),
+                        at: u64::from(self.goal.first_op),
                         first_op_sha256: *self.chain()?.expected_hash(),
                     };
-                    self.job = Job::read_op(first_op_offset(), true);
+                    self.job = Job::read_op(u64::from(self.goal.first_op), true);
                 } else {
-                    self.start_journal(flash, &scan, RecordKind::Begin, 0, first_op_offset());
+                    self.start_journal(
+                        flash,
+                        &scan,
+                        RecordKind::Begin,
+                        0,
+                        u64::from(self.goal.first_op),
+                    );
                 }
                 Ok(None)
             }
@@ -633,7 +670,13 @@ impl<'b> Agent<'b> {
                 }
                 let chain = self.chain()?;
                 *chain = chain.resumed(0, first_op_sha256);
-                self.start_journal(flash, &scan, RecordKind::Begin, 0, first_op_offset());
+                self.start_journal(
+                    flash,
+                    &scan,
+                    RecordKind::Begin,
+                    0,
+                    u64::from(self.goal.first_op),
+                );
                 Ok(None)
             }
             Phase::ResumeSource { scan } => {
@@ -711,9 +754,9 @@ impl<'b> Agent<'b> {
         [mut done, mut len, pending]: [u32; 3],
         requested: bool,
     ) -> Result<Option<Request>> {
-        let at = first_op_offset();
-        let header_len = fota_format::OP_HEADER_LEN;
-        let payload_at = at + header_len as u64;
+        let at = u64::from(self.goal.first_op);
+        let p = self.pkg_at();
+        let ctx = self.op_context(0);
         if !requested {
             self.hash = Sha256::new();
             self.phase = Phase::LoadXform {
@@ -724,12 +767,20 @@ impl<'b> Agent<'b> {
                 pending,
                 requested: true,
             };
-            return Ok(self.read_package(at, self.pkg_at(), header_len));
+            let n = self
+                .package_len
+                .saturating_sub(at)
+                .min(MAX_OP_HEAD_LEN as u64);
+            return Ok(self.read_package(at, p, n as usize));
         }
-        let p = self.pkg_at();
         if len == 0 {
-            let raw = self.work.get(p..p + header_len).unwrap_or(&[]);
-            let h = OpHeader::parse(raw, at)?;
+            let window = self
+                .package_len
+                .saturating_sub(at)
+                .min(MAX_OP_HEAD_LEN as u64);
+            let raw = self.work.get(p..p + window as usize).unwrap_or(&[]);
+            let head = OpHead::parse(raw, at, &ctx)?;
+            let h = head.header;
             if h.kind != fota_format::OpKind::Xform {
                 return Err(FormatError::OpLayout {
                     op_index: 0,
@@ -740,9 +791,11 @@ impl<'b> Agent<'b> {
                 }
                 .into());
             }
-            self.hash.update(raw);
+            self.hash.update(raw.get(..head.len).unwrap_or(&[]));
+            self.op.head_len = head.len as u16;
             len = h.payload_len;
         } else {
+            let payload_at = at + u64::from(self.op.head_len);
             let (area, room) = (self.xform_at(), self.goal.xform_len as usize);
             let (head, tail) = self.work.split_at_mut(area.min(self.work.len()));
             let input = head.get(p..p + pending as usize).unwrap_or(&[]);
@@ -751,6 +804,7 @@ impl<'b> Agent<'b> {
             expander.feed(input, payload_at + u64::from(done), out)?;
             done += pending;
         }
+        let payload_at = at + u64::from(self.op.head_len);
         if done < len {
             let n = (self.chunk as u32).min(len - done);
             self.phase = Phase::LoadXform {
@@ -794,16 +848,16 @@ impl<'b> Agent<'b> {
         overwritten: &'b mut [u8],
         slots: &'b mut [u32],
     ) -> Result<()> {
-        let n = (self.package_len.min((HEADER_LEN + MANIFEST_LEN) as u64)) as usize;
+        let n = (self.package_len.min((HEADER_LEN + MAX_MANIFEST_LEN) as u64)) as usize;
         let hm = self.work.get(..n).unwrap_or(&[]);
-        let (m, id) = check_head(hm, self.package_len, self.config.trusted)?;
+        let (m, id, first_op) = check_head(hm, self.package_len, self.config.trusted)?;
         m.check_device(&self.config.device_class, self.config.security_counter)?;
         // Coding a compressed stream back needs all of its data at hand:
         // that is the host applier's work, never a streaming device's.
         if m.streams_len != 0 {
             return Err(Error::Package(FormatError::InvalidField {
-                offset: (HEADER_LEN + STREAMS_LEN_OFFSET) as u64,
-                what: "stream table length (0 for a device: a package that diffs compressed streams decompressed needs the host applier; make device packages with --no-decompress)",
+                offset: HEADER_LEN as u64,
+                what: "manifest stream table length (0 for a device: a package that diffs compressed streams decompressed needs the host applier; make device packages with --no-decompress)",
                 found: m.streams_len.into(),
             }));
         }
@@ -831,6 +885,8 @@ impl<'b> Agent<'b> {
             target_sha256: m.target_sha256,
             op_count: m.op_count,
             xform_len: m.xform_len,
+            // The header bounds the manifest, so op 0 starts below 2^16.
+            first_op: first_op as u16,
         };
         self.check_xform_room(m.xform_len)?;
         self.chain = Some(OpChain::new(&m));
@@ -878,7 +934,7 @@ impl<'b> Agent<'b> {
     /// Resuming: in place, the tracker is rebuilt from the done ops'
     /// headers; then the journal restarts in a fresh block.
     fn resume<F: Flash>(&mut self, flash: &F, scan: Scan) -> Result<()> {
-        self.replay_from(flash, scan, 0, first_op_offset())
+        self.replay_from(flash, scan, 0, u64::from(self.goal.first_op))
     }
 
     fn replay_from<F: Flash>(&mut self, flash: &F, scan: Scan, index: u32, at: u64) -> Result<()> {
@@ -890,6 +946,7 @@ impl<'b> Agent<'b> {
             });
         };
         if self.tracker.is_some() && index < r.next_op {
+            self.op.index = index;
             self.phase = Phase::Replay { scan, index, at };
             self.job = Job::read_op(at, false);
             return Ok(());
@@ -939,8 +996,4 @@ impl<'b> Agent<'b> {
             chain,
         }
     }
-}
-
-fn first_op_offset() -> u64 {
-    (HEADER_LEN + MANIFEST_LEN) as u64
 }

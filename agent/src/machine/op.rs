@@ -12,7 +12,7 @@
 
 use fota_format::op::{Codec, OpHeader, OpKind};
 use fota_format::tiny::{TinyDecoder, TinyStep};
-use fota_format::{Error as FormatError, OP_HEADER_LEN};
+use fota_format::Error as FormatError;
 use sha2::{Digest, Sha256};
 
 use super::jobs::{Hashed, Job};
@@ -148,11 +148,6 @@ impl OpFields {
             src_sha256: h.src_sha256,
         }
     }
-
-    /// Bytes of the extents after the header.
-    pub(super) fn extents_len(&self) -> usize {
-        usize::from(self.extent_count) * fota_format::EXTENT_LEN
-    }
 }
 
 enum Flow {
@@ -273,9 +268,11 @@ impl Agent<'_> {
                     self.job = Job::hash_region(region, dst, h.dst_len.into());
                     return stay(Exec::SkipChecked);
                 }
-                // Inputs first: the extents must hash right before
-                // anything is erased.
-                let hashed = h.extent_count > 0;
+                // Inputs first: in place, the extents must hash right
+                // before anything is erased. A/B ops carry no source hash:
+                // the whole source slot was checked before the first op
+                // and nothing writes to it.
+                let hashed = h.extent_count > 0 && self.goal.in_place;
                 if hashed {
                     self.job = Job::Hash {
                         what: Hashed::Extents { ext: 0 },
@@ -343,7 +340,7 @@ impl Agent<'_> {
                         .update(self.work.get(p..p + pending).unwrap_or(&[]));
                     pos += pending as u64;
                 }
-                let end = self.op.at + (OP_HEADER_LEN + h.extents_len()) as u64;
+                let end = self.op.at + u64::from(self.op.head_len);
                 if pos < end {
                     let n = (self.chunk as u64).min(end - pos) as usize;
                     let request = self.read_package(pos, self.pkg_at(), n);

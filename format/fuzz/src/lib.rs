@@ -16,9 +16,9 @@ use std::sync::OnceLock;
 use fota_format::op::parse_extent;
 use fota_format::sign::{key_id, sign};
 use fota_format::{
-    Codec, Extent, Label, Manifest, Mode, Op, OpKind, Package, PatchDecoder, PatchStep, SigningKey,
-    TinyDecoder, TinyStep, VerifyingKey, EXTENT_LEN, HEADER_LEN, MANIFEST_LEN, OP_HEADER_LEN,
-    SIGNED_HEADER_LEN,
+    Codec, Extent, Header, Label, Manifest, Mode, Op, OpContext, OpHead, OpKind, Package,
+    PatchDecoder, PatchStep, SigningKey, TinyDecoder, TinyStep, VerifyingKey, EXTENT_LEN,
+    HEADER_LEN, SIGNED_HEADER_LEN,
 };
 use sha2::{Digest, Sha256};
 
@@ -35,11 +35,6 @@ pub const MAX_CHUNK: usize = 4096;
 
 /// Largest segment the `patch_decoder` target asks for (keeps execs fast).
 pub const MAX_FUZZ_DST_LEN: u64 = 1 << 20;
-
-/// Package offset of the manifest's `first_op_sha256`.
-const FIRST_OP_SHA256_AT: usize = HEADER_LEN + 200;
-/// Offset of `next_op_sha256` inside an op header.
-const NEXT_OP_SHA256_AT: usize = 96;
 
 fn signing_key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
@@ -234,38 +229,55 @@ fn check_op(m: &Manifest, op: &Op<'_>) {
     }
 }
 
-/// A copy of `data` (which must frame as a package) with every op's
+/// A copy of `data` (whose header must parse) with every op's
 /// `next_op_sha256`, the manifest's `first_op_sha256`, the key id and the
-/// signature recomputed with the fuzzing key, over the ops whose length
-/// fields delimit them inside `data`, from the start of the op section.
-/// `None` when `data` is too short.
+/// signature recomputed with the fuzzing key. Ops are delimited by their
+/// heads (SPEC §2.3) from the start of the op section up to the first head
+/// that does not parse; heads and manifest are re-encoded, which gives
+/// back their own bytes but for the hashes. When the manifest does not
+/// parse, only the signature is redone. `None` when `data` is too short.
 pub fn repair(data: &[u8]) -> Option<Vec<u8>> {
-    let ops_start = HEADER_LEN + MANIFEST_LEN;
-    if data.len() < ops_start {
-        return None;
-    }
+    let header = Header::parse(data).ok()?;
+    let ops_start = usize::try_from(header.ops_offset()).ok()?;
+    let manifest = data.get(HEADER_LEN..ops_start)?;
     let mut out = data.to_vec();
-    let mut bounds = Vec::new();
-    let mut pos = ops_start;
-    // Delimit ops by their two length fields only, as the chain does, so
-    // that an op with a bad header is still chained and its header reached.
-    while let Some(header) = out.get(pos..pos + OP_HEADER_LEN) {
-        let extent_count = u16::from_le_bytes([header[4], header[5]]);
-        let payload_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
-        let len = OP_HEADER_LEN + usize::from(extent_count) * EXTENT_LEN + payload_len as usize;
-        let Some(end) = pos.checked_add(len).filter(|&end| end <= out.len()) else {
-            break;
-        };
-        bounds.push((pos, end));
-        pos = end;
-    }
-    let mut next = [0u8; 32];
-    for &(start, end) in bounds.iter().rev() {
-        out[start + NEXT_OP_SHA256_AT..start + NEXT_OP_SHA256_AT + 32].copy_from_slice(&next);
-        next = Sha256::digest(&out[start..end]).into();
-    }
-    if !bounds.is_empty() {
-        out[FIRST_OP_SHA256_AT..FIRST_OP_SHA256_AT + 32].copy_from_slice(&next);
+    if let Ok(mut m) = Manifest::parse(manifest) {
+        let mut heads = Vec::new();
+        let mut pos = ops_start;
+        for index in 0..m.op_count {
+            let ctx = OpContext::new(&m, index);
+            let Ok(head) = OpHead::parse(&out[pos..], pos as u64, &ctx) else {
+                break;
+            };
+            let Some(end) = usize::try_from(head.total_len())
+                .ok()
+                .and_then(|len| pos.checked_add(len))
+                .filter(|&end| end <= out.len())
+            else {
+                break;
+            };
+            heads.push((pos, end, head, ctx));
+            pos = end;
+        }
+        let mut next = [0u8; 32];
+        for (start, end, head, ctx) in heads.iter().rev() {
+            let h = fota_format::OpHeader {
+                next_op_sha256: if ctx.last { [0; 32] } else { next },
+                ..head.header
+            };
+            let wire = h.encode(head.extents.as_slice(), ctx);
+            if wire.len() == head.len {
+                out[*start..*start + head.len].copy_from_slice(&wire);
+            }
+            next = Sha256::digest(&out[*start..*end]).into();
+        }
+        if !heads.is_empty() {
+            m.first_op_sha256 = next;
+            let wire = m.to_bytes();
+            if wire.len() == manifest.len() {
+                out[HEADER_LEN..ops_start].copy_from_slice(&wire);
+            }
+        }
     }
     let key = signing_key();
     out[SIGNED_HEADER_LEN..SIGNED_HEADER_LEN + 8].copy_from_slice(&key_id(&key.verifying_key()));
@@ -297,7 +309,7 @@ pub enum Misuse {
 /// [1]       seed of the chunk sizes given to add_diff
 /// [2..10]   dst_offset, u64 LE
 /// [10..14]  dst_len, u32 LE, reduced mod MAX_FUZZ_DST_LEN + 1
-/// 16 B each extents as on the wire (offset u64 LE, len u64 LE), unchecked
+/// 16 B each extents as fixed records (offset u64 LE, len u64 LE), unchecked
 /// rest      the decoded PATCH payload
 /// ```
 pub struct PatchInput<'a> {
@@ -337,7 +349,7 @@ impl<'a> PatchInput<'a> {
                     offset: u64::from_le_bytes(b[..8].try_into().unwrap_or_default()),
                     len: u64::from_le_bytes(b[8..].try_into().unwrap_or_default()),
                 };
-                // The wire parser agrees with the raw fields when it accepts.
+                // The record parser agrees with the raw fields when it accepts.
                 match parse_extent(b, 0) {
                     Ok(p) => assert!(p == e && p.len > 0 && p.end().is_some(), "{p:?} vs {e:?}"),
                     Err(_) => assert!(e.len == 0 || e.end().is_none(), "{e:?} refused"),
