@@ -188,13 +188,15 @@ pub(crate) fn check_head(
         }
         .into());
     }
+    // As `Package::parse` reports it (SPEC §2.5).
     let total = header.package_len().unwrap_or(u64::MAX);
     if package_len < total {
+        let ops_offset = header.ops_offset();
         return Err(FormatError::Truncated {
-            offset: package_len,
-            needed: total,
-            available: package_len,
-            what: "package",
+            offset: ops_offset,
+            needed: header.ops_len,
+            available: package_len.saturating_sub(ops_offset),
+            what: "op section",
         }
         .into());
     }

@@ -88,3 +88,39 @@ fn in_place_every_single_cut_resumes_bit_exact() {
         assert!(report.max_erases_clean <= 1);
     }
 }
+
+/// In place, each op's source bytes are hashed before anything is erased:
+/// a stash slot that changed while the power was off is refused at the op
+/// that reads it (`SourceExtentHashMismatch`), before that op erases its
+/// segment.
+#[test]
+fn a_stash_changed_before_a_resume_is_refused_before_its_reader_erases() {
+    let (old, new, pkg) = swap_case();
+    let keys = [key().verifying_key()];
+    let setup = in_place_setup(&old, &new, &pkg, &keys, SEG, 4, 2);
+    let (_, trace) = setup.golden().unwrap();
+    // The state just before segment 0 is first erased: the stash of
+    // segment 0 is done and committed, nothing of the image is written.
+    let k = trace
+        .iter()
+        .position(|op| matches!(op, fota_agent::sim::TraceOp::Erase { from: 0, .. }))
+        .expect("segment 0 is rewritten");
+    let mut flash = setup.fresh_flash();
+    for op in &trace[..k] {
+        flash.apply_op(op);
+    }
+    // One bit of the stashed copy of segment 0 (scratch slot 0) flips.
+    let slot0 = setup.layout.scratch().start;
+    let byte = flash.bytes()[slot0 as usize + 100];
+    flash.load(slot0 + 100, &[byte ^ 0x10]);
+    flash.reset_counters();
+    let err = setup.run(&mut flash).unwrap_err();
+    // Op 2 (COPY into segment 1 from the stash) reads it; op 1 (COPY of
+    // segment 1 into segment 0) runs first and is fine.
+    assert_eq!(
+        err,
+        fota_agent::Error::Package(fota_format::Error::SourceExtentHashMismatch { op_index: 2 })
+    );
+    assert_eq!(flash.erase_counts()[1], 0, "segment 1 was not erased");
+    assert!(!setup.is_done(&flash));
+}

@@ -187,3 +187,33 @@ fn replay() {
     }
     assert!(fota_agent::sim::parse_replay_id("x:bogus@1/2").is_none());
 }
+
+/// A target of one segment: its op's segment hash is the target's and is
+/// not on the wire (SPEC §2.3). A/B and in place (where the one op reads
+/// its own destination, so it is stashed first), every single cut.
+#[test]
+fn one_segment_targets_resume_bit_exact_after_every_single_cut() {
+    let (old, new) = pair(3 * 1024, 11);
+    let keys = [key().verifying_key()];
+    for mode in [Mode::AB, Mode::InPlace] {
+        let mut o = opts(mode, 4096);
+        if mode == Mode::InPlace {
+            o.scratch_size = Some(4096);
+        }
+        let pkg = fota_generator::diff(&old, &new, &key(), &o)
+            .unwrap()
+            .package;
+        let p = fota_format::Package::parse(&pkg).unwrap();
+        let m = p.manifest_unverified().unwrap();
+        assert!(m.target_size <= u64::from(m.segment_size));
+        let setup = match mode {
+            Mode::AB => ab_setup(&old, &new, &pkg, &keys, 4096, 4),
+            Mode::InPlace => common::in_place_setup(&old, &new, &pkg, &keys, 4096, 4, 1),
+        };
+        let report = setup.single_cuts("one-segment", 1, 5).unwrap();
+        assert!(
+            report.clean_ops > 0 && report.failures.is_empty(),
+            "{mode:?}: {report:?}"
+        );
+    }
+}

@@ -108,3 +108,23 @@ fn wrong_key_class_counter_and_source_are_refused_with_no_write() {
         assert_eq!(flash.ops, 0, "block {block}");
     }
 }
+
+/// A/B ops carry no source hash: the whole source slot is hashed before the
+/// first op and again before a resume. A source that changed while the
+/// power was off is refused before the journal restarts, with no write.
+#[test]
+fn an_ab_source_changed_before_a_resume_is_refused_with_no_write() {
+    let (old, new, pkg) = package();
+    let keys = [key().verifying_key()];
+    let setup = ab_setup(&old, &new, &pkg, &keys, 1024, 4);
+    let (_, trace) = setup.golden().unwrap();
+    let mut flash = setup.fresh_flash();
+    for op in &trace[..trace.len() / 2] {
+        flash.apply_op(op);
+    }
+    flash.load(10, &[old[10] ^ 1]);
+    flash.reset_counters();
+    let err = setup.run(&mut flash).unwrap_err();
+    assert_eq!(err, Error::Package(FormatError::SourceHashMismatch));
+    assert_eq!(flash.ops, 0);
+}

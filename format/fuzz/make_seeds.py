@@ -18,7 +18,8 @@ corpus/tiny_decoder/).
 
 Packages are read with a small parser of format version 2 (`parse_package`
 below: the fixed header, the varint manifest, variable-length op heads),
-which mirrors `Manifest::parse` and `OpHead::parse` of src/; the `mut-*`
+which follows the field layout of `Manifest::parse` and `OpHead::parse` of
+src/ (the structure only: it leaves the value rules to them); the `mut-*`
 mutants use it to find the field each one changes. After a change of the
 wire format, update it together with those.
 """
@@ -171,7 +172,8 @@ def parse_header(pkg):
 
 
 def parse_manifest(m):
-    """The manifest (`Manifest::parse`, src/manifest.rs), given its
+    """The manifest's fields (the layout of `Manifest::parse`,
+    src/manifest.rs, not its value rules), given its
     `manifest_len` bytes. Field values, plus `*_at`: offsets inside the
     manifest of the mode byte and the first byte of the op count varint."""
     r = Cursor(m)

@@ -202,12 +202,27 @@ pub struct OpContext {
 impl OpContext {
     /// The context of op `index` of a package with this manifest.
     pub fn new(manifest: &Manifest, index: u32) -> Self {
+        OpContext::of(manifest).at(index, manifest.op_count)
+    }
+
+    /// What every op of a package with this manifest shares: the context
+    /// of any op but the last. An applier that keeps this instead of the
+    /// manifest gets each op's context with [`OpContext::at`].
+    pub fn of(manifest: &Manifest) -> Self {
         OpContext {
             mode: manifest.mode,
             segment_size: manifest.segment_size,
             target_size: manifest.target_size,
             target_sha256: manifest.target_sha256,
-            last: index.saturating_add(1) >= manifest.op_count,
+            last: false,
+        }
+    }
+
+    /// This context for op `index` of `op_count`.
+    pub fn at(self, index: u32, op_count: u32) -> Self {
+        OpContext {
+            last: index.saturating_add(1) >= op_count,
+            ..self
         }
     }
 
@@ -469,7 +484,9 @@ impl OpHeader {
     /// multiple of the segment size, `dst_len` the segment's length (for a
     /// STASH, its extent's), `dst_sha256` the target's when the segment is
     /// the whole target, `decoded_len` what the kind and codec imply,
-    /// `src_sha256` zero in A/B, `next_op_sha256` zero for the last op.
+    /// `src_sha256` zero in A/B, `next_op_sha256` zero for the last op; and
+    /// the extents only those of the kind (COPY and PATCH up to 16, STASH
+    /// one). An encoder checks this by parsing the head back.
     pub fn encode(&self, extents: &[Extent], ctx: &OpContext) -> Encoded<MAX_OP_HEAD_LEN> {
         let fields = Fields::of(self.kind);
         Encoded::build(|w| {
@@ -478,7 +495,7 @@ impl OpHeader {
                 w.u8(self.fill_value);
             }
             if fields.extent_count {
-                w.varint(extents.len() as u64);
+                w.varint(extents.len().min(MAX_EXTENTS) as u64);
             }
             if fields.payload {
                 w.varint(self.payload_len.into());
@@ -498,8 +515,13 @@ impl OpHeader {
             if !ctx.last {
                 w.bytes(&self.next_op_sha256);
             }
+            let on_wire = match self.kind {
+                OpKind::Copy | OpKind::Patch => MAX_EXTENTS,
+                OpKind::Stash => 1,
+                _ => 0,
+            };
             let mut prev_end = 0u64;
-            for e in extents.iter().take(MAX_EXTENTS) {
+            for e in extents.iter().take(on_wire) {
                 w.varint(e.offset.wrapping_sub(prev_end));
                 w.varint(e.len);
                 prev_end = e.offset.wrapping_add(e.len);

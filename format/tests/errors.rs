@@ -253,6 +253,18 @@ fn manifest_rules_raise_their_errors() {
         Manifest::parse(&bytes),
         Err(Error::InvalidField { offset: 208, .. })
     ));
+    // No op (so no chain head) but release notes: their hash follows the
+    // flags byte directly.
+    let notes = Manifest {
+        target_size: 0,
+        op_count: 0,
+        first_op_sha256: [0; 32],
+        release_notes_sha256: [5; 32],
+        ..m
+    };
+    let bytes = notes.to_bytes();
+    assert_eq!(bytes.len(), 79 + 32);
+    assert_eq!(Manifest::parse(&bytes), Ok(notes));
     // A manifest length outside the bounds names the bound it missed.
     for (len, bound) in [
         (
@@ -387,6 +399,43 @@ fn op_heads_raise_their_errors() {
             what: "extent length (non-zero, no overflow)",
             ..
         })
+    ));
+    // A STASH extent longer than 4 GiB (it is the stash's length), and an
+    // extent gap past 2^64: both named at their field.
+    let in_place = OpContext {
+        mode: Mode::InPlace,
+        ..ctx
+    };
+    let mut stash = vec![0x06, 0x00];
+    stash.extend_from_slice(&[7; 32]);
+    stash.push(0x00); // gap 0
+    stash.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10]); // len 2^32
+    assert!(matches!(
+        OpHead::parse(&stash, 1000, &in_place),
+        Err(Error::InvalidField { offset: 1035, what, .. }) if what.starts_with("stash extent length")
+    ));
+    let two = [
+        fota_format::Extent {
+            offset: u64::MAX - 10,
+            len: 5,
+        },
+        fota_format::Extent { offset: 0, len: 1 },
+    ];
+    let copy = OpHeader {
+        kind: OpKind::Copy,
+        codec: Codec::Stored,
+        extent_count: 2,
+        payload_len: 0,
+        decoded_len: 0,
+        ..h
+    };
+    // The second gap wraps: encoded as offset - previous end, mod 2^64.
+    let wire = copy.encode(&two, &ctx);
+    // The second extent's gap (6) and length (1) take a byte each.
+    let gap_at = 1000 + wire.len() as u64 - 2;
+    assert!(matches!(
+        parse(&wire),
+        Err(Error::InvalidField { offset, what: "extent gap (the offset fits 64 bits)", .. }) if offset == gap_at
     ));
     // A stored new op must hold the whole segment.
     let new = OpHeader {

@@ -259,10 +259,17 @@ proptest! {
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
         let _ = Header::parse(&bytes);
         let _ = Manifest::parse(&bytes);
+        // What parses has one encoding: it encodes back to its own bytes.
+        if let Ok(m) = Manifest::parse(&bytes) {
+            prop_assert_eq!(&m.to_bytes()[..], &bytes[..]);
+        }
         for mode in [Mode::AB, Mode::InPlace] {
-            for last in [false, true] {
-                let ctx = OpContext { mode, segment_size: 4096, target_size: 1 << 20, target_sha256: [0; 32], last };
-                let _ = OpHead::parse(&bytes, 0, &ctx);
+            for (last, target_size) in [(false, 1 << 20), (true, 1 << 20), (true, 4000)] {
+                let ctx = OpContext { mode, segment_size: 4096, target_size, target_sha256: [0; 32], last };
+                if let Ok(head) = OpHead::parse(&bytes, 0, &ctx) {
+                    let wire = head.header.encode(head.extents.as_slice(), &ctx);
+                    prop_assert_eq!(&wire[..], &bytes[..head.len]);
+                }
             }
         }
         let _ = parse_extent(&bytes, 0);

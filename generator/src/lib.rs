@@ -191,7 +191,7 @@ pub struct KindStats {
     pub ops: u64,
     /// Target bytes they write.
     pub target_bytes: u64,
-    /// Package bytes they take (header, extents, payload).
+    /// Package bytes they take (heads and payloads).
     pub package_bytes: u64,
 }
 
@@ -449,13 +449,20 @@ fn finish(
         }
         stages.self_check = t.elapsed().as_secs_f64();
     }
+    // Each op's bytes on the wire, read back from the package.
+    let wire: Vec<u64> = fota_format::Package::parse(&package)
+        .and_then(|p| p.ops_unverified())
+        .map_err(Error::SelfCheck)?
+        .map(|op| op.map(|op| op.payload_offset - op.offset + op.payload.len() as u64))
+        .collect::<Result<_, _>>()
+        .map_err(Error::SelfCheck)?;
     let kinds = OpKind::ALL;
     let by_kind = kinds.map(|k| {
         let mut s = KindStats::default();
-        for op in ops.iter().filter(|op| op.kind == k) {
+        for (op, len) in ops.iter().zip(&wire).filter(|(op, _)| op.kind == k) {
             s.ops += 1;
             s.target_bytes += u64::from(op.dst_len);
-            s.package_bytes += op.wire_len(opts.mode) as u64;
+            s.package_bytes += len;
         }
         (k, s)
     });
@@ -563,7 +570,10 @@ fn build(
     };
     let t = Instant::now();
     progress.stage(Stage::Code, new.len() as u64);
-    let rules = plan::Rules { whole_blocks };
+    let rules = plan::Rules {
+        whole_blocks,
+        in_place: opts.mode == Mode::InPlace,
+    };
     let ops = plan::plan_ops(
         wold,
         wnew,

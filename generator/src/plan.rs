@@ -46,6 +46,19 @@ pub struct Rules {
     /// Source extents cover whole transform blocks (a package with an
     /// XFORM op: the applier transforms whole blocks of what it reads).
     pub whole_blocks: bool,
+    /// The package is in place: COPY and PATCH ops carry their source's
+    /// hash, which weighs in when codings of a segment compare.
+    pub in_place: bool,
+}
+
+impl Rules {
+    /// The package mode these rules are for.
+    pub fn mode(&self) -> Mode {
+        match self.in_place {
+            true => Mode::InPlace,
+            false => Mode::AB,
+        }
+    }
 }
 
 /// One coded op before it is chained and hashed.
@@ -270,7 +283,7 @@ pub fn patch_streams(
 
 /// Merges read ranges into at most [`MAX_EXTENTS`] sorted, disjoint extents
 /// covering them: neighbours closer than `max_gap` always (each extent costs
-/// 16 package bytes, a gap only a longer source hash on the device), then
+/// a few package bytes, a gap only a longer source hash on the device), then
 /// the closest neighbours first until the limit holds. Under
 /// [`Rules::whole_blocks`] every read first grows to whole transform
 /// blocks of the `old_len`-byte source.
@@ -397,7 +410,7 @@ pub fn plan_segment(
         };
         if best
             .as_ref()
-            .is_none_or(|b| new_op.variable_len() < b.variable_len())
+            .is_none_or(|b| new_op.wire_len(rules.mode()) < b.wire_len(rules.mode()))
         {
             best = Some(new_op);
         }
@@ -448,7 +461,7 @@ fn plan_tiny(
             decoded_len: dst_len,
             ..base(OpKind::Patch)
         };
-        if op.variable_len() < best.variable_len() {
+        if op.wire_len(rules.mode()) < best.wire_len(rules.mode()) {
             best = op;
         }
     }

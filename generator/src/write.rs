@@ -1,7 +1,7 @@
 //! Chaining, hashing and signing the planned ops into a package.
 
 use ed25519_dalek::SigningKey;
-use fota_format::op::{OpContext, OpHeader, OpKind};
+use fota_format::op::{OpContext, OpHead, OpHeader, OpKind};
 use fota_format::{Header, Label, Manifest, Mode, Profile, HEADER_LEN, SIGNED_HEADER_LEN};
 use sha2::{Digest, Sha256};
 
@@ -106,6 +106,16 @@ pub fn write_package(
         };
         let ctx = OpContext::new(&manifest, index as u32);
         let head = header.encode(&op.extents, &ctx);
+        // Fields the context gives are not written: a planned op that
+        // disagrees with them would be read back as another op.
+        let back = OpHead::parse(&head, 0, &ctx).map_err(Error::SelfCheck)?;
+        if back.header != header || back.extents.as_slice() != op.extents.as_slice() {
+            return Err(Error::Limit {
+                what: "op fields the package layout implies (segment, extents, lengths, hashes)",
+                value: index as u64,
+                limit: ops.len() as u64,
+            });
+        }
         let mut bytes = Vec::with_capacity(head.len() + op.payload.len());
         bytes.extend_from_slice(&head);
         bytes.extend_from_slice(&op.payload);

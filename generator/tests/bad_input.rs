@@ -306,16 +306,25 @@ fn crafted_packages_fail_the_specific_check() {
         "{e:?}"
     );
 
-    // A segment of the wrong length: the length is the segment's (not on
-    // the wire), so a stored NEW op of 200 bytes is refused at its payload
-    // length.
+    // A segment of the wrong length: its length is the segment's (not on
+    // the wire), so the writer, which reads every head back, refuses a
+    // stored NEW op of 200 bytes for a 256-byte segment; a decoder refuses
+    // such a head at its payload length (format/tests/errors.rs).
     let short = new_op(0, &new[..200]);
-    let e = refuse(
+    let e = write_package(
+        manifest(&old, &new, 256, Mode::AB),
+        &[short, good[1].clone()],
         &old,
-        &signed(&old, &new, &[short, good[1].clone()], Mode::AB),
-    );
+        &new,
+        &key(1),
+    )
+    .unwrap_err();
     assert!(
-        matches!(e, Error::BadLength { what, found: 200, .. } if what.contains("whole segment")),
+        matches!(
+            e,
+            fota_generator::Error::SelfCheck(Error::BadLength { what, found: 200, .. })
+                if what.contains("whole segment")
+        ),
         "{e:?}"
     );
 

@@ -55,6 +55,9 @@ pub(crate) const EXTENTS_AREA: usize = MAX_EXTENTS * EXTENT_LEN;
 // each), and the header and manifest into the start of the work buffer.
 const _: () = assert!(MAX_OP_HEAD_LEN <= 2 * crate::apply::CHUNK);
 const _: () = assert!(HEADER_LEN + MAX_MANIFEST_LEN <= 3 * crate::apply::CHUNK);
+// Op 0's offset and a head's length are kept as u16.
+const _: () = assert!(HEADER_LEN + MAX_MANIFEST_LEN <= u16::MAX as usize);
+const _: () = assert!(MAX_OP_HEAD_LEN <= u16::MAX as usize);
 
 /// A part of the caller's work buffer: where a request's bytes go or come
 /// from ([`Agent::buffer`]).
@@ -146,21 +149,54 @@ pub struct Agent<'b> {
 }
 
 /// What the update checks against, from the manifest.
-#[derive(Default)]
 struct Goal {
     id: [u8; 8],
-    in_place: bool,
-    segment_size: u64,
+    /// Mode, segment grid and target: what every op head's encoding
+    /// depends on besides its place ([`OpContext::at`]).
+    ops: OpContext,
     source_size: u64,
     source_sha256: [u8; 32],
-    target_size: u64,
-    target_sha256: [u8; 32],
     op_count: u32,
     /// Bytes of the package's transform payload, 0 for none.
     xform_len: u32,
     /// Package offset of op 0 (after the header and manifest: at most
     /// 96 + 285 bytes).
     first_op: u16,
+}
+
+impl Goal {
+    /// Before the manifest is read.
+    const EMPTY: Goal = Goal {
+        id: [0; 8],
+        ops: OpContext {
+            mode: Mode::AB,
+            segment_size: 0,
+            target_size: 0,
+            target_sha256: [0; 32],
+            last: false,
+        },
+        source_size: 0,
+        source_sha256: [0; 32],
+        op_count: 0,
+        xform_len: 0,
+        first_op: 0,
+    };
+
+    fn in_place(&self) -> bool {
+        self.ops.mode == Mode::InPlace
+    }
+
+    fn segment_size(&self) -> u64 {
+        self.ops.segment_size.into()
+    }
+
+    fn target_size(&self) -> u64 {
+        self.ops.target_size
+    }
+
+    fn target_sha256(&self) -> [u8; 32] {
+        self.ops.target_sha256
+    }
 }
 
 /// The op being read (pass 1) or executed.
@@ -319,7 +355,7 @@ impl<'b> Agent<'b> {
             },
             wait: Wait::Nothing,
             io_ok: false,
-            goal: Goal::default(),
+            goal: Goal::EMPTY,
             chain: None,
             tracker: None,
             journal: None,
@@ -455,16 +491,7 @@ impl<'b> Agent<'b> {
 
     /// What op `index`'s head encoding depends on.
     fn op_context(&self, index: u32) -> OpContext {
-        OpContext {
-            mode: match self.goal.in_place {
-                true => Mode::InPlace,
-                false => Mode::AB,
-            },
-            segment_size: self.goal.segment_size as u32,
-            target_size: self.goal.target_size,
-            target_sha256: self.goal.target_sha256,
-            last: index.saturating_add(1) >= self.goal.op_count,
-        }
+        self.goal.ops.at(index, self.goal.op_count)
     }
 
     /// The current op's head, parsed again from the out and read chunks,
@@ -607,7 +634,7 @@ impl<'b> Agent<'b> {
                 Ok(None)
             }
             Phase::AlreadyFinished => {
-                self.check_digest(self.goal.target_sha256, FormatError::TargetHashMismatch)?;
+                self.check_digest(self.goal.target_sha256(), FormatError::TargetHashMismatch)?;
                 self.report.already_finished = true;
                 self.phase = Phase::Done;
                 Ok(Some(Request::Done(self.report)))
@@ -660,8 +687,8 @@ impl<'b> Agent<'b> {
                             what: "segments written (every target segment once)",
                             expected: self
                                 .goal
-                                .target_size
-                                .div_ceil(self.goal.segment_size.max(1)),
+                                .target_size()
+                                .div_ceil(self.goal.segment_size().max(1)),
                             found: 0,
                         }
                         .into());
@@ -706,10 +733,10 @@ impl<'b> Agent<'b> {
                 if !hashed {
                     self.phase = Phase::Final { hashed: true };
                     let t = layout.target();
-                    self.job = Job::hash_region(Region::Target, t.start, self.goal.target_size);
+                    self.job = Job::hash_region(Region::Target, t.start, self.goal.target_size());
                     return Ok(None);
                 }
-                self.check_digest(self.goal.target_sha256, FormatError::TargetHashMismatch)?;
+                self.check_digest(self.goal.target_sha256(), FormatError::TargetHashMismatch)?;
                 self.phase = Phase::Done;
                 self.job = Job::journal(RecordKind::Finished, self.goal.op_count, self.op.at);
                 Ok(None)
@@ -877,12 +904,9 @@ impl<'b> Agent<'b> {
         journal::check_buf(flash, self.chunk)?;
         self.goal = Goal {
             id,
-            in_place: m.mode == Mode::InPlace,
-            segment_size: m.segment_size.into(),
+            ops: OpContext::of(&m),
             source_size: m.source_size,
             source_sha256: m.source_sha256,
-            target_size: m.target_size,
-            target_sha256: m.target_sha256,
             op_count: m.op_count,
             xform_len: m.xform_len,
             // The header bounds the manifest, so op 0 starts below 2^16.
@@ -897,7 +921,7 @@ impl<'b> Agent<'b> {
     fn decide<F: Flash>(&mut self, flash: &F, scan: Scan) -> Result<()> {
         let id = self.goal.id;
         if let Some(r) = scan.newest {
-            if r.package_id != id && r.kind != RecordKind::Finished && self.goal.in_place {
+            if r.package_id != id && r.kind != RecordKind::Finished && self.goal.in_place() {
                 return Err(Error::UnfinishedOtherUpdate {
                     journal_id: r.package_id,
                 });
@@ -909,7 +933,7 @@ impl<'b> Agent<'b> {
             Some(r) if r.kind == RecordKind::Finished => {
                 self.phase = Phase::AlreadyFinished;
                 let t = layout.target();
-                self.job = Job::hash_region(Region::Target, t.start, self.goal.target_size);
+                self.job = Job::hash_region(Region::Target, t.start, self.goal.target_size());
             }
             None => {
                 self.phase = Phase::FreshSource { scan };
@@ -919,7 +943,7 @@ impl<'b> Agent<'b> {
             Some(r) => {
                 self.report.resumed = true;
                 self.report.started_at_op = r.next_op;
-                if self.goal.in_place {
+                if self.goal.in_place() {
                     self.resume(flash, scan)?;
                 } else {
                     self.phase = Phase::ResumeSource { scan };

@@ -272,7 +272,7 @@ impl Agent<'_> {
                 // before anything is erased. A/B ops carry no source hash:
                 // the whole source slot was checked before the first op
                 // and nothing writes to it.
-                let hashed = h.extent_count > 0 && self.goal.in_place;
+                let hashed = h.extent_count > 0 && self.goal.in_place();
                 if hashed {
                     self.job = Job::Hash {
                         what: Hashed::Extents { ext: 0 },

@@ -167,7 +167,7 @@ impl Agent<'_> {
                         SourcePiece::Scratch { slot, offset, .. } => (
                             Region::Scratch,
                             layout.scratch().start
-                                + u64::from(slot) * self.goal.segment_size
+                                + u64::from(slot) * self.goal.segment_size()
                                 + offset,
                             len,
                         ),

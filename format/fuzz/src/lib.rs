@@ -172,7 +172,7 @@ fn check_op(m: &Manifest, op: &Op<'_>) {
     );
     assert_eq!(u64::from(h.dst_len), m.segment_len(h.dst_offset / seg));
     if m.mode == Mode::AB {
-        assert_eq!(h.dst_offset, u64::from(op.index) * seg);
+        assert_eq!(h.dst_offset, u64::from(op.index - m.leading_ops()) * seg);
         assert_ne!(h.kind, OpKind::Skip);
     }
     assert_eq!(op.payload.len() as u64, u64::from(h.payload_len));
@@ -265,18 +265,22 @@ pub fn repair(data: &[u8]) -> Option<Vec<u8>> {
                 next_op_sha256: if ctx.last { [0; 32] } else { next },
                 ..head.header
             };
+            // A parsed head encodes back to its own bytes but for the
+            // link (which has the same length).
             let wire = h.encode(head.extents.as_slice(), ctx);
-            if wire.len() == head.len {
-                out[*start..*start + head.len].copy_from_slice(&wire);
-            }
+            assert_eq!(wire.len(), head.len, "a head re-encodes to its length");
+            out[*start..*start + head.len].copy_from_slice(&wire);
             next = Sha256::digest(&out[*start..*end]).into();
         }
         if !heads.is_empty() {
             m.first_op_sha256 = next;
             let wire = m.to_bytes();
-            if wire.len() == manifest.len() {
-                out[HEADER_LEN..ops_start].copy_from_slice(&wire);
-            }
+            assert_eq!(
+                wire.len(),
+                manifest.len(),
+                "a manifest re-encodes to its length"
+            );
+            out[HEADER_LEN..ops_start].copy_from_slice(&wire);
         }
     }
     let key = signing_key();
