@@ -79,6 +79,15 @@ pub enum FileError {
         /// Byte offset in the file.
         offset: u64,
     },
+    /// A region maps bytes of a file that another region already maps
+    /// (say the A/B source and target given as the same file): programming
+    /// one would change the other behind the agent's back.
+    Overlap {
+        /// The file.
+        path: PathBuf,
+        /// File offset of the overlap's first byte.
+        offset: u64,
+    },
     /// The geometry or a region does not make a valid flash.
     Geometry {
         /// The rule.
@@ -100,6 +109,11 @@ impl core::fmt::Display for FileError {
             FileError::ReadOnly { path, offset } => write!(
                 f,
                 "{}: program or erase at offset {offset} of a read-only region",
+                path.display()
+            ),
+            FileError::Overlap { path, offset } => write!(
+                f,
+                "{}: bytes from offset {offset} are mapped twice (the same file given for two regions?)",
                 path.display()
             ),
             FileError::Geometry { what, found } => {
@@ -131,6 +145,8 @@ pub enum Access {
 #[derive(Debug)]
 struct Region {
     path: PathBuf,
+    /// The file's canonical path, to find two regions of one file.
+    identity: PathBuf,
     /// Open handle; `None` until a writable file that did not exist is
     /// first programmed or erased.
     file: Option<File>,
@@ -149,6 +165,23 @@ pub struct FileFlash {
     regions: Vec<Region>,
     capacity: u64,
     error: Option<FileError>,
+}
+
+/// The canonical path of `path`, or of its folder joined with its name
+/// when the file does not exist yet (a writable region creates it).
+fn identity(path: &Path) -> io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            let name = path.file_name().ok_or(e)?;
+            Ok(std::fs::canonicalize(parent)?.join(name))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Largest piece written at once when erasing or extending a file.
@@ -219,6 +252,16 @@ impl FileFlash {
             what: "open",
             source,
         };
+        let identity = identity(path).map_err(io_err)?;
+        let end = file_offset.saturating_add(len);
+        if let Some(r) = self.regions.iter().find(|r| {
+            r.identity == identity && file_offset < r.file_offset + r.len && r.file_offset < end
+        }) {
+            return Err(FileError::Overlap {
+                path: path.to_path_buf(),
+                offset: file_offset.max(r.file_offset),
+            });
+        }
         let file = match access {
             Access::ReadOnly => Some(File::open(path).map_err(io_err)?),
             Access::ReadWrite => match OpenOptions::new().read(true).write(true).open(path) {
@@ -234,6 +277,7 @@ impl FileFlash {
         })?;
         self.regions.push(Region {
             path: path.to_path_buf(),
+            identity,
             file,
             access,
             start,
@@ -659,6 +703,31 @@ mod tests {
             assert_eq!(program(old, 0xff, 0xff), old, "erased data changes nothing");
             assert_eq!(program(old, 0x00, 0x00), old);
         }
+    }
+
+    #[test]
+    fn one_file_mapped_twice_is_refused_where_the_ranges_overlap() {
+        let a = tmp("overlap");
+        std::fs::write(&a, [0u8; 64]).unwrap();
+        let mut f = FileFlash::new(geometry(0xff)).unwrap();
+        f.map(&a, Access::ReadOnly, 0, 32).unwrap();
+        // The same file by another spelling, overlapping: refused.
+        let other = a.parent().unwrap().join(".").join(a.file_name().unwrap());
+        match f.map(&other, Access::ReadWrite, 16, 32) {
+            Err(FileError::Overlap { offset: 16, .. }) => {}
+            r => panic!("{r:?}"),
+        }
+        // Disjoint parts of one file are separate regions (one flash
+        // image holding both slots).
+        f.map(&a, Access::ReadWrite, 32, 32).unwrap();
+        // A file that does not exist yet, mapped twice.
+        let b = tmp("overlap-new");
+        f.map(&b, Access::ReadWrite, 0, 16).unwrap();
+        assert!(matches!(
+            f.map(&b, Access::ReadWrite, 0, 16),
+            Err(FileError::Overlap { offset: 0, .. })
+        ));
+        let _ = std::fs::remove_file(&a);
     }
 
     #[test]

@@ -658,3 +658,16 @@ fn every_single_cut_on_the_sample_pair_resumes_bit_exact() {
         }
     }
 }
+
+/// The running image given as both `--source` and `--image`: the agent
+/// would erase the slot it reads from. Refused before any write, naming
+/// the file.
+#[test]
+fn the_same_file_as_source_and_image_is_refused_untouched() {
+    let env = Env::new();
+    env.packages();
+    let before = env.read("old");
+    let err = env.fails(&ab_args("old", "state", &[]), 2);
+    assert!(err.contains("old") && err.contains("mapped twice"), "{err}");
+    assert_eq!(env.read("old"), before);
+}
