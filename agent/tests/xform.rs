@@ -138,3 +138,35 @@ fn a_changed_transform_is_refused_before_any_write() {
         assert_eq!(flash.ops, 0);
     }
 }
+
+/// An XFORM head whose payload length runs past the end of the package is
+/// refused as truncated, before its payload is read or anything written.
+/// The package is cut inside that payload and signed again, so that its
+/// header and manifest still verify.
+#[test]
+fn an_xform_payload_past_the_package_end_is_refused_as_truncated() {
+    let (old, new, pkg) = package(&tiny_opts(Mode::AB, 1024));
+    let keys = [key().verifying_key()];
+    let parsed = Package::parse(&pkg).unwrap();
+    let ops_at = parsed.header().ops_offset() as usize;
+    let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
+    assert_eq!(op0.header.kind, OpKind::Xform);
+    let cut = op0.payload_offset as usize + 1;
+    let mut bad = pkg[..cut].to_vec();
+    bad[16..24].copy_from_slice(&((cut - ops_at) as u64).to_le_bytes());
+    let signed: [u8; 24] = bad[..24].try_into().unwrap();
+    let signature = fota_format::sign::sign(&key(), &signed, &bad[96..ops_at]);
+    bad[32..96].copy_from_slice(&signature);
+    let setup = ab_setup(&old, &new, &bad, &keys, 1024, 4);
+    let mut flash = setup.fresh_flash();
+    let err = setup.run(&mut flash).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Package(FormatError::Truncated { offset, what: "op", .. })
+                if offset == op0.offset
+        ),
+        "{err:?}"
+    );
+    assert_eq!(flash.ops, 0);
+}

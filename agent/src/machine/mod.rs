@@ -818,6 +818,16 @@ impl<'b> Agent<'b> {
                 }
                 .into());
             }
+            let available = self.package_len.saturating_sub(at);
+            if head.total_len() > available {
+                return Err(FormatError::Truncated {
+                    offset: at,
+                    needed: head.total_len(),
+                    available,
+                    what: "op",
+                }
+                .into());
+            }
             self.hash.update(raw.get(..head.len).unwrap_or(&[]));
             self.op.head_len = head.len as u16;
             len = h.payload_len;
