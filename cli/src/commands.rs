@@ -369,6 +369,9 @@ fn inspect(a: InspectArgs) -> Result<()> {
     let mut stats = [(0u64, 0u64, 0u64); OpKind::ALL.len()];
     let mut xform: Option<serde_json::Value> = None;
     let mut streams: Option<serde_json::Value> = None;
+    // Where the package's bytes go: header and manifest, op heads (kinds,
+    // lengths, hashes, extents), payloads.
+    let (mut heads, mut payloads) = (0u64, 0u64);
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
         if op.header.kind == OpKind::Streams {
@@ -384,12 +387,18 @@ fn inspect(a: InspectArgs) -> Result<()> {
             let x = fota_format::Xform::parse(&expanded, at).map_err(blame_pkg)?;
             xform = Some(xform_json(&x, op.payload.len()));
         }
+        heads += op.payload_offset - op.offset;
+        payloads += op.payload.len() as u64;
         let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
         stats[i].0 += 1;
         stats[i].1 += u64::from(op.header.dst_len);
         stats[i].2 += op.payload_offset - op.offset + op.payload.len() as u64;
     }
     let h = pkg.header();
+    let framing = json!({
+        "header_bytes": fota_format::HEADER_LEN, "manifest_bytes": h.manifest_len,
+        "op_head_bytes": heads, "payload_bytes": payloads,
+    });
     let stash_ops = kinds
         .iter()
         .zip(stats)
@@ -420,6 +429,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 "scratch_slots": m.scratch_slots, "stash_ops": stash_ops,
                 "xform": xform,
                 "streams": streams,
+                "framing": framing,
                 "ops": ops,
             })
         );
@@ -515,6 +525,13 @@ fn inspect(a: InspectArgs) -> Result<()> {
         }
         None => println!("streams        none"),
     }
+    println!(
+        "framing        header {} + manifest {} + op heads {} bytes; payloads {} bytes",
+        fota_format::HEADER_LEN,
+        h.manifest_len,
+        human::bytes(heads),
+        human::bytes(payloads)
+    );
     println!("ops            {}", m.op_count);
     println!("  kind      ops   target bytes   package bytes");
     for (k, (n, t, pb)) in kinds.iter().zip(stats) {

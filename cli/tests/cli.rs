@@ -83,6 +83,22 @@ fn keygen_diff_apply_verify_inspect() {
     let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "p"])).unwrap();
     assert_eq!(j["from_version"], "1.4.2");
     assert_eq!(j["package_bytes"], pkg_len);
+    // The framing adds up to the package.
+    let f = &j["framing"];
+    let parts: u64 = [
+        "header_bytes",
+        "manifest_bytes",
+        "op_head_bytes",
+        "payload_bytes",
+    ]
+    .iter()
+    .map(|k| f[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(serde_json::json!(parts), pkg_len);
+    assert!(
+        text.contains("framing        header 96 + manifest"),
+        "{text}"
+    );
     let ops: u64 = ["copy", "patch", "new", "fill", "skip", "xform"]
         .iter()
         .map(|k| j["ops"][k]["ops"].as_u64().unwrap())
