@@ -208,42 +208,42 @@ fn lzma_streams(layout: u8, streams: &[&[u8]]) -> Result<Vec<u8>> {
 }
 
 /// The smallest of `data` stored and coded with each of [`PROPS_TRIED`]
-/// (a long stream: with the settings that code its sample best).
+/// (a long stream: with the settings that code its sample best). The
+/// props are tried at the short nice length, then only the best of them at
+/// the long one, which costs about three short trials.
 fn best_stream(data: &[u8]) -> Result<(Option<Props>, Vec<u8>)> {
     use rayon::prelude::*;
     let mut best = (None, data.to_vec());
     if data.is_empty() {
         return Ok(best);
     }
-    let settings: Vec<(Props, u32)> = PROPS_TRIED
-        .iter()
-        .flat_map(|&p| NICE_LENS.map(|n| (p, n)))
-        .collect();
-    let tried = |sample: &[u8]| -> Result<Vec<(Props, u32, Vec<u8>)>> {
-        settings
+    let tried = |sample: &[u8]| -> Result<[(Props, u32, Vec<u8>); 2]> {
+        let short: Vec<(Props, u32, Vec<u8>)> = PROPS_TRIED
             .par_iter()
-            .map(|&(p, n)| Ok((p, n, lzma_raw(sample, p, n)?)))
-            .collect()
+            .map(|&p| Ok((p, NICE_LENS[0], lzma_raw(sample, p, NICE_LENS[0])?)))
+            .collect::<Result<_>>()?;
+        let short = short
+            .into_iter()
+            .min_by_key(|t| t.2.len())
+            .ok_or_else(|| liblzma_error("no props to try"))?;
+        let long = (
+            short.0,
+            NICE_LENS[1],
+            lzma_raw(sample, short.0, NICE_LENS[1])?,
+        );
+        Ok([short, long])
     };
     // Trials keep liblzma's end marker (5 or 6 bytes): only the winner
     // is re-coded without it.
     let tries = if data.len() <= PROPS_SAMPLE_LEN {
-        tried(data)?
+        tried(data)?.to_vec()
     } else {
-        let on_sample = tried(&sample(data))?;
-        let best_with = |nice: u32| {
-            on_sample
-                .iter()
-                .filter(|t| t.1 == nice)
-                .min_by_key(|t| t.2.len())
-                .map_or((Props::DEFAULT, usize::MAX), |t| (t.0, t.2.len()))
-        };
-        let (short, short_len) = best_with(NICE_LENS[0]);
-        let (long, long_len) = best_with(NICE_LENS[1]);
-        let worth = long_len.saturating_mul(1000) < short_len.saturating_mul(1000 - LONG_NICE_GAIN);
+        let [short, long] = tried(&sample(data))?;
+        let worth =
+            long.2.len().saturating_mul(1000) < short.2.len().saturating_mul(1000 - LONG_NICE_GAIN);
         let (props, nice) = match worth {
-            true => (long, NICE_LENS[1]),
-            false => (short, NICE_LENS[0]),
+            true => (long.0, long.1),
+            false => (short.0, short.1),
         };
         vec![(props, nice, lzma_raw(data, props, nice)?)]
     };
