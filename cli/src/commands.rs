@@ -387,12 +387,12 @@ fn inspect(a: InspectArgs) -> Result<()> {
             let x = fota_format::Xform::parse(&expanded, at).map_err(blame_pkg)?;
             xform = Some(xform_json(&x, op.payload.len()));
         }
-        heads += op.payload_offset - op.offset;
+        heads += op.head_len();
         payloads += op.payload.len() as u64;
         let i = kinds.iter().position(|k| *k == op.header.kind).unwrap_or(0);
         stats[i].0 += 1;
         stats[i].1 += u64::from(op.header.dst_len);
-        stats[i].2 += op.payload_offset - op.offset + op.payload.len() as u64;
+        stats[i].2 += op.wire_len();
     }
     let h = pkg.header();
     let framing = json!({

@@ -70,41 +70,29 @@ impl<'a> Reader<'a> {
     /// `Truncated` when it runs past the data; `InvalidField` (at the
     /// varint's first byte) when it is malformed or above `max`.
     pub(crate) fn varint(&mut self, what: &'static str, max: u64) -> Result<u64> {
+        use crate::patch::VarintFault;
         let offset = self.offset();
         let invalid = |found| Error::InvalidField {
             offset,
             what,
             found,
         };
-        let mut v: u64 = 0;
-        for i in 0..crate::patch::MAX_VARINT_LEN {
-            let Some(&byte) = self.data.get(self.pos + i) else {
-                return Err(Error::Truncated {
-                    offset,
-                    needed: i as u64 + 1,
-                    available: i as u64,
-                    what,
-                });
-            };
-            let bits = u64::from(byte & 0x7f);
-            // The tenth group holds only bit 63.
-            if i == crate::patch::MAX_VARINT_LEN - 1 && bits > 1 {
-                return Err(invalid(u64::MAX));
+        let rest = self.data.get(self.pos..).unwrap_or(&[]);
+        match crate::patch::decode_varint(rest) {
+            Ok((v, _)) if v > max => Err(invalid(v)),
+            Ok((v, n)) => {
+                self.pos += n;
+                Ok(v)
             }
-            v |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                // A trailing zero group would give one value two encodings.
-                if i > 0 && byte == 0 {
-                    return Err(invalid(v));
-                }
-                if v > max {
-                    return Err(invalid(v));
-                }
-                self.pos += i + 1;
-                return Ok(v);
-            }
+            Err(VarintFault::Truncated { read }) => Err(Error::Truncated {
+                offset,
+                needed: read as u64 + 1,
+                available: read as u64,
+                what,
+            }),
+            Err(VarintFault::Overlong) => Err(invalid(u64::MAX)),
+            Err(VarintFault::NonMinimal(v)) => Err(invalid(v)),
         }
-        Err(invalid(u64::MAX))
     }
 
     /// A varint that must fit 32 bits.
@@ -141,6 +129,19 @@ impl<const N: usize> Encoded<N> {
     pub fn as_slice(&self) -> &[u8] {
         self.bytes.get(..self.len).unwrap_or(&self.bytes)
     }
+
+    /// Runs `write` over a fresh buffer and keeps what it wrote.
+    pub(crate) fn build(write: impl FnOnce(&mut Writer<'_>)) -> Self {
+        let mut bytes = [0u8; N];
+        let mut w = Writer::new(&mut bytes);
+        write(&mut w);
+        let len = w.written();
+        debug_assert!(len <= N, "record longer than its bound");
+        Encoded {
+            bytes,
+            len: len.min(N),
+        }
+    }
 }
 
 impl<const N: usize> core::ops::Deref for Encoded<N> {
@@ -153,21 +154,6 @@ impl<const N: usize> core::ops::Deref for Encoded<N> {
 impl<const N: usize> core::fmt::Debug for Encoded<N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_list().entries(self.as_slice()).finish()
-    }
-}
-
-impl<const N: usize> Encoded<N> {
-    /// Runs `write` over a fresh buffer and keeps what it wrote.
-    pub(crate) fn build(write: impl FnOnce(&mut Writer<'_>)) -> Self {
-        let mut bytes = [0u8; N];
-        let mut w = Writer::new(&mut bytes);
-        write(&mut w);
-        let len = w.written();
-        debug_assert!(len <= N, "record longer than its bound");
-        Encoded {
-            bytes,
-            len: len.min(N),
-        }
     }
 }
 

@@ -64,18 +64,18 @@ impl Header {
             });
         }
         let manifest_len = r.u32("manifest length")?;
-        let (bound, what) = match manifest_len as usize {
-            n if n < MIN_MANIFEST_LEN => (
+        let bound = match manifest_len as usize {
+            n if n < MIN_MANIFEST_LEN => Some((
                 MIN_MANIFEST_LEN,
                 "manifest length (at least the shortest manifest)",
-            ),
-            n if n > MAX_MANIFEST_LEN => (
+            )),
+            n if n > MAX_MANIFEST_LEN => Some((
                 MAX_MANIFEST_LEN,
                 "manifest length (at most the longest manifest)",
-            ),
-            _ => (0, ""),
+            )),
+            _ => None,
         };
-        if bound != 0 {
+        if let Some((bound, what)) = bound {
             return Err(Error::BadLength {
                 offset: 12,
                 what,

@@ -243,8 +243,7 @@ fn runs(diff: &[u8]) -> impl Iterator<Item = (usize, &[u8])> + '_ {
 }
 
 fn varint_len(v: usize) -> usize {
-    let mut buf = [0u8; MAX_VARINT_LEN];
-    write_varint(v as u64, &mut buf)
+    crate::patch::varint_len(v as u64)
 }
 
 fn push_varint(out: &mut Vec<u8>, v: usize) {

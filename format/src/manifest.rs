@@ -15,6 +15,14 @@ pub const MIN_MANIFEST_LEN: usize = 3 + 1 + 2 + 2 + 1 + 32 + 1 + 32 + 4 + 1;
 pub const MAX_MANIFEST_LEN: usize =
     3 * (1 + LABEL_LEN) + 10 + 2 + 5 + 10 + 32 + 10 + 32 + 4 * 5 + 1 + 2 * 32;
 
+/// Length of segment `index` of an image of `size` bytes cut into
+/// `segment_size`-byte segments: the last one may be short, and any past
+/// the end is empty.
+pub fn segment_len(size: u64, segment_size: u32, index: u64) -> u64 {
+    let start = index.saturating_mul(segment_size.into());
+    size.saturating_sub(start).min(segment_size.into())
+}
+
 /// Manifest flag: a release-notes sha256 follows the chain head.
 const FLAG_RELEASE_NOTES: u8 = 1;
 
@@ -155,19 +163,13 @@ impl Manifest {
 
     /// Length of segment `index` (the last one may be short).
     pub fn segment_len(&self, index: u64) -> u64 {
-        let start = index.saturating_mul(self.segment_size.into());
-        self.target_size
-            .saturating_sub(start)
-            .min(self.segment_size.into())
+        segment_len(self.target_size, self.segment_size, index)
     }
 
     /// Length of the source image's segment `index` (the grid in-place
     /// STASH ops use; the last one may be short).
     pub fn source_segment_len(&self, index: u64) -> u64 {
-        let start = index.saturating_mul(self.segment_size.into());
-        self.source_size
-            .saturating_sub(start)
-            .min(self.segment_size.into())
+        segment_len(self.source_size, self.segment_size, index)
     }
 
     /// Parses and checks a manifest: `bytes` are exactly the header's

@@ -234,10 +234,8 @@ impl OpContext {
 
     /// Length of target segment `slot`, zero past the end.
     fn segment_len(&self, slot: u64) -> u32 {
-        let start = slot.saturating_mul(self.segment_size.into());
-        self.target_size
-            .saturating_sub(start)
-            .min(self.segment_size.into()) as u32
+        // At most `segment_size`, a u32.
+        crate::manifest::segment_len(self.target_size, self.segment_size, slot) as u32
     }
 }
 

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::header::{Header, HEADER_LEN, SIGNED_HEADER_LEN};
 use crate::label::Label;
-use crate::manifest::{Manifest, Mode, Profile};
+use crate::manifest::{segment_len, Manifest, Mode, Profile};
 use crate::op::{Codec, Extent, Extents, OpContext, OpHead, OpHeader, OpKind};
 
 /// A package whose framing is sound but whose signature is not yet checked.
@@ -189,6 +189,18 @@ pub struct Op<'a> {
     pub payload: &'a [u8],
 }
 
+impl Op<'_> {
+    /// Bytes of the op's head on the wire.
+    pub fn head_len(&self) -> u64 {
+        self.payload_offset - self.offset
+    }
+
+    /// Bytes of the whole op on the wire: head and payload.
+    pub fn wire_len(&self) -> u64 {
+        self.head_len() + self.payload.len() as u64
+    }
+}
+
 /// The rules every op must meet in sequence, as a small state machine that
 /// both the in-memory [`OpIter`] and a streaming agent drive.
 #[derive(Debug, Clone, Copy)]
@@ -230,18 +242,12 @@ impl ChainLimits {
 
     /// As [`Manifest::segment_len`].
     fn segment_len(&self, index: u64) -> u64 {
-        let start = index.saturating_mul(self.segment_size.into());
-        self.target_size
-            .saturating_sub(start)
-            .min(self.segment_size.into())
+        segment_len(self.target_size, self.segment_size, index)
     }
 
     /// As [`Manifest::source_segment_len`].
     fn source_segment_len(&self, index: u64) -> u64 {
-        let start = index.saturating_mul(self.segment_size.into());
-        self.source_size
-            .saturating_sub(start)
-            .min(self.segment_size.into())
+        segment_len(self.source_size, self.segment_size, index)
     }
 }
 

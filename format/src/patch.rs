@@ -56,27 +56,57 @@ pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Reads one LEB128 value from `data` at `*pos`; `None` when truncated or
-/// longer than a `u64`, or not minimally encoded.
-pub(crate) fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+/// Bytes of `v` as a LEB128 varint.
+pub fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+/// Why bytes at some place are not a varint of SPEC §1.3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VarintFault {
+    /// The data ends after `read` bytes that all announce another.
+    Truncated {
+        /// Bytes read before the end.
+        read: usize,
+    },
+    /// More than 64 bits: a tenth byte above 1, or ten bytes and more.
+    Overlong,
+    /// A varint longer than one byte ending in a zero group: a second
+    /// encoding of this value.
+    NonMinimal(u64),
+}
+
+/// Decodes one varint (SPEC §1.3) at the start of `data`: its value and
+/// its length.
+pub(crate) fn decode_varint(data: &[u8]) -> core::result::Result<(u64, usize), VarintFault> {
     let mut v: u64 = 0;
     for i in 0..MAX_VARINT_LEN {
-        let byte = *data.get(*pos)?;
-        *pos += 1;
+        let Some(&byte) = data.get(i) else {
+            return Err(VarintFault::Truncated { read: i });
+        };
         let bits = u64::from(byte & 0x7f);
+        // The tenth group holds only bit 63.
         if i == MAX_VARINT_LEN - 1 && bits > 1 {
-            return None;
+            return Err(VarintFault::Overlong);
         }
         v |= bits << (7 * i);
         if byte & 0x80 == 0 {
             // A trailing zero group would make two encodings of one value.
             if i > 0 && byte == 0 {
-                return None;
+                return Err(VarintFault::NonMinimal(v));
             }
-            return Some(v);
+            return Ok((v, i + 1));
         }
     }
-    None
+    Err(VarintFault::Overlong)
+}
+
+/// Reads one LEB128 value from `data` at `*pos`; `None` when truncated or
+/// longer than a `u64`, or not minimally encoded.
+pub(crate) fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
+    let (v, n) = decode_varint(data.get(*pos..)?).ok()?;
+    *pos += n;
+    Some(v)
 }
 
 /// One step of a patch, in output order.

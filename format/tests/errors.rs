@@ -295,6 +295,22 @@ fn manifest_rules_raise_their_errors() {
         Manifest::parse(&bytes),
         Err(Error::InvalidField { offset: 99, .. })
     ));
+    // A varint past 64 bits (the tenth byte above 1), and one of eleven
+    // bytes: refused at its first byte.
+    for tail in [&[0x02][..], &[0x80, 0x01]] {
+        let mut bytes = m.to_bytes().to_vec();
+        let mut counter = vec![0xff; 9];
+        counter.extend_from_slice(tail);
+        bytes.splice(3..4, counter);
+        assert!(matches!(
+            Manifest::parse(&bytes),
+            Err(Error::InvalidField {
+                offset: 99,
+                found: u64::MAX,
+                ..
+            })
+        ));
+    }
     // Every proper prefix is refused as truncated.
     let bytes = m.to_bytes();
     for cut in 0..bytes.len() {

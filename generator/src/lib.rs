@@ -453,7 +453,7 @@ fn finish(
     let wire: Vec<u64> = fota_format::Package::parse(&package)
         .and_then(|p| p.ops_unverified())
         .map_err(Error::SelfCheck)?
-        .map(|op| op.map(|op| op.payload_offset - op.offset + op.payload.len() as u64))
+        .map(|op| op.map(|op| op.wire_len()))
         .collect::<Result<_, _>>()
         .map_err(Error::SelfCheck)?;
     let kinds = OpKind::ALL;

@@ -10,7 +10,7 @@
 
 use fota_format::lzma_payload;
 use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
-use fota_format::patch::{write_varint, zigzag, MAX_VARINT_LEN};
+use fota_format::patch::{varint_len, write_varint, zigzag, MAX_VARINT_LEN};
 use fota_format::Mode;
 
 use rayon::prelude::*;
@@ -133,11 +133,6 @@ impl PlannedOp {
         let segment = if hashes > 1 { 2 } else { 0 };
         1 + usize::from(self.kind == OpKind::Fill) + 1 + segment + 32 * hashes + self.variable_len()
     }
-}
-
-/// Bytes of `v` as a LEB128 varint.
-fn varint_len(v: u64) -> usize {
-    ((64 - v.leading_zeros() as usize).div_ceil(7)).max(1)
 }
 
 /// The streams of a PATCH payload (see `fota_format::patch`) and the

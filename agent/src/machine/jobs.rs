@@ -4,7 +4,7 @@
 //! write a journal record) strings fetches or requests together for a
 //! phase.
 
-use fota_format::{Error as FormatError, OpHead, SourcePiece, EXTENT_LEN, MAX_OP_HEAD_LEN};
+use fota_format::{Error as FormatError, OpHead, SourcePiece, EXTENT_LEN};
 use sha2::{Digest, Sha256};
 
 use super::op::OpFields;
@@ -451,11 +451,7 @@ impl Agent<'_> {
         match stage {
             ReadStage::Start => {
                 set(self, ReadStage::Head);
-                let window = self
-                    .package_len
-                    .saturating_sub(at)
-                    .min(MAX_OP_HEAD_LEN as u64);
-                Ok(self.read_package(at, self.out_at(), window as usize))
+                Ok(self.read_package(at, self.out_at(), self.head_window(at)))
             }
             ReadStage::Head => {
                 // The head's structure gives the op's length; in pass 1
@@ -466,28 +462,14 @@ impl Agent<'_> {
                     false => self.op.index,
                 };
                 let ctx = self.op_context(index);
-                let window = self
-                    .package_len
-                    .saturating_sub(at)
-                    .min(MAX_OP_HEAD_LEN as u64);
-                let raw = self.work.get(..window as usize).unwrap_or(&[]);
+                let raw = self.work.get(..self.head_window(at)).unwrap_or(&[]);
                 let head = OpHead::parse(raw, at, &ctx)?;
                 if !hashed {
                     self.adopt(&head, at);
                     self.job = Job::Idle;
                     return Ok(None);
                 }
-                let total_len = head.total_len();
-                let available = self.package_len.saturating_sub(at);
-                if total_len > available {
-                    return Err(FormatError::Truncated {
-                        offset: at,
-                        needed: total_len,
-                        available,
-                        what: "op",
-                    }
-                    .into());
-                }
+                self.check_op_fits(&head, at)?;
                 let mut h = Sha256::new();
                 h.update(raw.get(..head.len).unwrap_or(&[]));
                 self.hash = h;
@@ -496,7 +478,7 @@ impl Agent<'_> {
                     self,
                     ReadStage::Body {
                         pos: at + head.len as u64,
-                        end: at + total_len,
+                        end: at + head.total_len(),
                         pending: 0,
                     },
                 );

@@ -489,6 +489,29 @@ impl<'b> Agent<'b> {
         list
     }
 
+    /// Bytes read for the op head at package offset `at`: the longest
+    /// head, or what is left of the package.
+    fn head_window(&self, at: u64) -> usize {
+        self.package_len
+            .saturating_sub(at)
+            .min(MAX_OP_HEAD_LEN as u64) as usize
+    }
+
+    /// The op at `at` with this head must end inside the package.
+    fn check_op_fits(&self, head: &OpHead, at: u64) -> Result<()> {
+        let available = self.package_len.saturating_sub(at);
+        if head.total_len() > available {
+            return Err(FormatError::Truncated {
+                offset: at,
+                needed: head.total_len(),
+                available,
+                what: "op",
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// What op `index`'s head encoding depends on.
     fn op_context(&self, index: u32) -> OpContext {
         self.goal.ops.at(index, self.goal.op_count)
@@ -794,18 +817,10 @@ impl<'b> Agent<'b> {
                 pending,
                 requested: true,
             };
-            let n = self
-                .package_len
-                .saturating_sub(at)
-                .min(MAX_OP_HEAD_LEN as u64);
-            return Ok(self.read_package(at, p, n as usize));
+            return Ok(self.read_package(at, p, self.head_window(at)));
         }
         if len == 0 {
-            let window = self
-                .package_len
-                .saturating_sub(at)
-                .min(MAX_OP_HEAD_LEN as u64);
-            let raw = self.work.get(p..p + window as usize).unwrap_or(&[]);
+            let raw = self.work.get(p..p + self.head_window(at)).unwrap_or(&[]);
             let head = OpHead::parse(raw, at, &ctx)?;
             let h = head.header;
             if h.kind != fota_format::OpKind::Xform {
@@ -818,21 +833,14 @@ impl<'b> Agent<'b> {
                 }
                 .into());
             }
-            let available = self.package_len.saturating_sub(at);
-            if head.total_len() > available {
-                return Err(FormatError::Truncated {
-                    offset: at,
-                    needed: head.total_len(),
-                    available,
-                    what: "op",
-                }
-                .into());
-            }
+            self.check_op_fits(&head, at)?;
             self.hash.update(raw.get(..head.len).unwrap_or(&[]));
             self.op.head_len = head.len as u16;
             len = h.payload_len;
-        } else {
-            let payload_at = at + u64::from(self.op.head_len);
+        }
+        let payload_at = at + u64::from(self.op.head_len);
+        // The payload chunk read last (none right after the head).
+        if pending > 0 {
             let (area, room) = (self.xform_at(), self.goal.xform_len as usize);
             let (head, tail) = self.work.split_at_mut(area.min(self.work.len()));
             let input = head.get(p..p + pending as usize).unwrap_or(&[]);
@@ -841,7 +849,6 @@ impl<'b> Agent<'b> {
             expander.feed(input, payload_at + u64::from(done), out)?;
             done += pending;
         }
-        let payload_at = at + u64::from(self.op.head_len);
         if done < len {
             let n = (self.chunk as u32).min(len - done);
             self.phase = Phase::LoadXform {
