@@ -7,7 +7,9 @@
 //! cost. liblzma does not know the decoded size in advance, so it ends
 //! every stream with an end marker; the generator drops it (5 to 6 bytes)
 //! by re-coding the stream's parse without it (`streams::lzma`), which
-//! gives the same stream bit for bit up to the marker.
+//! gives the same stream bit for bit up to the marker. A stream of several
+//! megabytes is coded in pieces on all threads and joined from the
+//! pieces' parses the same way (`lzma_in_pieces`).
 
 use fota_format::lzma::Props;
 use fota_format::lzma_payload::{write_table, StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH};
@@ -69,6 +71,19 @@ const TRY_ALL_LEN: usize = 256 << 10;
 /// Streams up to this size are coded with each of [`PROPS_TRIED`]; larger
 /// ones with the settings that code a sample of them best.
 const PROPS_SAMPLE_LEN: usize = 64 << 10;
+
+/// Streams of at least twice this length are coded in pieces of at least
+/// this length, an encoder each, in parallel, and joined into one stream
+/// ([`lzma_in_pieces`]). Thread counts do not change where pieces begin, so
+/// the package is the same for any count. On the diff streams of large
+/// ELF pairs the joined stream is 0 to 0.6 % longer than one encoder's,
+/// and a 4 MiB segment is coded in about half the time on two threads.
+const PIECE_LEN: usize = 3 << 19;
+
+/// Bytes of the data before a piece its encoder codes first and drops, so
+/// that its model has learnt the stream's statistics where the piece
+/// begins: without it, pieces of the same diff streams cost up to 1.5 %.
+const PIECE_LEAD: usize = 64 << 10;
 
 /// zstd level of the quick size estimate.
 const QUICK_LEVEL: i32 = 3;
@@ -245,6 +260,14 @@ fn best_stream(data: &[u8]) -> Result<(Option<Props>, Vec<u8>)> {
             true => (long.0, long.1),
             false => (short.0, short.1),
         };
+        if data.len() >= 2 * PIECE_LEN {
+            // Joined by the generator's own coder: no end marker to drop.
+            let packed = lzma_in_pieces(data, props, nice, PIECE_LEN, PIECE_LEAD)?;
+            if packed.len() < best.1.len() {
+                best = (Some(props), packed);
+            }
+            return Ok(best);
+        }
         vec![(props, nice, lzma_raw(data, props, nice)?)]
     };
     let Some((props, _, packed)) = tries.into_iter().min_by_key(|t| t.2.len()) else {
@@ -269,6 +292,44 @@ fn sample(data: &[u8]) -> Vec<u8> {
 
 fn liblzma_error(what: &str) -> Error {
     Error::Compress(std::io::Error::other(format!("liblzma: {what}")))
+}
+
+/// A raw LZMA stream of `data` with `props` and no end marker, coded as
+/// pieces of `piece_len` bytes or more (starting on 16-byte boundaries, so
+/// that the low position bits `lp` and `pb` read are those of the whole
+/// stream), each by its own liblzma encoder that first runs over up to
+/// `lead` bytes before the piece, and joined by `streams::lzma::splice`.
+fn lzma_in_pieces(
+    data: &[u8],
+    props: Props,
+    nice: u32,
+    piece_len: usize,
+    lead: usize,
+) -> Result<Vec<u8>> {
+    use rayon::prelude::*;
+    let count = (data.len() / piece_len.max(16)).max(1);
+    let step = (data.len() / count) & !15;
+    let starts: Vec<usize> = (0..count).map(|i| i * step).collect();
+    let parses: Vec<(u64, Vec<u8>)> = starts
+        .par_iter()
+        .enumerate()
+        .map(|(i, &start)| {
+            let end = starts.get(i + 1).copied().unwrap_or(data.len());
+            let from = start.saturating_sub(lead) & !15;
+            let piece = data.get(from..end).unwrap_or(&[]);
+            let body = lzma_raw(piece, props, nice)?;
+            let len = piece.len() as u64;
+            let decoded = lzma_parse::decode(&body, props, Some(len), len)
+                .map_err(|e| liblzma_error(&e.to_string()))?;
+            Ok(((start - from) as u64, decoded.parse))
+        })
+        .collect::<Result<_>>()?;
+    let pieces: Vec<lzma_parse::Piece<'_>> = parses
+        .iter()
+        .map(|(lead, parse)| lzma_parse::Piece { parse, lead: *lead })
+        .collect();
+    let parse = lzma_parse::splice(&pieces).map_err(|e| liblzma_error(&e.to_string()))?;
+    lzma_parse::encode(data, &parse, props).map_err(|e| liblzma_error(&e.to_string()))
 }
 
 /// A raw LZMA stream of `data` with `props`, ended by liblzma's end marker.
@@ -376,5 +437,117 @@ mod tests {
         let c = code_bytes(&[&big], 19, false).unwrap();
         assert_eq!(c.codec, Codec::Lzma);
         assert_eq!(decode(&c, 0), big);
+    }
+
+    /// Diff-stream-like bytes: zero runs, noise and copies of earlier bytes.
+    fn patchy(blocks: &[(u8, u16, u8)]) -> Vec<u8> {
+        let mut out: Vec<u8> = Vec::new();
+        for &(kind, len, seed) in blocks {
+            let len = usize::from(len);
+            match kind % 3 {
+                0 => out.resize(out.len() + len, 0),
+                1 => out.extend((0..len).map(|i| (i as u8).wrapping_mul(seed) ^ seed)),
+                _ if out.is_empty() => out.push(seed),
+                _ => {
+                    let from = usize::from(seed) * 97 % out.len();
+                    for i in 0..len {
+                        out.push(out[from + i % (out.len() - from)]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn pieces_join_into_one_stream_that_decodes_back(
+            blocks in proptest::collection::vec((0u8..3, 1u16..3000, proptest::prelude::any::<u8>()), 1..40),
+            piece_len in 1usize..20_000,
+            lead in 0usize..6_000,
+            which in 0usize..3,
+            long in proptest::prelude::any::<bool>(),
+        ) {
+            let data = patchy(&blocks);
+            let props = PROPS_TRIED[which];
+            let nice = NICE_LENS[usize::from(long)];
+            let packed = lzma_in_pieces(&data, props, nice, piece_len, lead).unwrap();
+            let mut out = Vec::new();
+            fota_format::lzma::decode(&packed, props, data.len(), &mut out).unwrap();
+            proptest::prop_assert_eq!(out, data);
+        }
+    }
+
+    #[test]
+    fn a_warm_lead_keeps_pieces_close_to_one_stream() {
+        let blocks: Vec<(u8, u16, u8)> = (0..2000u32)
+            .map(|i| ((i % 3) as u8, (i * 37 % 700 + 1) as u16, (i * 13) as u8))
+            .collect();
+        let data = patchy(&blocks);
+        let props = PROPS_TRIED[1];
+        let whole = lzma_raw(&data, props, NICE_LENS[0]).unwrap();
+        let whole = strip_end_marker(&data, props, &whole).unwrap();
+        let cold = lzma_in_pieces(&data, props, NICE_LENS[0], data.len() / 4, 0).unwrap();
+        let warm = lzma_in_pieces(&data, props, NICE_LENS[0], data.len() / 4, 16 << 10).unwrap();
+        // Joined pieces lose a little to one encoder, and less when warm.
+        assert!(whole.len() <= warm.len(), "{} {}", whole.len(), warm.len());
+        assert!(warm.len() <= cold.len(), "{} {}", warm.len(), cold.len());
+    }
+
+    #[test]
+    fn a_long_stream_is_coded_in_pieces_and_decodes_back() {
+        let blocks: Vec<(u8, u16, u8)> = (0..9000u32)
+            .map(|i| {
+                (
+                    if i % 4 == 0 { 1 } else { 0 },
+                    (i * 31 % 1500 + 1) as u16,
+                    (i * 7) as u8,
+                )
+            })
+            .collect();
+        let mut data = patchy(&blocks);
+        data.resize(2 * PIECE_LEN + 12_345, 0);
+        let (props, packed) = best_stream(&data).unwrap();
+        let props = props.unwrap();
+        let mut out = Vec::new();
+        fota_format::lzma::decode(&packed, props, data.len(), &mut out).unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[test]
+    fn splice_refuses_a_lead_past_its_parse_and_bad_tokens() {
+        let data = b"abcabcabcabc".repeat(50);
+        let body = lzma_raw(&data, Props::DEFAULT, NICE_LENS[0]).unwrap();
+        let len = data.len() as u64;
+        let parse = lzma_parse::decode(&body, Props::DEFAULT, Some(len), len)
+            .unwrap()
+            .parse;
+        let past = lzma_parse::Piece {
+            parse: &parse,
+            lead: len + 1,
+        };
+        let e = lzma_parse::splice(&[past]).unwrap_err();
+        assert_eq!(e.what, "a parse that covers its lead");
+        let bad = lzma_parse::Piece {
+            parse: &[0x09],
+            lead: 0,
+        };
+        let e = lzma_parse::splice(&[bad]).unwrap_err();
+        assert_eq!((e.offset, e.what), (1, "a literal, repeat or match token"));
+        let cut = lzma_parse::Piece {
+            parse: &[0x06, 0x00, 0x01],
+            lead: 0,
+        };
+        assert_eq!(
+            lzma_parse::splice(&[cut]).unwrap_err().what,
+            "a match distance"
+        );
+        // Whole, the one piece splices to its own parse.
+        let whole = lzma_parse::Piece {
+            parse: &parse,
+            lead: 0,
+        };
+        assert_eq!(lzma_parse::splice(&[whole]).unwrap(), parse);
     }
 }

@@ -377,6 +377,142 @@ fn match_len(r: &mut ParseReader<'_>) -> Result<usize> {
     Ok(v as usize + MATCH_LEN_MIN)
 }
 
+/// One stretch of a long stream, coded by an encoder of its own that first
+/// ran over `lead` bytes of the data before it (so its model and
+/// dictionary are warm when the stretch begins), for [`splice`].
+#[derive(Debug, Clone, Copy)]
+pub struct Piece<'a> {
+    /// The piece encoder's parse, covering the lead and then the stretch.
+    pub parse: &'a [u8],
+    /// Bytes of the parse that only warmed the encoder up.
+    pub lead: u64,
+}
+
+/// A parse token with the distance a repeat stands for resolved.
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    Literals(u64),
+    ShortRep(u32),
+    Rep(usize, u64, u32),
+    Match(u64, u32),
+}
+
+impl Token {
+    fn len(self) -> u64 {
+        match self {
+            Token::Literals(n) => n,
+            Token::ShortRep(_) => 1,
+            Token::Rep(_, len, _) | Token::Match(len, _) => len,
+        }
+    }
+}
+
+/// The tokens of a parse (without its end marker), each repeat's distance
+/// resolved against the four last distances as the decoder keeps them.
+fn tokens(parse: &[u8]) -> Result<Vec<Token>> {
+    let mut reps = [0u32; 4];
+    let mut out = Vec::new();
+    let mut r = ParseReader { parse, pos: 0 };
+    while r.pos < parse.len() {
+        let tag = r.byte("a token")?;
+        out.push(match tag {
+            TOKEN_LITERALS => Token::Literals(r.varint("a literal count")?.saturating_add(1)),
+            TOKEN_SHORT_REP => Token::ShortRep(reps[0]),
+            t if (TOKEN_REP0..TOKEN_MATCH).contains(&t) => {
+                let i = usize::from(t - TOKEN_REP0);
+                let len = r.varint("a repeat length")?.saturating_add(2);
+                let dist = reps[i];
+                reps.copy_within(0..i, 1);
+                reps[0] = dist;
+                Token::Rep(i, len, dist)
+            }
+            TOKEN_MATCH => {
+                let len = r.varint("a match length")?.saturating_add(2);
+                let dist = r.u32("a match distance")?;
+                reps = [dist, reps[0], reps[1], reps[2]];
+                Token::Match(len, dist)
+            }
+            TOKEN_END if r.pos == parse.len() => break,
+            _ => return Err(r.error("a literal, repeat or match token")),
+        });
+    }
+    Ok(out)
+}
+
+/// One parse of the pieces' stretches end to end, which [`encode`] codes
+/// as a single stream. Each piece keeps its encoder's choices: the lead's
+/// tokens go, a token across the lead's end keeps only its tail (a match at
+/// the same distance, or literals when under two bytes), and a repeat whose
+/// distance is not where the joined stream's last four distances put it
+/// becomes a repeat of where it is, or a match (a short repeat: a literal).
+/// Only a piece's first few tokens change: four matches in, its last
+/// distances are the joined stream's.
+///
+/// # Errors
+/// A malformed parse, or a lead longer than its parse.
+pub fn splice(pieces: &[Piece<'_>]) -> Result<Vec<u8>> {
+    let mut w = ParseWriter {
+        parse: Vec::new(),
+        literals: 0,
+    };
+    let mut reps = [0u32; 4];
+    for piece in pieces {
+        let mut at = 0u64;
+        for token in tokens(piece.parse)? {
+            let end = at + token.len();
+            let token = match (at >= piece.lead, end > piece.lead, token) {
+                (true, _, t) => t,
+                (false, false, _) => {
+                    at = end;
+                    continue;
+                }
+                (false, true, Token::Rep(_, _, d) | Token::Match(_, d))
+                    if end - piece.lead >= 2 =>
+                {
+                    Token::Match(end - piece.lead, d)
+                }
+                (false, true, _) => Token::Literals(end - piece.lead),
+            };
+            at = end;
+            match token {
+                Token::Literals(n) => w.literals += n,
+                Token::ShortRep(d) if d == reps[0] => w.short_rep(),
+                Token::ShortRep(_) => w.literals += 1,
+                Token::Rep(i, len, d) => {
+                    let held = if reps[i] == d {
+                        Some(i)
+                    } else {
+                        reps.iter().position(|&r| r == d)
+                    };
+                    match held {
+                        Some(i) => {
+                            w.rep(i, len as usize);
+                            reps.copy_within(0..i, 1);
+                            reps[0] = d;
+                        }
+                        None => {
+                            w.matched(len as usize, d);
+                            reps = [d, reps[0], reps[1], reps[2]];
+                        }
+                    }
+                }
+                Token::Match(len, d) => {
+                    w.matched(len as usize, d);
+                    reps = [d, reps[0], reps[1], reps[2]];
+                }
+            }
+        }
+        if at < piece.lead {
+            return Err(CodecError {
+                offset: piece.parse.len() as u64,
+                what: "a parse that covers its lead",
+            });
+        }
+    }
+    w.flush();
+    Ok(w.parse)
+}
+
 /// Codes `data` as the LZMA stream `parse` describes, with parameters
 /// `props`; the end marker is coded when the parse ends with one.
 ///
@@ -485,13 +621,7 @@ fn symbols_out(
         let len;
         if tag == TOKEN_MATCH {
             len = match_len(r)?;
-            let dist_bytes = [
-                r.byte("a match distance")?,
-                r.byte("a match distance")?,
-                r.byte("a match distance")?,
-                r.byte("a match distance")?,
-            ];
-            let dist = u32::from_le_bytes(dist_bytes);
+            let dist = r.u32("a match distance")?;
             if dist == END_MARKER {
                 return Err(r.error("a match distance below 0xffffffff"));
             }

@@ -75,6 +75,16 @@ impl ParseReader<'_> {
         Ok(b)
     }
 
+    pub(crate) fn u32(&mut self, what: &'static str) -> Result<u32, CodecError> {
+        let b = [
+            self.byte(what)?,
+            self.byte(what)?,
+            self.byte(what)?,
+            self.byte(what)?,
+        ];
+        Ok(u32::from_le_bytes(b))
+    }
+
     pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, CodecError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
