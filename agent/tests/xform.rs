@@ -113,30 +113,93 @@ fn a_changed_transform_is_refused_before_any_write() {
     let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
     assert_eq!(op0.header.kind, OpKind::Xform);
     let payload_at = op0.payload_offset as usize;
-    // A flipped bit in the map, and one in the op header.
-    for at in [
-        payload_at + op0.header.payload_len as usize - 3,
-        op0.offset as usize + 20,
-    ] {
+    let payload_len = op0.header.payload_len as usize;
+    let run = |at: usize, flip: u8| {
         let mut bad = pkg.clone();
-        bad[at] ^= 0x10;
+        bad[at] ^= flip;
         let setup = ab_setup(&old, &new, &bad, &keys, 1024, 4);
         let mut flash = setup.fresh_flash();
         let err = setup.run(&mut flash).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Package(
-                    FormatError::OpHashMismatch { op_index: 0, .. }
-                        | FormatError::OpLayout { op_index: 0, .. }
-                        | FormatError::BadLength { .. }
-                        | FormatError::InvalidField { .. }
-                )
-            ),
-            "{err:?}"
-        );
-        assert_eq!(flash.ops, 0);
+        assert_eq!(flash.ops, 0, "written after a change at {at}");
+        err
+    };
+    // A changed payload byte is a changed op, whatever the change makes
+    // of the wire form (a varint too long, a count too large, bytes after
+    // the last breakpoint): the hash is checked before that is said.
+    for k in (0..payload_len).step_by(payload_len.div_ceil(24).max(1)) {
+        for flip in [0x10, 0x80, 0xff] {
+            let err = run(payload_at + k, flip);
+            assert!(
+                matches!(
+                    err,
+                    Error::Package(FormatError::OpHashMismatch { op_index: 0, .. })
+                ),
+                "payload byte {k} ^ {flip:#x}: {err:?}"
+            );
+        }
     }
+    // A changed head may not even delimit the op: it is refused as a head.
+    let err = run(op0.offset as usize + 20, 0x10);
+    assert!(
+        matches!(
+            err,
+            Error::Package(
+                FormatError::OpHashMismatch { op_index: 0, .. }
+                    | FormatError::OpLayout { op_index: 0, .. }
+                    | FormatError::BadLength { .. }
+                    | FormatError::InvalidField { .. }
+            )
+        ),
+        "{err:?}"
+    );
+}
+
+/// A transform that is signed (its hash is the manifest's chain head) but
+/// whose wire form the agent cannot read is refused with the payload
+/// offset, before anything is written: the hash is no excuse to act on it.
+#[test]
+fn a_signed_transform_the_agent_cannot_read_is_refused_before_any_write() {
+    use sha2::{Digest, Sha256};
+    let (old, new, pkg) = package(&tiny_opts(Mode::AB, 1024));
+    let keys = [key().verifying_key()];
+    let parsed = Package::parse(&pkg).unwrap();
+    let ops_at = parsed.header().ops_offset() as usize;
+    let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
+    let (start, payload_at) = (op0.offset as usize, op0.payload_offset as usize);
+    let end = payload_at + op0.header.payload_len as usize;
+    let mut bad = pkg.clone();
+    // The breakpoint count, first varint after the fixed part, made huge.
+    let mut hit = None;
+    for k in payload_at..end {
+        let mut probe = bad.clone();
+        probe[k] = 0xff;
+        let mut m = parsed.manifest_unverified().unwrap();
+        m.first_op_sha256 = Sha256::digest(&probe[start..end]).into();
+        probe[96..ops_at].copy_from_slice(m.to_bytes().as_slice());
+        let signed: [u8; 24] = probe[..24].try_into().unwrap();
+        let signature = fota_format::sign::sign(&key(), &signed, &probe[96..ops_at]);
+        probe[32..96].copy_from_slice(&signature);
+        let setup = ab_setup(&old, &new, &probe, &keys, 1024, 4);
+        let mut flash = setup.fresh_flash();
+        let err = setup.run(&mut flash).unwrap_err();
+        assert_eq!(flash.ops, 0, "written after a change at {k}");
+        if let Error::Package(FormatError::InvalidField { offset, what, .. }) = err {
+            if what.starts_with("xform payload chunk") {
+                assert!(
+                    (payload_at as u64..end as u64).contains(&offset),
+                    "{offset}"
+                );
+                hit = Some(k);
+                bad = probe;
+                break;
+            }
+        }
+    }
+    assert!(
+        hit.is_some(),
+        "some byte of the wire form is unreadable when 0xff"
+    );
+    assert!(Package::parse(&bad).is_ok());
 }
 
 /// An XFORM head whose payload length runs past the end of the package is

@@ -257,10 +257,14 @@ enum Phase<'b> {
     /// Reading the XFORM op (op 0), expanding its payload into the work
     /// buffer: its header (`len` 0), then `pending` payload bytes at
     /// `done` of `len`; its sha256 must be `want`, the manifest's chain
-    /// head.
+    /// head. A payload the expander refused is still read and hashed to
+    /// its end (`fault`: the payload offset of the chunk it refused): a
+    /// package that is not the signed one says so before anything is
+    /// said about what its bytes hold.
     LoadXform {
         want: [u8; 32],
         expander: fota_format::xform::Expander,
+        fault: Option<u32>,
         done: u32,
         len: u32,
         pending: u32,
@@ -592,6 +596,7 @@ impl<'b> Agent<'b> {
                     self.phase = Phase::LoadXform {
                         want: *self.chain()?.expected_hash(),
                         expander: Default::default(),
+                        fault: None,
                         done: 0,
                         len: 0,
                         pending: 0,
@@ -605,11 +610,18 @@ impl<'b> Agent<'b> {
             Phase::LoadXform {
                 want,
                 expander,
+                fault,
                 done,
                 len,
                 pending,
                 requested,
-            } => self.load_xform(flash, want, expander, [done, len, pending], requested),
+            } => self.load_xform(
+                flash,
+                want,
+                (expander, fault),
+                [done, len, pending],
+                requested,
+            ),
             Phase::Scan {
                 mut scan,
                 mut block,
@@ -800,7 +812,7 @@ impl<'b> Agent<'b> {
         &mut self,
         flash: &F,
         want: [u8; 32],
-        mut expander: fota_format::xform::Expander,
+        (mut expander, mut fault): (fota_format::xform::Expander, Option<u32>),
         [mut done, mut len, pending]: [u32; 3],
         requested: bool,
     ) -> Result<Option<Request>> {
@@ -812,6 +824,7 @@ impl<'b> Agent<'b> {
             self.phase = Phase::LoadXform {
                 want,
                 expander,
+                fault,
                 done,
                 len,
                 pending,
@@ -846,7 +859,13 @@ impl<'b> Agent<'b> {
             let input = head.get(p..p + pending as usize).unwrap_or(&[]);
             self.hash.update(input);
             let out = tail.get_mut(..room).unwrap_or(&mut []);
-            expander.feed(input, payload_at + u64::from(done), out)?;
+            let fed = fault.is_none()
+                && expander
+                    .feed(input, payload_at + u64::from(done), out)
+                    .is_err();
+            if fed {
+                fault = Some(done);
+            }
             done += pending;
         }
         if done < len {
@@ -854,6 +873,7 @@ impl<'b> Agent<'b> {
             self.phase = Phase::LoadXform {
                 want,
                 expander,
+                fault,
                 done,
                 len,
                 pending: n,
@@ -865,6 +885,15 @@ impl<'b> Agent<'b> {
             return Err(FormatError::OpHashMismatch {
                 op_index: 0,
                 offset: at,
+            }
+            .into());
+        }
+        if let Some(chunk) = fault {
+            // Signed, yet not a transform this agent reads.
+            return Err(FormatError::InvalidField {
+                offset: payload_at + u64::from(chunk),
+                what: "xform payload chunk (the wire form of SPEC.md §5c)",
+                found: 0,
             }
             .into());
         }
