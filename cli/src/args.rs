@@ -33,6 +33,10 @@ pub enum Command {
     /// Run the power-cut campaign on an update in a simulated flash: a cut
     /// at every program and erase (four outcomes each), then a resume.
     Sim(SimArgs),
+    /// Wrap a package for another update client, so devices that already
+    /// run one install fota packages through it.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Run the FOTA server (registry, repository, OMA-DM and IOTA sessions,
     /// downloads, campaigns, admin API) until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
@@ -347,6 +351,102 @@ pub struct SimArgs {
     pub old: PathBuf,
     /// The package.
     pub package: PathBuf,
+}
+
+/// `fota export` formats.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A .swu for swupdate, whose script applies the package with `fota flash`.
+    ///
+    /// swupdate checks the .swu's CMS signature, the hardware revision and
+    /// every member's sha256, writes the package to --device-package, then
+    /// runs the script, which applies it with `fota flash` (power-cut safe,
+    /// resumed by installing again); a refusal fails the install.
+    Swu(SwuArgs),
+}
+
+/// `fota export swu`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("signing").required(true).args(["cms_cert", "no_sign"])))]
+pub struct SwuArgs {
+    /// Certificate (PEM) that signs sw-description with CMS, through
+    /// `openssl cms -sign`; the device runs swupdate with `-k` on it or on
+    /// its CA.
+    #[arg(long, value_name = "CERT", requires = "cms_key")]
+    pub cms_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cms-cert.
+    #[arg(long, value_name = "KEY", requires = "cms_cert")]
+    pub cms_key: Option<PathBuf>,
+    /// Make an unsigned .swu, for swupdate builds without signature checks
+    /// (Debian's swupdate refuses it). The package inside stays signed.
+    #[arg(long, conflicts_with_all = ["cms_cert", "cms_key"])]
+    pub no_sign: bool,
+    /// sw-description's version, which swupdate shows and records
+    /// (default: the package's to-version).
+    #[arg(long, value_name = "V")]
+    pub software_version: Option<String>,
+    /// sw-description's description (default: the package's versions).
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// A hardware revision the update installs on, as swupdate gets it from
+    /// `-H board:REV` or /etc/hwrevision (`#RE:` + a regex matches by
+    /// pattern); repeat for several. swupdate refuses images without one.
+    #[arg(long, visible_alias = "hardware", value_name = "REV", required = true)]
+    pub hardware_compatibility: Vec<String>,
+    /// Where the device keeps the package (absolute; directories are created).
+    #[arg(long, value_name = "PATH", default_value = fota_generator::export::swu::DEFAULT_DEVICE_PACKAGE)]
+    pub device_package: String,
+    /// How the device runs `fota flash`.
+    #[command(flatten)]
+    pub flash: DeviceFlashArgs,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The package (from `fota diff`).
+    pub package: PathBuf,
+    /// Where to write the .swu (only once it is complete).
+    #[arg(short = 'o', long = "output", value_name = "OUT.swu")]
+    pub output: PathBuf,
+}
+
+/// Help heading of [`DeviceFlashArgs`].
+const DEVICE_HEADING: &str = "On the device (options of `fota flash`)";
+
+/// The `fota flash` command a .swu runs on the device: its options, with
+/// paths on the device. Options left out take `fota flash`'s defaults.
+#[derive(Debug, Args)]
+pub struct DeviceFlashArgs {
+    /// The fota binary on the device: a path, or a name looked up on the
+    /// PATH swupdate runs scripts with.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "PATH", default_value = fota_generator::export::swu::DEFAULT_FOTA)]
+    pub fota: String,
+    /// Trusted package signing key (PEM) on the device.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "PUB")]
+    pub pubkey: String,
+    /// A/B: the running image, read only. Without it the update is in place.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "OLD")]
+    pub source: Option<String>,
+    /// The flash slot written (in place: the image updated).
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "IMG")]
+    pub image: String,
+    /// The agent's journal (and, in place, scratch) file.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "STATE")]
+    pub state: String,
+    /// Erase block size of the device's flash, in bytes.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "N")]
+    pub erase_size: Option<u64>,
+    /// Program unit of the device's flash, in bytes.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "N")]
+    pub write_size: Option<u64>,
+    /// A/B: how to mark the new slot pending for the bootloader.
+    #[arg(long, help_heading = DEVICE_HEADING, value_enum)]
+    pub boot: Option<BootArg>,
+    /// The device's class: the export refuses a package for another class.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "S")]
+    pub device_class: Option<String>,
+    /// The device's anti-rollback counter: the export refuses a package below it.
+    #[arg(long, help_heading = DEVICE_HEADING, value_name = "N")]
+    pub security_counter: Option<u64>,
 }
 
 /// `fota serve`: flags override the file (`--config`) and `FOTA_*`

@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect(a),
         Command::Flash(a) => crate::flash::run(a),
         Command::Sim(a) => crate::sim::run(a),
+        Command::Export(c) => crate::export::run(c),
         Command::Serve(a) => crate::server::serve(a),
         Command::Device(a) => crate::server::device(a),
         Command::Demo(a) => crate::server::demo(a),

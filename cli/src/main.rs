@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod export;
 mod flash;
 mod human;
 mod server;

@@ -15,10 +15,14 @@
 //!
 //! Output is byte-identical for any thread count: work is split at fixed
 //! offsets, never by thread, and results are joined in order.
+//!
+//! [`export`] wraps a finished package for other update clients (a `.swu`
+//! that swupdate installs and that applies the package with `fota flash`).
 #![warn(missing_docs)]
 
 pub mod apply;
 pub mod error;
+pub mod export;
 pub mod inplace;
 pub mod keys;
 pub mod matcher;

@@ -23,6 +23,17 @@ pub enum DmAuth {
     None,
 }
 
+/// How the DDI component (hawkBit API) authenticates devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DdiAuth {
+    /// `Authorization: TargetToken <the device's secret>` (the default; the
+    /// secret is the one the registry holds for its DM account).
+    TargetToken,
+    /// No device authentication (labs only).
+    None,
+}
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,6 +74,12 @@ pub struct Config {
     /// Offer an OMA download descriptor (with installNotifyURI) instead of
     /// the package URL itself.
     pub download_descriptor: bool,
+    /// The hawkBit tenant DDI devices poll under (`/{tenant}/controller/v1/…`).
+    pub ddi_tenant: String,
+    /// Seconds a DDI device waits between polls (`config.polling.sleep`).
+    pub ddi_polling_secs: u64,
+    /// Device authentication on the DDI API.
+    pub ddi_auth: DdiAuth,
 }
 
 impl Default for Config {
@@ -82,6 +99,9 @@ impl Default for Config {
             iota_trusted_domain: String::new(),
             session_timeout_secs: crate::iota::session::HANDSET_TIMEOUT_SECS,
             download_descriptor: false,
+            ddi_tenant: "DEFAULT".to_string(),
+            ddi_polling_secs: 300,
+            ddi_auth: DdiAuth::TargetToken,
         }
     }
 }
@@ -143,6 +163,17 @@ impl Config {
             "FOTA_DM_SERVER_ID" => self.dm_server_id = v.to_string(),
             "FOTA_DM_SERVER_PASSWORD" => self.dm_server_password = v.to_string(),
             "FOTA_IOTA_TRUSTED_DOMAIN" => self.iota_trusted_domain = v.to_string(),
+            "FOTA_DDI_TENANT" => self.ddi_tenant = v.to_string(),
+            "FOTA_DDI_POLLING_SECS" => {
+                self.ddi_polling_secs = v.parse().map_err(|_| bad("a number of seconds"))?
+            }
+            "FOTA_DDI_AUTH" => {
+                self.ddi_auth = match v {
+                    "target-token" => DdiAuth::TargetToken,
+                    "none" => DdiAuth::None,
+                    _ => return Err(bad("target-token or none")),
+                }
+            }
             _ => {}
         }
         Ok(())

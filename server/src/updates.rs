@@ -408,6 +408,42 @@ pub async fn decide(db: &Db, device: &Device, fw_version: &str) -> Result<Option
     }))
 }
 
+/// Records a status a device sent about update `u` that does not move it
+/// (progress, log lines), in the update's history.
+///
+/// # Errors
+/// [`Error::Db`].
+pub async fn note(db: &Db, u: &Update, kind: &str, detail: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO status_events (id, device_id, update_id, kind, code, detail, at) \
+         VALUES ($1, $2, $3, $4, NULL, $5, $6)",
+    )
+    .bind(new_id())
+    .bind(&u.device_id)
+    .bind(&u.id)
+    .bind(kind)
+    .bind(detail)
+    .bind(now())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The details of update `u`'s history of `kind`, oldest first.
+///
+/// # Errors
+/// [`Error::Db`].
+pub async fn notes(db: &Db, u: &Update, kind: &str) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT detail FROM status_events WHERE update_id = $1 AND kind = $2 ORDER BY at, id",
+    )
+    .bind(&u.id)
+    .bind(kind)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|r| col(r, "detail")).collect()
+}
+
 /// Records a status a device sent that moves no update (for the log).
 ///
 /// # Errors

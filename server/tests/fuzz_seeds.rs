@@ -62,3 +62,21 @@ fn download_registry_and_handset_seeds() {
         exercise::handset(&d);
     }
 }
+
+#[test]
+fn ddi_and_swu_seeds() {
+    let ddi = seeds("ddi");
+    for (_, d) in &ddi {
+        exercise::ddi(d);
+    }
+    // The captured swupdate bodies still parse.
+    let feedback = ddi
+        .iter()
+        .filter(|(_, d)| fota_server::ddi::Feedback::parse(d).is_ok())
+        .count();
+    assert_eq!(feedback, 5, "of {} seeds", ddi.len());
+    for (name, d) in seeds("swu") {
+        exercise::swu(&d);
+        assert!(fota_server::artifacts::cpio_members(&d).is_ok(), "{name}");
+    }
+}

@@ -98,3 +98,71 @@ pub fn handset(data: &[u8]) {
         assert_eq!(a, b, "a repeated document got another answer");
     }
 }
+
+/// DDI feedback and configData bodies a polling device sends: an accepted
+/// one, written back as plain JSON, reads the same.
+pub fn ddi(data: &[u8]) {
+    use fota_server::ddi::{ConfigData, ConfigMode, Feedback};
+    if let Ok(f) = Feedback::parse(data) {
+        let _ = (f.summary(), f.all_chunks_done());
+        let mut result = serde_json::json!({ "finished": f.finished.as_str() });
+        if let Some((cnt, of)) = f.progress {
+            result["progress"] = serde_json::json!({ "cnt": cnt, "of": of });
+        }
+        let again = serde_json::json!({
+            "status": { "execution": f.execution.as_str(), "result": result, "details": f.details },
+        });
+        let back = Feedback::parse(again.to_string().as_bytes());
+        assert_eq!(back.as_ref(), Ok(&f), "feedback does not round-trip");
+    }
+    if let Ok(c) = ConfigData::parse(data) {
+        let mode = match c.mode {
+            ConfigMode::Merge => "merge",
+            ConfigMode::Replace => "replace",
+            ConfigMode::Remove => "remove",
+        };
+        let again = serde_json::json!({ "data": c.data, "mode": mode });
+        let back = ConfigData::parse(again.to_string().as_bytes());
+        assert_eq!(back.as_ref(), Ok(&c), "configData does not round-trip");
+        let _ = c.apply(Default::default());
+    }
+}
+
+/// `.swu` archives an operator uploads: the members of an accepted one,
+/// written again as a cpio newc archive, read the same.
+pub fn swu(data: &[u8]) {
+    use fota_server::artifacts::cpio_members;
+    if let Ok(members) = cpio_members(data) {
+        let mut out = Vec::new();
+        let trailer: [(&str, &[u8]); 1] = [("TRAILER!!!", b"")];
+        let list: Vec<(&str, &[u8])> = members.iter().map(|m| (m.name, m.data)).collect();
+        for (i, (name, body)) in list.iter().chain(trailer.iter()).enumerate() {
+            out.extend_from_slice(b"070701");
+            for v in [
+                i + 1,
+                0o100644,
+                0,
+                0,
+                1,
+                0,
+                body.len(),
+                0,
+                0,
+                0,
+                0,
+                name.len() + 1,
+                0,
+            ] {
+                out.extend_from_slice(format!("{v:08X}").as_bytes());
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.push(0);
+            out.resize(out.len().next_multiple_of(4), 0);
+            out.extend_from_slice(body);
+            out.resize(out.len().next_multiple_of(4), 0);
+        }
+        let again = cpio_members(&out).expect("a rewritten archive reads");
+        let back: Vec<(&str, &[u8])> = again.iter().map(|m| (m.name, m.data)).collect();
+        assert_eq!(back, list, "archive does not round-trip");
+    }
+}

@@ -364,6 +364,10 @@ impl Device {
                 self.save()?;
                 Ok(offer)
             }
+            Capability::Ddi => Err(self.err(
+                "the simulated handset speaks OMA-DM or IOTA; a DDI device polls the server itself"
+                    .to_string(),
+            )),
         }
     }
 

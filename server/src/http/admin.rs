@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 use crate::registry::{self, Capability, DeviceId, NewDevice};
 use crate::repository::{self, Firmware};
 use crate::updates;
+
+/// Largest package or artifact upload (axum's default is 2 MiB; a delta
+/// of a large image, or its `.swu`, can be more).
+const MAX_UPLOAD_LEN: usize = 256 << 20;
 
 /// Stores an admin token's hash (idempotent).
 pub(super) async fn store_token(db: &Db, token: &str, name: &str) -> Result<()> {
@@ -78,7 +82,17 @@ pub(super) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/devices/{id}/activate", post(activate))
         .route("/devices/{id}/change-id", post(change_id))
         .route("/firmware", post(add_firmware))
-        .route("/packages", post(upload).get(list_packages))
+        .route(
+            "/packages",
+            post(upload)
+                .get(list_packages)
+                .layer(DefaultBodyLimit::max(MAX_UPLOAD_LEN)),
+        )
+        .route("/packages/{id}/artifacts", get(list_artifacts))
+        .route(
+            "/packages/{id}/artifacts/{kind}",
+            axum::routing::put(put_artifact).layer(DefaultBodyLimit::max(MAX_UPLOAD_LEN)),
+        )
         .route("/campaigns", post(create_campaign))
         .route("/campaigns/{id}", get(campaign))
         .route("/campaigns/{id}/renotify", post(renotify))
@@ -113,13 +127,18 @@ async fn add_device(
     State(app): State<Arc<AppState>>,
     Json(a): Json<AddDevice>,
 ) -> Result<Response> {
-    let id = DeviceId::parse(&a.id).map_err(|e| Error::BadRequest(e.to_string()))?;
     let capability = Capability::parse(&a.capability).ok_or_else(|| {
         Error::BadRequest(format!(
-            "capability {:?}: expected oma-dm or iota",
+            "capability {:?}: expected oma-dm, iota or ddi",
             a.capability
         ))
     })?;
+    // A DDI device names itself (its hawkBit controller id).
+    let id = match capability {
+        Capability::Ddi => DeviceId::from_controller_id(&a.id),
+        _ => DeviceId::parse(&a.id),
+    }
+    .map_err(|e| Error::BadRequest(e.to_string()))?;
     for (what, v) in [
         ("make", &a.make),
         ("model", &a.model),
@@ -143,7 +162,14 @@ async fn add_device(
         a.dm_password.as_deref(),
     )
     .await?;
-    let body = json!({ "device": d.record, "dm_username": d.record.id.dev_id(), "dm_password": d.dm_password });
+    let body = match capability {
+        Capability::Ddi => {
+            json!({ "device": d.record, "ddi_controller_id": d.record.id.controller_id(), "ddi_target_token": d.dm_password, "dm_password": d.dm_password })
+        }
+        _ => {
+            json!({ "device": d.record, "dm_username": d.record.id.dev_id(), "dm_password": d.dm_password })
+        }
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -288,6 +314,40 @@ async fn upload(State(app): State<Arc<AppState>>, mut form: Multipart) -> Result
     )
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "package": info }))).into_response())
+}
+
+/// `PUT /packages/{id}/artifacts/{kind}?filename=NAME`: the package in
+/// another client's form (kind `swu`), the raw file as the body.
+async fn put_artifact(
+    State(app): State<Arc<AppState>>,
+    Path((id, kind)): Path<(String, String)>,
+    Query(q): Query<ArtifactQuery>,
+    body: Bytes,
+) -> Result<Response> {
+    let kind = crate::artifacts::ArtifactKind::parse(&kind)
+        .ok_or_else(|| Error::BadRequest(format!("artifact kind {kind:?}: expected swu")))?;
+    let filename = q
+        .filename
+        .unwrap_or_else(|| format!("{id}.{}", kind.as_str()));
+    let a =
+        crate::artifacts::attach(&app.db, app.store.as_ref(), &id, kind, &filename, body).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "artifact": a }))).into_response())
+}
+
+/// The artifact upload's query.
+#[derive(Debug, Deserialize)]
+struct ArtifactQuery {
+    filename: Option<String>,
+}
+
+async fn list_artifacts(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    repository::package(&app.db, &id).await?;
+    Ok(Json(
+        json!({ "artifacts": crate::artifacts::for_package(&app.db, &id).await? }),
+    ))
 }
 
 async fn list_packages(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::Value>> {

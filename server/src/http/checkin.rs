@@ -64,6 +64,15 @@ async fn check(State(app): State<Arc<AppState>>, Query(q): Query<CheckQuery>) ->
     let (protocol, path) = match r.capability {
         Capability::OmaDm => (Protocol::Dm, "dm"),
         Capability::Iota => (Protocol::Iota, "iota"),
+        Capability::Ddi => {
+            return Err(Error::Conflict(format!(
+                "check-in: device {} speaks hawkBit DDI: it polls {}/{}/controller/v1/{}",
+                r.id,
+                app.base_url,
+                app.config.ddi_tenant,
+                r.id.controller_id()
+            )))
+        }
     };
     // After an install an IOTA handset's session reads the result; a DM
     // device carries its result in the session's Generic Alert.

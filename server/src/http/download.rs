@@ -47,30 +47,56 @@ async fn package(
     hex::decode_to_slice(&p.sha256, &mut sha)
         .map_err(|_| Error::Protocol(format!("package {}: stored sha256 is not hex", p.id)))?;
     let etag = download::etag(&sha);
+    ranged(
+        &app,
+        &u,
+        &p.storage_key,
+        p.size,
+        &etag,
+        "application/vnd.fota.package",
+        &method,
+        &headers,
+    )
+    .await
+}
+
+/// Serves the `size` bytes stored at `key` for update `u`, with Range,
+/// If-Range, If-None-Match and HEAD; the bytes sent count as served.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn ranged(
+    app: &AppState,
+    u: &crate::updates::Update,
+    key: &str,
+    size: u64,
+    etag: &str,
+    content_type: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response> {
     let req = Request {
-        range: header_str(&headers, header::RANGE),
-        if_range: header_str(&headers, header::IF_RANGE),
-        if_none_match: header_str(&headers, header::IF_NONE_MATCH),
+        range: header_str(headers, header::RANGE),
+        if_range: header_str(headers, header::IF_RANGE),
+        if_none_match: header_str(headers, header::IF_NONE_MATCH),
         head: method == Method::HEAD,
     };
-    let plan = download::plan(p.size, &etag, &req);
+    let plan = download::plan(size, etag, &req);
     let status = StatusCode::from_u16(plan.status()).unwrap_or(StatusCode::OK);
     let mut resp = Response::builder()
         .status(status)
-        .header(header::ETAG, &etag)
+        .header(header::ETAG, etag)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CONTENT_TYPE, "application/vnd.fota.package");
-    if let Some(cr) = plan.content_range(p.size) {
+        .header(header::CONTENT_TYPE, content_type);
+    if let Some(cr) = plan.content_range(size) {
         resp = resp.header(header::CONTENT_RANGE, cr);
     }
-    let body = match (&plan, plan.body_range(p.size)) {
+    let body = match (&plan, plan.body_range(size)) {
         (Plan::Full | Plan::Partial { .. }, Some(r)) => {
             resp = resp.header(header::CONTENT_LENGTH, r.end - r.start);
             if req.head || r.is_empty() {
                 Body::empty()
             } else {
-                let bytes = app.store.get_range(&p.storage_key, r.clone()).await?;
-                updates::served(&app.db, &u, bytes.len() as u64).await?;
+                let bytes = app.store.get_range(key, r.clone()).await?;
+                updates::served(&app.db, u, bytes.len() as u64).await?;
                 Body::from(bytes)
             }
         }

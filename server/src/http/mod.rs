@@ -9,11 +9,13 @@
 //! GET  /dl/{update}                            the package (Range, ETag)
 //! GET  /dl/{update}/dd                         its OMA download descriptor
 //! POST /dl/{update}/notify                     install notify (900–954)
+//! /{tenant}/controller/v1/{id}/…               hawkBit DDI (polling devices)
 //! /admin/v1/…                                  admin API (bearer token)
 //! ```
 
 mod admin;
 mod checkin;
+mod ddi;
 mod dm;
 mod download;
 mod iota;
@@ -91,6 +93,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(dm::routes())
         .merge(iota::routes())
         .merge(download::routes())
+        .merge(ddi::routes())
         .nest("/admin/v1", admin::routes(state.clone()))
         .with_state(state)
 }
