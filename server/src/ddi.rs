@@ -8,6 +8,8 @@
 //! GET  …/softwaremodules/{module}/artifacts/{file}           the artifact (Range); file.MD5SUM
 //! POST …/deploymentBase/{action}/feedback                    progress and result
 //! PUT  …/configData                                          the device's attributes
+//! GET  …/cancelAction/{action}                               the action to stop
+//! POST …/cancelAction/{action}/feedback                      stopped, or not
 //! ```
 //!
 //! Clients write their JSON by hand: swupdate 2022.12 puts raw newlines

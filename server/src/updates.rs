@@ -1,6 +1,8 @@
 //! An update's life on the server, one row per device and package offered:
 //! offered (or notified by a campaign) → downloading → downloaded →
-//! installed, or failed / refused / postponed with the device's reason.
+//! installed, or failed / refused / postponed with the device's reason, or
+//! canceled by the operator (canceling first, for a device that must be
+//! told).
 //! Both protocols and the download handler move updates through these
 //! functions; every change and every status a device sent is written
 //! (with an event row) before the device gets its answer.
@@ -33,6 +35,11 @@ pub enum State {
     Refused,
     /// The user declined a mandatory update; it is offered again.
     Postponed,
+    /// The operator asked to cancel it; the device has not yet said it
+    /// stopped (a polling DDI device is told at its next poll).
+    Canceling,
+    /// Canceled by the operator (final).
+    Canceled,
 }
 
 impl State {
@@ -47,6 +54,8 @@ impl State {
             State::Failed => "failed",
             State::Refused => "refused",
             State::Postponed => "postponed",
+            State::Canceling => "canceling",
+            State::Canceled => "canceled",
         }
     }
 
@@ -61,13 +70,18 @@ impl State {
             "failed" => State::Failed,
             "refused" => State::Refused,
             "postponed" => State::Postponed,
+            "canceling" => State::Canceling,
+            "canceled" => State::Canceled,
             _ => return None,
         })
     }
 
     /// Whether nothing more happens to the update.
     pub fn is_final(self) -> bool {
-        matches!(self, State::Installed | State::Failed | State::Refused)
+        matches!(
+            self,
+            State::Installed | State::Failed | State::Refused | State::Canceled
+        )
     }
 }
 
@@ -135,7 +149,7 @@ pub async fn get(db: &Db, id: &str) -> Result<Update> {
 pub async fn pending(db: &Db, device_id: &str) -> Result<Option<Update>> {
     let row = sqlx::query(
         "SELECT * FROM updates WHERE device_id = $1 \
-         AND state NOT IN ('installed', 'failed', 'refused') \
+         AND state NOT IN ('installed', 'failed', 'refused', 'canceled') \
          ORDER BY created_at DESC, id DESC LIMIT 1",
     )
     .bind(device_id)
@@ -354,7 +368,8 @@ pub struct Decision {
 
 /// Chooses what to offer a device that reported `make`/`model`/`fw_version`:
 /// its unfinished update when that starts from the reported version, else
-/// the newest package from that version (a new update), else nothing. An
+/// the newest package from that version (a new update) unless the operator
+/// canceled it for this device, else nothing. An
 /// unfinished update for another version is closed as failed ("device
 /// runs another version"), or as installed when the device runs its
 /// target.
@@ -400,12 +415,46 @@ pub async fn decide(db: &Db, device: &Device, fw_version: &str) -> Result<Option
     else {
         return Ok(None);
     };
+    // A package the operator canceled for this device is not offered again.
+    let canceled = sqlx::query(
+        "SELECT id FROM updates WHERE device_id = $1 AND package_id = $2 AND state = 'canceled'",
+    )
+    .bind(id)
+    .bind(&p.id)
+    .fetch_optional(db.pool())
+    .await?;
+    if canceled.is_some() {
+        return Ok(None);
+    }
     let u = create(db, id, &p.id, None, State::Offered).await?;
     Ok(Some(Decision {
         update: u,
         package: p,
         mandatory: false,
     }))
+}
+
+/// Cancels update `u` for the operator: at once, or through "canceling"
+/// when `tell_device` (a polling device that may have started it must
+/// say it stopped). Returns the new state.
+///
+/// # Errors
+/// [`Error::Conflict`] for an update that already ended; [`Error::Db`].
+pub async fn cancel(db: &Db, u: &Update, tell_device: bool) -> Result<State> {
+    if u.state.is_final() {
+        return Err(Error::Conflict(format!(
+            "update {} is {}: nothing to cancel",
+            u.id,
+            u.state.as_str()
+        )));
+    }
+    // A notified update the device never saw needs no word from it.
+    let state = match tell_device && u.state != State::Notified {
+        true => State::Canceling,
+        false => State::Canceled,
+    };
+    set_state(db, u, state, "canceled by the operator", None, "cancel").await?;
+    Ok(state)
 }
 
 /// Records a status a device sent about update `u` that does not move it

@@ -465,3 +465,106 @@ async fn a_package_without_a_swu_is_not_offered_over_ddi() {
     let b: Value = r.json().await.unwrap();
     assert!(b["_links"].get("deploymentBase").is_none(), "{b}");
 }
+
+#[tokio::test]
+async fn an_operator_cancel_reaches_the_device_and_its_answer_the_report() {
+    let t = setup("dev7").await;
+    let action = t.offered_action().await;
+    let d = t.f.device_json("ID:dev7").await;
+    let update = d["updates"][0]["id"].as_str().unwrap().to_string();
+    let (s, b) =
+        t.f.admin("POST", &format!("/updates/{update}/cancel"), None)
+            .await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("canceling")), "{b}");
+    // The next poll tells the device to stop, and offers nothing else.
+    let (_, p) = t.get(&t.url).await;
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    let href = p["_links"]["cancelAction"]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, c) = t.get(&href).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["cancelAction"]["stopId"], action.as_str());
+    // swupdate's answer: closed/success with the stop id, no progress.
+    let body = format!(
+        "{{ \"id\": {action}, \"time\": \"20261207T003743\", \"status\": {{ \"result\": {{ \"finished\": \"success\" }}, \"execution\": \"closed\", \"details\" : [ \"cancellation acknowledged.\" ] }} }}"
+    );
+    let (s, _) = t
+        .send(reqwest::Method::POST, &format!("{href}/feedback"), &body)
+        .await;
+    assert_eq!(s, 200);
+    let (state, reason) = t.update_state("dev7").await;
+    assert_eq!(state, "canceled", "{reason}");
+    assert!(reason.contains("cancellation acknowledged"), "{reason}");
+    let (_, p) = t.get(&t.url).await;
+    assert!(p["_links"].get("cancelAction").is_none(), "{p}");
+    let (_, r) = t.f.admin("GET", "/reports/updates", None).await;
+    assert_eq!(r["updates"]["canceled"], 1, "{r}");
+    // Nothing more to cancel; an unknown update is not found.
+    let (s, b) =
+        t.f.admin("POST", &format!("/updates/{update}/cancel"), None)
+            .await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(t.f.admin("POST", "/updates/nope/cancel", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_device_that_cannot_cancel_goes_on() {
+    let t = setup("dev8").await;
+    let action = t.offered_action().await;
+    let d = t.f.device_json("ID:dev8").await;
+    let update = d["updates"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        t.f.admin("POST", &format!("/updates/{update}/cancel"), None)
+            .await
+            .0,
+        200
+    );
+    let href = format!("{}/cancelAction/{action}", t.url);
+    let body = format!("{{\"id\":{action},\"status\":{{\"result\":{{\"finished\":\"failure\"}},\"execution\":\"closed\",\"details\":[\"installing\"]}}}}");
+    let (s, _) = t
+        .send(reqwest::Method::POST, &format!("{href}/feedback"), &body)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(t.update_state("dev8").await.0, "downloading");
+    // It finishes the action after all.
+    assert_eq!(
+        t.report(&action, 0, 0, "success", "closed", "\"Update Installed.\"")
+            .await,
+        200
+    );
+    assert_eq!(t.update_state("dev8").await.0, "installed");
+    // A cancel of an action not being canceled is not found.
+    assert_eq!(t.get(&href).await.0, 404);
+}
+
+#[tokio::test]
+async fn a_cancel_before_the_device_looked_needs_no_word_from_it() {
+    let t = setup("dev9").await;
+    let (s, c) =
+        t.f.admin(
+            "POST",
+            "/campaigns",
+            Some(json!({"name": "c", "package_id": t.package_id, "device_ids_csv": "ID:dev9"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let d = t.f.device_json("ID:dev9").await;
+    let update = d["updates"][0]["id"].as_str().unwrap().to_string();
+    let (_, b) =
+        t.f.admin("POST", &format!("/updates/{update}/cancel"), None)
+            .await;
+    assert_eq!(b["state"], "canceled");
+    // Neither told to stop nor offered the package again.
+    let (_, p) = t.get(&t.url).await;
+    assert!(p["_links"].get("cancelAction").is_none(), "{p}");
+    assert!(p["_links"].get("deploymentBase").is_none(), "{p}");
+    assert_eq!(
+        t.f.device_json("ID:dev9").await["updates"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

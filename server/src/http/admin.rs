@@ -93,6 +93,7 @@ pub(super) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/packages/{id}/artifacts/{kind}",
             axum::routing::put(put_artifact).layer(DefaultBodyLimit::max(MAX_UPLOAD_LEN)),
         )
+        .route("/updates/{id}/cancel", post(cancel_update))
         .route("/campaigns", post(create_campaign))
         .route("/campaigns/{id}", get(campaign))
         .route("/campaigns/{id}/renotify", post(renotify))
@@ -348,6 +349,19 @@ async fn list_artifacts(
     Ok(Json(
         json!({ "artifacts": crate::artifacts::for_package(&app.db, &id).await? }),
     ))
+}
+
+/// `POST /updates/{id}/cancel`: stops an update. A DDI device is told at
+/// its next poll (the update is "canceling" until it says it stopped);
+/// other devices' updates are canceled at once.
+async fn cancel_update(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let u = updates::get(&app.db, &id).await?;
+    let d = registry::require(&app.db, &u.device_id).await?;
+    let state = updates::cancel(&app.db, &u, d.record.capability == Capability::Ddi).await?;
+    Ok(Json(json!({ "update": id, "state": state })))
 }
 
 async fn list_packages(State(app): State<Arc<AppState>>) -> Result<Json<serde_json::Value>> {

@@ -41,6 +41,14 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         )
         .route(&format!("{base}/configData"), put(config_data))
         .route(
+            &format!("{base}/cancelAction/{{action}}"),
+            get(cancel_action),
+        )
+        .route(
+            &format!("{base}/cancelAction/{{action}}/feedback"),
+            post(cancel_feedback),
+        )
+        .route(
             &format!("{base}/softwaremodules/{{module}}/artifacts/{{file}}"),
             get(artifact),
         )
@@ -201,6 +209,14 @@ async fn poll(
     if let Some(decision) = updates::decide(&app.db, &d, &d.record.fw_version).await? {
         let u = &decision.update;
         match artifacts::get(&app.db, &decision.package.id, ArtifactKind::Swu).await? {
+            // The operator canceled it: the device is told to stop.
+            Some(_) if u.state == UpdateState::Canceling => {
+                let action = action_for(&app, &u.id).await?;
+                links.insert(
+                    "cancelAction".into(),
+                    json!({ "href": format!("{url}/cancelAction/{action}") }),
+                );
+            }
             Some(_) => {
                 let action = action_for(&app, &u.id).await?;
                 // The query changes with the update's state, as hawkBit's
@@ -399,6 +415,81 @@ async fn feedback(
             let p = repository::package(&app.db, &u.package_id).await?;
             registry::set_reported_version(&app.db, &d.record.id, &p.to_version).await?;
         }
+    }
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `cancelAction/{action}`: the action to stop (DDI gives the cancel its
+/// own id; here it is the action's).
+async fn cancel_action(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>> {
+    let d = device(&app, &tenant, &controller, &headers).await?;
+    let u = action_update(&app, &d, &action).await?;
+    if !matches!(u.state, UpdateState::Canceling | UpdateState::Canceled) {
+        return Err(Error::NotFound {
+            what: "DDI cancel action",
+            id: action,
+        });
+    }
+    Ok(Json(
+        json!({ "id": action, "cancelAction": { "stopId": action } }),
+    ))
+}
+
+/// The device's answer to a cancel: closed/success stopped it; a failure
+/// or a rejection means it goes on (and reports on the action as usual).
+async fn cancel_feedback(
+    State(app): State<Arc<AppState>>,
+    Path((tenant, controller, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let d = device(&app, &tenant, &controller, &headers).await?;
+    let u = action_update(&app, &d, &action).await?;
+    let f = Feedback::parse(&body).map_err(|e| {
+        Error::BadRequest(format!(
+            "cancel of action {action} of device {}: {e}",
+            d.record.id
+        ))
+    })?;
+    let summary = f.summary();
+    if u.state != UpdateState::Canceling {
+        updates::note(
+            &app.db,
+            &u,
+            "ddi-cancel",
+            &format!("while {}: {summary}", u.state.as_str()),
+        )
+        .await?;
+        return Ok(StatusCode::OK.into_response());
+    }
+    match (f.execution, f.finished) {
+        (Execution::Closed, Finished::Success) | (Execution::Canceled, _) => {
+            updates::set_state(
+                &app.db,
+                &u,
+                UpdateState::Canceled,
+                &format!("the device stopped: {summary}"),
+                None,
+                "ddi-cancel",
+            )
+            .await?;
+        }
+        (Execution::Closed | Execution::Rejected, _) => {
+            updates::set_state(
+                &app.db,
+                &u,
+                UpdateState::Downloading,
+                &format!("the device could not cancel: {summary}"),
+                None,
+                "ddi-cancel",
+            )
+            .await?;
+        }
+        _ => updates::note(&app.db, &u, "ddi-cancel", &summary).await?,
     }
     Ok(StatusCode::OK.into_response())
 }

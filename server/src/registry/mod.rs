@@ -310,7 +310,7 @@ pub async fn change_id(db: &Db, old: &str, new: &str) -> Result<Device> {
         .await?;
     sqlx::query(
         "UPDATE updates SET device_id = $1, updated_at = $2 WHERE device_id = $3 \
-         AND state NOT IN ('installed', 'failed', 'refused')",
+         AND state NOT IN ('installed', 'failed', 'refused', 'canceled')",
     )
     .bind(new_id.as_str())
     .bind(t)
