@@ -121,15 +121,19 @@ pub struct DdiError {
 const MAX_DETAILS: usize = 64;
 const MAX_DETAIL_LEN: usize = 1024;
 
+/// `s` with control characters as spaces: what [`lenient_json`] makes of
+/// raw ones, applied to escaped ones too, so that a value reads the same
+/// however it was written.
+fn plain_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Parses JSON as hawkBit clients write it: control characters (raw
 /// newlines in strings included) read as spaces.
 fn lenient_json(document: &'static str, body: &[u8]) -> Result<Value, DdiError> {
-    let text = String::from_utf8_lossy(body);
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    serde_json::from_str(&cleaned).map_err(|e| DdiError {
+    serde_json::from_str(&plain_text(&String::from_utf8_lossy(body))).map_err(|e| DdiError {
         document,
         what: format!("a JSON object ({e})"),
     })
@@ -180,10 +184,16 @@ impl Feedback {
             .map(|a| {
                 a.iter()
                     .filter_map(Value::as_str)
-                    .map(|s| s.trim())
+                    .map(|s| {
+                        plain_text(s)
+                            .trim()
+                            .chars()
+                            .take(MAX_DETAIL_LEN)
+                            .collect::<String>()
+                    })
+                    .map(|s| s.trim_end().to_string())
                     .filter(|s| !s.is_empty())
                     .take(MAX_DETAILS)
-                    .map(|s| s.chars().take(MAX_DETAIL_LEN).collect())
                     .collect()
             })
             .unwrap_or_default();
@@ -231,7 +241,7 @@ pub enum ConfigMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigData {
     /// Attribute names and values (values given as numbers or booleans
-    /// are kept as their JSON text).
+    /// are kept as their JSON text; control characters read as spaces).
     pub data: BTreeMap<String, String>,
     /// How they apply.
     pub mode: ConfigMode,
@@ -259,7 +269,7 @@ impl ConfigData {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                (k.clone(), text)
+                (plain_text(k), plain_text(&text))
             })
             .collect();
         let mode = match v.get("mode").and_then(Value::as_str) {
@@ -368,6 +378,22 @@ mod tests {
             .unwrap_err()
             .what
             .contains("mode"));
+    }
+
+    #[test]
+    fn escaped_control_characters_read_as_raw_ones_do() {
+        let escaped =
+            ConfigData::parse(br#"{"data":{"":["\u008d"],"a\u0001":"x\u007fy"}}"#).unwrap();
+        let raw =
+            ConfigData::parse("{\"data\":{\"\":[\"\u{8d}\"],\"a\u{1}\":\"x\u{7f}y\"}}".as_bytes())
+                .unwrap();
+        assert_eq!(escaped, raw);
+        assert_eq!(escaped.data["a "], "x y");
+        let f = Feedback::parse(
+            br#"{"status":{"execution":"proceeding","details":["a\u0085b","\u0000"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(f.details, ["a b"]);
     }
 
     #[test]
