@@ -15,7 +15,8 @@
 //! Clients write their JSON by hand: swupdate 2022.12 puts raw newlines
 //! into strings of a failure report, and swaps `cnt` and `of` in some
 //! progress records. [`Feedback::parse`] takes such bodies; nothing here
-//! trusts a count.
+//! trusts a count. What swupdate does on the wire, observed, is in
+//! `server/CLIENTS.md`.
 
 use std::collections::BTreeMap;
 
