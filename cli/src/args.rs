@@ -363,6 +363,61 @@ pub enum ExportCommand {
     /// runs the script, which applies it with `fota flash` (power-cut safe,
     /// resumed by installing again); a refusal fails the install.
     Swu(SwuArgs),
+    /// A .mender artifact for mender-client, whose payload is the package.
+    ///
+    /// mender-client checks the artifact's checksums and device type,
+    /// stores the package, and has the update module (`fota export
+    /// mender-module`, installed on the device) apply it with `fota flash`;
+    /// a refusal fails the install. Made for mender-client 3.x (artifact
+    /// format v3, unsigned, gzip).
+    Mender(MenderArgs),
+    /// The Mender update module that installs `fota export mender`
+    /// artifacts: a sh script that runs `fota flash` with these options.
+    ///
+    /// Install it on the device as /usr/share/mender/modules/v3/fota (the
+    /// payload type), mode 0755. It answers No to NeedsArtifactReboot and
+    /// SupportsRollback: `fota flash` is power-cut safe and resumed by
+    /// installing again, and hands the new slot to the bootloader itself
+    /// (--boot).
+    MenderModule(MenderModuleArgs),
+}
+
+/// `fota export mender`.
+#[derive(Debug, Args)]
+pub struct MenderArgs {
+    /// A device type the artifact installs on, as the device's
+    /// device_type file names it; repeat for several. mender-client
+    /// refuses artifacts without one.
+    #[arg(long, value_name = "TYPE", required = true)]
+    pub device_type: Vec<String>,
+    /// The name mender-client records once the artifact is installed, and
+    /// that a Mender server compares with the device's (default: the
+    /// package's to-version).
+    #[arg(long, value_name = "NAME")]
+    pub artifact_name: Option<String>,
+    /// The payload type: the name of the update module on the device that
+    /// installs it (/usr/share/mender/modules/v3/TYPE).
+    #[arg(long, value_name = "TYPE", default_value = fota_generator::export::mender::DEFAULT_PAYLOAD_TYPE)]
+    pub payload_type: String,
+    /// Print a machine-readable summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The package (from `fota diff`).
+    pub package: PathBuf,
+    /// Where to write the artifact (only once it is complete).
+    #[arg(short = 'o', long = "output", value_name = "OUT.mender")]
+    pub output: PathBuf,
+}
+
+/// `fota export mender-module`.
+#[derive(Debug, Args)]
+pub struct MenderModuleArgs {
+    /// How the device runs `fota flash`.
+    #[command(flatten)]
+    pub flash: DeviceFlashArgs,
+    /// Where to write the module (mode 0755, only once it is complete).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: PathBuf,
 }
 
 /// `fota export swu`.
@@ -412,12 +467,13 @@ pub struct SwuArgs {
 /// Help heading of [`DeviceFlashArgs`].
 const DEVICE_HEADING: &str = "On the device (options of `fota flash`)";
 
-/// The `fota flash` command a .swu runs on the device: its options, with
-/// paths on the device. Options left out take `fota flash`'s defaults.
+/// The `fota flash` command an exported update (a .swu's script, the
+/// Mender update module) runs on the device: its options, with paths on
+/// the device. Options left out take `fota flash`'s defaults.
 #[derive(Debug, Args)]
 pub struct DeviceFlashArgs {
     /// The fota binary on the device: a path, or a name looked up on the
-    /// PATH swupdate runs scripts with.
+    /// PATH the update client (swupdate, mender) runs scripts with.
     #[arg(long, help_heading = DEVICE_HEADING, value_name = "PATH", default_value = fota_generator::export::swu::DEFAULT_FOTA)]
     pub fota: String,
     /// Trusted package signing key (PEM) on the device.
@@ -441,10 +497,12 @@ pub struct DeviceFlashArgs {
     /// A/B: how to mark the new slot pending for the bootloader.
     #[arg(long, help_heading = DEVICE_HEADING, value_enum)]
     pub boot: Option<BootArg>,
-    /// The device's class: the export refuses a package for another class.
+    /// The device's class: a package for another class is refused (by
+    /// `fota export swu`, and by `fota flash` on the device).
     #[arg(long, help_heading = DEVICE_HEADING, value_name = "S")]
     pub device_class: Option<String>,
-    /// The device's anti-rollback counter: the export refuses a package below it.
+    /// The device's anti-rollback counter: a package below it is refused (by
+    /// `fota export swu`, and by `fota flash` on the device).
     #[arg(long, help_heading = DEVICE_HEADING, value_name = "N")]
     pub security_counter: Option<u64>,
 }

@@ -7,17 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, Context, Result};
-use fota_generator::export::swu::{self, Boot, FlashCommand, Signer, SwuOptions};
+use fota_generator::export::flash::{sh_quote, Boot, FlashCommand};
+use fota_generator::export::mender::{self, MenderOptions};
+use fota_generator::export::swu::{self, Signer, SwuOptions};
 use fota_generator::export::Error as ExportError;
 use serde_json::json;
 
-use crate::args::{BootArg, ExportCommand, SwuArgs};
+use crate::args::{BootArg, DeviceFlashArgs, ExportCommand, MenderArgs, MenderModuleArgs, SwuArgs};
 use crate::human;
 
 /// Runs `fota export FORMAT`.
 pub fn run(c: ExportCommand) -> Result<()> {
     match c {
         ExportCommand::Swu(a) => swu(a),
+        ExportCommand::Mender(a) => mender(a),
+        ExportCommand::MenderModule(a) => mender_module(a),
     }
 }
 
@@ -35,43 +39,25 @@ fn swu(a: SwuArgs) -> Result<()> {
         (Some(cert), Some(key)) if !a.no_sign => Some(Openssl::new(cert, key)?),
         _ => None,
     };
-    let f = &a.flash;
     let options = SwuOptions {
         software_version: a.software_version.clone(),
         description: a.description.clone(),
         hardware_compatibility: a.hardware_compatibility.clone(),
         device_package: a.device_package.clone(),
-        flash: FlashCommand {
-            fota: f.fota.clone(),
-            pubkey: f.pubkey.clone(),
-            source: f.source.clone(),
-            image: f.image.clone(),
-            state: f.state.clone(),
-            erase_size: f.erase_size,
-            write_size: f.write_size,
-            boot: f.boot.map(boot),
-            device_class: f.device_class.clone(),
-            security_counter: f.security_counter,
-        },
+        flash: flash_command(&a.flash),
     };
     let out = swu::build(
         &package,
         &options,
         signer.as_ref().map(|s| s as &dyn Signer),
     )
-    .map_err(|e| match e {
-        // About the package file: name it.
-        ExportError::NotAPackage(_) | ExportError::Mismatch { .. } => {
-            anyhow::Error::new(e).context(a.package.display().to_string())
-        }
-        e => e.into(),
-    })?;
+    .map_err(|e| name_package(e, &a.package))?;
     fota_generator::write_atomically(&a.output, &out.bytes)?;
 
     let command = out
         .command
         .iter()
-        .map(|s| swu::sh_quote(s))
+        .map(|s| sh_quote(s))
         .collect::<Vec<_>>()
         .join(" ");
     if a.json {
@@ -113,6 +99,115 @@ fn swu(a: SwuArgs) -> Result<()> {
         println!("  {:<20} {:>12} bytes{dest}", m.name, human::bytes(m.len));
     }
     println!("postinst runs: {command}");
+    Ok(())
+}
+
+fn flash_command(f: &DeviceFlashArgs) -> FlashCommand {
+    FlashCommand {
+        fota: f.fota.clone(),
+        pubkey: f.pubkey.clone(),
+        source: f.source.clone(),
+        image: f.image.clone(),
+        state: f.state.clone(),
+        erase_size: f.erase_size,
+        write_size: f.write_size,
+        boot: f.boot.map(boot),
+        device_class: f.device_class.clone(),
+        security_counter: f.security_counter,
+    }
+}
+
+/// An export error, with the package file named when it is about the
+/// package.
+fn name_package(e: ExportError, package: &Path) -> anyhow::Error {
+    match e {
+        ExportError::NotAPackage(_) | ExportError::Mismatch { .. } => {
+            anyhow::Error::new(e).context(package.display().to_string())
+        }
+        e => e.into(),
+    }
+}
+
+fn mender(a: MenderArgs) -> Result<()> {
+    let package = std::fs::read(&a.package).with_context(|| a.package.display().to_string())?;
+    let options = MenderOptions {
+        artifact_name: a.artifact_name.clone(),
+        device_types: a.device_type.clone(),
+        payload_type: a.payload_type.clone(),
+    };
+    let out = mender::build(&package, &options).map_err(|e| name_package(e, &a.package))?;
+    fota_generator::write_atomically(&a.output, &out.bytes)?;
+
+    let module = format!("{}/{}", mender::MODULES_DIR, out.payload_type);
+    if a.json {
+        let members: Vec<_> = out
+            .members
+            .iter()
+            .chain([&out.payload])
+            .map(|m| json!({"name": m.name, "bytes": m.len, "sha256": human::hex(&m.sha256)}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "package": a.package, "output": a.output, "output_bytes": out.bytes.len(),
+                "artifact_name": out.artifact_name, "device_types": out.device_types,
+                "payload_type": out.payload_type, "module": module,
+                "members": members,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "{}: {} bytes, unsigned; artifact {:?} for device types {}",
+        a.output.display(),
+        human::bytes(out.bytes.len() as u64),
+        out.artifact_name,
+        out.device_types.join(", ")
+    );
+    for m in out.members.iter().chain([&out.payload]) {
+        println!("  {:<24} {:>12} bytes", m.name, human::bytes(m.len));
+    }
+    println!("installed by the update module {module} (from `fota export mender-module`)");
+    Ok(())
+}
+
+fn mender_module(a: MenderModuleArgs) -> Result<()> {
+    let module = mender::module(&flash_command(&a.flash))?;
+    write_executable(&a.output, module.script.as_bytes())?;
+    let command = module
+        .command
+        .iter()
+        .map(|s| sh_quote(s))
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!(
+        "{}: {} bytes; install on the device as {}/{} (mode 0755)",
+        a.output.display(),
+        module.script.len(),
+        mender::MODULES_DIR,
+        mender::DEFAULT_PAYLOAD_TYPE
+    );
+    println!(
+        "ArtifactInstall runs: {command} <work folder>/files/{}",
+        mender::PAYLOAD_FILE
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically, executable (mode 0755) where
+/// files have modes.
+fn write_executable(path: &Path, bytes: &[u8]) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fota_generator::write_atomically_with_permissions(
+            path,
+            bytes,
+            std::fs::Permissions::from_mode(0o755),
+        )?;
+    }
+    #[cfg(not(unix))]
+    fota_generator::write_atomically(path, bytes)?;
     Ok(())
 }
 

@@ -530,6 +530,28 @@ pub fn decode_coded(
 /// # Errors
 /// [`Error::Io`] naming the output.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically_inner(path, bytes, None)
+}
+
+/// As [`write_atomically`], with `permissions` set on the file before it
+/// is renamed into place (an executable script appears executable, never
+/// without its mode for a moment).
+///
+/// # Errors
+/// [`Error::Io`] naming the output.
+pub fn write_atomically_with_permissions(
+    path: &Path,
+    bytes: &[u8],
+    permissions: std::fs::Permissions,
+) -> Result<()> {
+    write_atomically_inner(path, bytes, Some(permissions))
+}
+
+fn write_atomically_inner(
+    path: &Path,
+    bytes: &[u8],
+    permissions: Option<std::fs::Permissions>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -540,6 +562,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(Error::io(dir))?;
     tmp.write_all(bytes)
         .map_err(Error::io(tmp.path().to_path_buf()))?;
+    if let Some(p) = permissions {
+        tmp.as_file()
+            .set_permissions(p)
+            .map_err(Error::io(tmp.path().to_path_buf()))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(Error::io(tmp.path().to_path_buf()))?;

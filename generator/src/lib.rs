@@ -17,7 +17,8 @@
 //! offsets, never by thread, and results are joined in order.
 //!
 //! [`export`] wraps a finished package for other update clients (a `.swu`
-//! that swupdate installs and that applies the package with `fota flash`).
+//! that swupdate installs, a Mender artifact and update module for
+//! mender-client; both apply the package with `fota flash`).
 #![warn(missing_docs)]
 
 pub mod apply;
@@ -41,7 +42,7 @@ use std::time::Instant;
 use ed25519_dalek::SigningKey;
 use fota_format::{Label, Manifest, Mode, OpKind, Profile};
 
-pub use apply::{apply, write_atomically, DeviceIdentity};
+pub use apply::{apply, write_atomically, write_atomically_with_permissions, DeviceIdentity};
 pub use error::{Error, Result};
 pub use inplace::InPlaceStats;
 pub use matcher::MatchParams;

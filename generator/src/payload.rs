@@ -96,7 +96,7 @@ const STRIP_MARKER_LEN: usize = 1 << 20;
 /// The smallest coding of a payload whose decoded form is `parts`
 /// concatenated: one zstd frame at `level` (a block per part), one LZMA
 /// stream, or stored. `quick` tries one zstd frame at level
-/// [`QUICK_LEVEL`] only (or stored): a size estimate for choosing between
+/// `QUICK_LEVEL` only (or stored): a size estimate for choosing between
 /// two ways to build a package.
 ///
 /// # Errors

@@ -9,35 +9,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use fota_format::{Header, Label, Manifest, Mode};
+use common::export_package as package;
+use fota_format::{Label, Mode};
 use fota_generator::export::swu::{
     self, Boot, FlashCommand, Signer, SwuOptions, DEFAULT_DEVICE_PACKAGE, PACKAGE_MEMBER,
     SCRIPT_MEMBER, SIGNATURE, SW_DESCRIPTION,
 };
 use fota_generator::export::Error;
 use sha2::{Digest, Sha256};
-
-/// A package's framing around `manifest`: enough for the export, which
-/// reads only the header and the manifest (the device checks the rest).
-fn framed(manifest: &Manifest) -> Vec<u8> {
-    let m = manifest.to_bytes();
-    let header = Header {
-        manifest_len: m.len() as u32,
-        ops_len: 0,
-        key_id: [0; 8],
-        signature: [0; 64],
-    };
-    [&header.to_bytes()[..], &m[..]].concat()
-}
-
-/// An A/B manifest 1.4.2 -> 1.5.0, 4 KiB segments, no ops, edited by `edit`.
-fn package(edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
-    let mut m = fota_generator::write::image_manifest(&[], &[], 4096, Mode::AB);
-    m.from_version = Label::new("1.4.2").unwrap();
-    m.to_version = Label::new("1.5.0").unwrap();
-    edit(&mut m);
-    framed(&m)
-}
 
 fn ab_package() -> Vec<u8> {
     package(|_| {})

@@ -1,9 +1,12 @@
 //! Packages in the forms other update clients install, stored beside the
 //! package they carry: a `.swu` for swupdate (`fota export swu`), served
-//! to hawkBit DDI devices. The server does not make them (a `.swu` is
+//! to hawkBit DDI devices, and a Mender artifact (`fota export mender`),
+//! served to mender-client. The server does not make them (a `.swu` is
 //! signed with the operator's swupdate key, which it does not hold); it
-//! checks that an uploaded one is a cpio archive that opens with its
-//! `sw-description` and carries the package byte for byte.
+//! checks that an uploaded one is a well-formed archive of its kind that
+//! carries the package byte for byte (a `.swu`: a cpio archive that opens
+//! with its `sw-description`; a Mender artifact: a v3 tar whose manifest
+//! lists the package), and keeps what clients must be told of it.
 
 use std::fmt;
 
@@ -25,6 +28,8 @@ use crate::store::PackageStore;
 pub enum ArtifactKind {
     /// A swupdate image (`.swu`).
     Swu,
+    /// A Mender artifact (format v3, `.mender`).
+    Mender,
 }
 
 impl ArtifactKind {
@@ -32,6 +37,7 @@ impl ArtifactKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ArtifactKind::Swu => "swu",
+            ArtifactKind::Mender => "mender",
         }
     }
 
@@ -39,6 +45,7 @@ impl ArtifactKind {
     pub fn parse(s: &str) -> Option<ArtifactKind> {
         match s {
             "swu" => Some(ArtifactKind::Swu),
+            "mender" => Some(ArtifactKind::Mender),
             _ => None,
         }
     }
@@ -47,6 +54,7 @@ impl ArtifactKind {
     fn extension(self) -> &'static str {
         match self {
             ArtifactKind::Swu => ".swu",
+            ArtifactKind::Mender => ".mender",
         }
     }
 }
@@ -71,6 +79,18 @@ pub struct Artifact {
     pub md5: String,
     /// Where the store keeps it.
     pub storage_key: String,
+    /// What a Mender artifact says of itself (`None` for other kinds).
+    pub mender: Option<MenderMeta>,
+}
+
+/// A Mender artifact's name and device types, which the deployment that
+/// offers it must repeat (the client compares them with the artifact's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MenderMeta {
+    /// `artifact_provides.artifact_name`.
+    pub artifact_name: String,
+    /// `artifact_depends.device_type`.
+    pub device_types: Vec<String>,
 }
 
 fn artifact_from_row(row: &AnyRow) -> Result<Artifact> {
@@ -85,6 +105,13 @@ fn artifact_from_row(row: &AnyRow) -> Result<Artifact> {
         sha1: col(row, "sha1")?,
         md5: col(row, "md5")?,
         storage_key: col(row, "storage_key")?,
+        mender: match col::<String>(row, "meta")?.as_str() {
+            "" => None,
+            text => Some(
+                serde_json::from_str(text)
+                    .map_err(|e| Error::Protocol(format!("artifact metadata: {e}")))?,
+            ),
+        },
     })
 }
 
@@ -131,11 +158,25 @@ pub async fn attach(
 ) -> Result<Artifact> {
     let p = repository::package(db, package_id).await?;
     check_filename(kind, filename).map_err(Error::BadRequest)?;
-    match kind {
-        ArtifactKind::Swu => check_swu(&bytes, &p.sha256).map_err(|e| {
-            Error::BadRequest(format!("{filename}: not a .swu of package {}: {e}", p.id))
-        })?,
-    }
+    let mender = match kind {
+        ArtifactKind::Swu => {
+            check_swu(&bytes, &p.sha256).map_err(|e| {
+                Error::BadRequest(format!("{filename}: not a .swu of package {}: {e}", p.id))
+            })?;
+            None
+        }
+        ArtifactKind::Mender => Some(check_mender(&bytes, &p.sha256).map_err(|e| {
+            Error::BadRequest(format!(
+                "{filename}: not a Mender artifact of package {}: {e}",
+                p.id
+            ))
+        })?),
+    };
+    let meta = match &mender {
+        Some(m) => serde_json::to_string(m)
+            .map_err(|e| Error::Protocol(format!("artifact metadata: {e}")))?,
+        None => String::new(),
+    };
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let artifact = Artifact {
         package_id: p.id.clone(),
@@ -146,6 +187,7 @@ pub async fn attach(
         md5: hex::encode(Md5::digest(&bytes)),
         storage_key: format!("artifacts/{sha256}{}", kind.extension()),
         sha256,
+        mender,
     };
     store.put(&artifact.storage_key, bytes).await?;
     let mut tx = db.pool().begin().await?;
@@ -156,7 +198,7 @@ pub async fn attach(
         .await?;
     sqlx::query(
         "INSERT INTO package_artifacts (package_id, kind, filename, size, sha256, sha1, md5, \
-         storage_key, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         storage_key, created_at, meta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&artifact.package_id)
     .bind(kind.as_str())
@@ -167,6 +209,7 @@ pub async fn attach(
     .bind(&artifact.md5)
     .bind(&artifact.storage_key)
     .bind(now())
+    .bind(&meta)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -322,6 +365,158 @@ fn check_swu(bytes: &[u8], package_sha256: &str) -> std::result::Result<(), SwuE
         });
     }
     Ok(())
+}
+
+/// One member of a tar archive (regular files only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarMember<'a> {
+    /// Its name (with the ustar prefix, if any).
+    pub name: String,
+    /// Its bytes.
+    pub data: &'a [u8],
+}
+
+/// The regular files of a ustar (or old-style) tar archive, up to its end
+/// blocks (or the end of the bytes after whole members).
+///
+/// # Errors
+/// [`SwuError`] with the offset of a header whose checksum, size or name
+/// is bad, or of a member cut short.
+pub fn tar_members(bytes: &[u8]) -> std::result::Result<Vec<TarMember<'_>>, SwuError> {
+    let mut at = 0usize;
+    let mut out = Vec::new();
+    while let Some(header) = bytes.get(at..at + 512) {
+        if header.iter().all(|&b| b == 0) {
+            return Ok(out);
+        }
+        let err = |what: &str| SwuError {
+            offset: at as u64,
+            what: what.to_string(),
+        };
+        let octal = |range: std::ops::Range<usize>| -> std::result::Result<u64, SwuError> {
+            let field = header.get(range).unwrap_or(&[]);
+            let text: String = field
+                .iter()
+                .take_while(|&&b| b != 0)
+                .map(|&b| b as char)
+                .collect();
+            u64::from_str_radix(text.trim(), 8).map_err(|_| err("a tar header field in octal"))
+        };
+        let stored = octal(148..156)?;
+        let sum: u64 = header
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
+            .sum();
+        if sum != stored {
+            return Err(err("a tar header whose checksum is the sum of its bytes"));
+        }
+        let size = usize::try_from(octal(124..136)?).map_err(|_| err("a member size"))?;
+        let text = |range: std::ops::Range<usize>| -> std::result::Result<&str, SwuError> {
+            let f = header.get(range).unwrap_or(&[]);
+            let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+            std::str::from_utf8(&f[..end]).map_err(|_| err("a UTF-8 member name"))
+        };
+        let (name, prefix) = (text(0..100)?, text(345..500)?);
+        let name = match prefix.is_empty() {
+            true => name.to_string(),
+            false => format!("{prefix}/{name}"),
+        };
+        let data_at = at + 512;
+        let data = bytes
+            .get(data_at..data_at.saturating_add(size))
+            .ok_or_else(|| err("the member's data within the archive"))?;
+        if matches!(header.get(156), Some(b'0' | 0)) {
+            out.push(TarMember { name, data });
+        }
+        at = data_at + size.next_multiple_of(512);
+    }
+    Ok(out)
+}
+
+/// Most bytes a Mender artifact's header may decompress to.
+const MAX_MENDER_HEADER: u64 = 1 << 20;
+
+/// A Mender artifact (format v3) whose manifest lists the package whose
+/// sha256 is `package_sha256` (hex) as a payload file: its name and
+/// device types.
+fn check_mender(bytes: &[u8], package_sha256: &str) -> std::result::Result<MenderMeta, SwuError> {
+    use std::io::Read;
+    let members = tar_members(bytes)?;
+    let at = |what: String| SwuError { offset: 0, what };
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    if names.first() != Some(&"version") || names.get(1) != Some(&"manifest") {
+        return Err(at(format!(
+            "the members version and manifest first (mender-client refuses anything else), found {names:?}"
+        )));
+    }
+    let version: serde_json::Value = serde_json::from_slice(members[0].data)
+        .map_err(|e| at(format!("a JSON version member ({e})")))?;
+    if version["format"] != "mender" || version["version"] != 3 {
+        return Err(at(format!("format mender version 3, found {version}")));
+    }
+    let manifest =
+        std::str::from_utf8(members[1].data).map_err(|_| at("a UTF-8 manifest".into()))?;
+    let carries = manifest.lines().any(|line| {
+        line.split_once("  ")
+            .is_some_and(|(h, name)| h == package_sha256 && name.starts_with("data/0000/"))
+    });
+    if !carries {
+        return Err(at(format!(
+            "a manifest line for the package (sha256 {package_sha256}) under data/0000/"
+        )));
+    }
+    let header = members
+        .iter()
+        .find(|m| m.name == "header.tar.gz" || m.name == "header.tar")
+        .ok_or_else(|| at("a member header.tar.gz or header.tar".into()))?;
+    let header_tar = match header.name.ends_with(".gz") {
+        true => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(header.data)
+                .take(MAX_MENDER_HEADER)
+                .read_to_end(&mut out)
+                .map_err(|e| at(format!("a gzip header.tar.gz ({e})")))?;
+            out
+        }
+        false => header.data.to_vec(),
+    };
+    let inner = tar_members(&header_tar).map_err(|e| at(format!("header.tar: {e}")))?;
+    let info = inner
+        .iter()
+        .find(|m| m.name == "header-info")
+        .ok_or_else(|| at("header-info in the header".into()))?;
+    let info: serde_json::Value =
+        serde_json::from_slice(info.data).map_err(|e| at(format!("a JSON header-info ({e})")))?;
+    let artifact_name = info["artifact_provides"]["artifact_name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| at("header-info artifact_provides.artifact_name".into()))?
+        .to_string();
+    let device_types: Vec<String> = info["artifact_depends"]["device_type"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    if device_types.is_empty() {
+        return Err(at(
+            "header-info artifact_depends.device_type (mender-client installs nothing without it)"
+                .into(),
+        ));
+    }
+    Ok(MenderMeta {
+        artifact_name,
+        device_types,
+    })
 }
 
 #[cfg(test)]

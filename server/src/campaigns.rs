@@ -3,7 +3,8 @@
 //! gets an update ("notified"), a pending network session, and a
 //! notification through the [`Notifier`] (WAP push for IOTA, package #0
 //! for OMA-DM), recorded in the outbox when no gateway is configured; a
-//! device on hawkBit DDI polls and is offered the update at its next poll.
+//! device on hawkBit DDI or the Mender API polls and is offered the update
+//! at its next poll.
 //! Mandatory campaigns install after N postponements.
 
 use std::collections::BTreeMap;
@@ -218,8 +219,8 @@ async fn notify(
     let protocol = match r.capability {
         Capability::OmaDm => Protocol::Dm,
         Capability::Iota => Protocol::Iota,
-        // A DDI device polls: its next poll finds the notified update.
-        Capability::Ddi => return Ok(()),
+        // DDI and Mender devices poll: the next poll finds the update.
+        Capability::Ddi | Capability::Mender => return Ok(()),
     };
     let (s, token) = sessions::register(
         &app.db,

@@ -118,3 +118,43 @@ where
     use sqlx::Row;
     Ok(row.try_get(name)?)
 }
+
+/// Whose attributes [`put_attributes`] stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributesOf {
+    /// A DDI device's configData (`ddi_attributes`).
+    Ddi,
+    /// A Mender device's inventory (`mender_inventory`).
+    Mender,
+}
+
+/// Replaces a device's attributes (JSON text), in one transaction.
+///
+/// # Errors
+/// [`Error::Db`](crate::Error::Db).
+pub async fn put_attributes(
+    db: &Db,
+    of: AttributesOf,
+    device_id: &str,
+    json: &str,
+) -> crate::Result<()> {
+    let table = match of {
+        AttributesOf::Ddi => "ddi_attributes",
+        AttributesOf::Mender => "mender_inventory",
+    };
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(&format!("DELETE FROM {table} WHERE device_id = $1"))
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(&format!(
+        "INSERT INTO {table} (device_id, attributes, updated_at) VALUES ($1, $2, $3)"
+    ))
+    .bind(device_id)
+    .bind(json)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //! client- and network-initiated update flows over OMA-DM (FUMO) and
 //! IOTA-style sessions, hawkBit DDI polling, campaigns and the admin API.
 //!
-//! Protocol codecs (`omadm`, `iota`, `ddi`) are pure: bytes in, typed documents
+//! Protocol codecs (`omadm`, `iota`, `ddi`, `mender`) are pure: bytes in, typed documents
 //! out, and back; the HTTP layer (`http`) and the database (`db`) sit
 //! around them. `device` is a handset in software that speaks both
 //! protocols and applies packages with the real agent.
@@ -19,6 +19,7 @@ pub mod download;
 pub mod error;
 pub mod http;
 pub mod iota;
+pub mod mender;
 pub mod omadm;
 pub mod registry;
 pub mod repository;

@@ -7,13 +7,22 @@
 //!   package to a file on the device, then runs a generated shell script
 //!   that applies it with `fota flash` (power-cut safe, resumable).
 //! * [`cpio`]: the "newc" cpio writer the `.swu` container needs.
+//! * [`mender`]: a Mender artifact (format v3) for mender-client, whose
+//!   payload is the package, and the update module that mender-client runs
+//!   to install it: it applies the package with `fota flash`.
+//! * [`tar`]: the ustar writer the artifact needs.
+//! * [`flash`]: the `fota flash` command both updates run on the device,
+//!   with the checks and `sh` quoting they share.
 //!
 //! Everything here is pure: bytes in, bytes out. Signing is the caller's
 //! [`swu::Signer`] (the `fota` command runs `openssl cms`), so the library
 //! spawns no process and reads no file.
 
 pub mod cpio;
+pub mod flash;
+pub mod mender;
 pub mod swu;
+pub mod tar;
 
 /// Why an export was refused. Nothing is written when this is returned.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +86,52 @@ pub enum Error {
     /// The signer returned no bytes: swupdate would refuse the image.
     #[error("signing sw-description: the signer returned an empty signature")]
     EmptySignature,
+    /// No device type was given: mender-client refuses an artifact whose
+    /// `artifact_depends.device_type` is missing or empty.
+    #[error(
+        "no device type: mender-client needs at least one in the artifact's header (--device-type)"
+    )]
+    NoDeviceType,
+    /// A tar member name the archive cannot hold (empty, with a NUL, or
+    /// longer than a ustar name).
+    #[error("tar member name {name:?}: {reason}")]
+    TarName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A tar member is larger than the ustar size field can describe.
+    #[error("tar member {name:?}: {size} bytes, the ustar format holds at most {limit}")]
+    TarLimit {
+        /// The member.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// The most the size field holds.
+        limit: u64,
+    },
+    /// gzip compression of an archive member failed (it writes to memory,
+    /// so this does not happen in practice).
+    #[error("compressing {member}")]
+    Compress {
+        /// The member being compressed.
+        member: &'static str,
+        /// What the compressor reported.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One member of an exported archive, for reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Its name in the archive.
+    pub name: &'static str,
+    /// Its size in bytes.
+    pub len: u64,
+    /// Its sha256.
+    pub sha256: [u8; 32],
 }
 
 /// Shorthand for this module's results.
@@ -84,7 +139,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
-    use super::Error;
+    use super::{tar, Error};
 
     /// Every variant builds and formats, so `Display` cannot rot.
     #[test]
@@ -115,6 +170,20 @@ mod tests {
             },
             Error::Sign("openssl failed".into()),
             Error::EmptySignature,
+            Error::NoDeviceType,
+            Error::TarName {
+                name: String::new(),
+                reason: "empty",
+            },
+            Error::TarLimit {
+                name: "x".into(),
+                size: 1 << 33,
+                limit: tar::MAX_SIZE,
+            },
+            Error::Compress {
+                member: "header.tar.gz",
+                source: std::io::Error::other("out of memory"),
+            },
         ];
         for e in all {
             let text = e.to_string();

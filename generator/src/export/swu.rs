@@ -31,10 +31,14 @@
 
 use sha2::{Digest, Sha256};
 
-use fota_format::{Label, Manifest, Mode, Package};
+use fota_format::{Manifest, Package};
 
 use super::cpio;
+use super::flash::{check_fits, check_flash, check_nonempty};
 use super::{Error, Result};
+
+pub use super::flash::{check_text, hex, sh_quote, Boot, FlashCommand, DEFAULT_FOTA};
+pub use super::Member;
 
 /// Name of the member swupdate reads first: the update's description.
 pub const SW_DESCRIPTION: &str = "sw-description";
@@ -51,121 +55,10 @@ pub const SCRIPT_MEMBER: &str = "fota-flash.sh";
 /// Where the device keeps the package by default.
 pub const DEFAULT_DEVICE_PACKAGE: &str = "/var/lib/fota/update.fota";
 
-/// The `fota` command on the device by default (looked up on its `PATH`).
-pub const DEFAULT_FOTA: &str = "fota";
-
 /// Longest device package path: swupdate's rawfile handler holds the path,
 /// and the path with `.tmp` appended for the atomic rename, in 255-byte
 /// buffers with their NUL.
 pub const MAX_DEVICE_PATH: usize = 250;
-
-/// How `fota flash` marks the new slot for the bootloader (its `--boot`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Boot {
-    /// Leave boot state alone.
-    None,
-    /// An MCUboot image trailer at the end of the slot (test boot).
-    Mcuboot,
-    /// A state file next to the journal.
-    File,
-}
-
-impl Boot {
-    /// The value as `fota flash --boot` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Boot::None => "none",
-            Boot::Mcuboot => "mcuboot",
-            Boot::File => "file",
-        }
-    }
-}
-
-/// How the device runs `fota flash`: the options of that command, as paths
-/// and values on the device. `None` leaves an option out, so the device's
-/// `fota flash` uses its default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlashCommand {
-    /// The `fota` binary: a path, or a name looked up on the `PATH`
-    /// swupdate runs scripts with.
-    pub fota: String,
-    /// Trusted package signing key (PEM) (`--pubkey`).
-    pub pubkey: String,
-    /// A/B: the running image, read only (`--source`); `None` updates in
-    /// place.
-    pub source: Option<String>,
-    /// The slot written (`--image`).
-    pub image: String,
-    /// The agent's journal and scratch file (`--state`).
-    pub state: String,
-    /// Erase block size in bytes (`--erase-size`).
-    pub erase_size: Option<u64>,
-    /// Program unit in bytes (`--write-size`).
-    pub write_size: Option<u64>,
-    /// Boot hand-off (`--boot`).
-    pub boot: Option<Boot>,
-    /// The device's class (`--device-class`).
-    pub device_class: Option<String>,
-    /// The device's anti-rollback counter (`--security-counter`).
-    pub security_counter: Option<u64>,
-}
-
-impl FlashCommand {
-    /// `fota flash` with the three paths it always needs and every other
-    /// option left to its default.
-    pub fn new(
-        pubkey: impl Into<String>,
-        image: impl Into<String>,
-        state: impl Into<String>,
-    ) -> FlashCommand {
-        FlashCommand {
-            fota: DEFAULT_FOTA.to_string(),
-            pubkey: pubkey.into(),
-            source: None,
-            image: image.into(),
-            state: state.into(),
-            erase_size: None,
-            write_size: None,
-            boot: None,
-            device_class: None,
-            security_counter: None,
-        }
-    }
-
-    /// The command line that applies `package`, one argument per element.
-    /// Options take the `--name=value` form and the package follows `--`,
-    /// so no value is ever read as another option.
-    pub fn argv(&self, package: &str) -> Vec<String> {
-        let mut v = vec![self.fota.clone(), "flash".to_string()];
-        let mut opt = |name: &str, value: &dyn std::fmt::Display| {
-            v.push(format!("--{name}={value}"));
-        };
-        opt("pubkey", &self.pubkey);
-        if let Some(s) = &self.source {
-            opt("source", s);
-        }
-        opt("image", &self.image);
-        opt("state", &self.state);
-        if let Some(n) = self.erase_size {
-            opt("erase-size", &n);
-        }
-        if let Some(n) = self.write_size {
-            opt("write-size", &n);
-        }
-        if let Some(b) = self.boot {
-            opt("boot", &b.name());
-        }
-        if let Some(c) = &self.device_class {
-            opt("device-class", c);
-        }
-        if let Some(n) = self.security_counter {
-            opt("security-counter", &n);
-        }
-        v.push("--".to_string());
-        v.push(package.to_string());
-        v
-    }
-}
 
 /// What goes into the `.swu` besides the package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,17 +117,6 @@ where
     ) -> std::result::Result<Vec<u8>, Box<dyn std::error::Error + Send + Sync>> {
         self(sw_description)
     }
-}
-
-/// One member of the archive, for reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Its name in the archive.
-    pub name: &'static str,
-    /// Its size in bytes.
-    pub len: u64,
-    /// Its sha256.
-    pub sha256: [u8; 32],
 }
 
 /// A finished `.swu` and what it holds.
@@ -361,50 +243,6 @@ pub fn libconfig_string(s: &str) -> String {
     out
 }
 
-/// `s` as one `sh` word: in single quotes, where nothing is special, and
-/// each single quote written as `'\''` (close, escaped quote, reopen).
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Lower-case hex, as sw-description's `sha256` fields are written.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Refuses a value with a newline or a NUL byte: a NUL would end
-/// swupdate's C strings early, a newline would split sw-description's
-/// lines and the script's announcement of its command, and neither belongs
-/// in a version, a revision, a path or an option value.
-///
-/// # Errors
-/// [`Error::BadValue`] naming `option`.
-pub fn check_text(option: &'static str, value: &str) -> Result<()> {
-    let reason = if value.contains('\n') {
-        "contains a newline, which the update cannot carry"
-    } else if value.contains('\0') {
-        "contains a NUL byte, which the update cannot carry"
-    } else {
-        return Ok(());
-    };
-    Err(Error::BadValue {
-        option,
-        value: value.to_string(),
-        reason,
-    })
-}
-
-fn check_nonempty(option: &'static str, value: &str) -> Result<()> {
-    if value.is_empty() {
-        return Err(Error::BadValue {
-            option,
-            value: String::new(),
-            reason: "empty",
-        });
-    }
-    check_text(option, value)
-}
-
 fn software_version(options: &SwuOptions, manifest: &Manifest) -> Result<String> {
     let (value, reason) = match &options.software_version {
         Some(v) => (v.clone(), "empty: swupdate requires a version"),
@@ -449,95 +287,6 @@ fn check_device_package(path: &str) -> Result<()> {
         reason,
     })
 }
-
-fn check_flash(f: &FlashCommand) -> Result<()> {
-    check_nonempty("--fota", &f.fota)?;
-    check_nonempty("--pubkey", &f.pubkey)?;
-    check_nonempty("--image", &f.image)?;
-    check_nonempty("--state", &f.state)?;
-    if let Some(s) = &f.source {
-        check_nonempty("--source", s)?;
-    }
-    if let Some(c) = &f.device_class {
-        check_text("--device-class", c)?;
-        if Label::new(c).is_err() {
-            return Err(Error::BadValue {
-                option: "--device-class",
-                value: c.clone(),
-                reason: "longer than the 32 bytes a device class holds",
-            });
-        }
-    }
-    for (option, value) in [
-        ("--erase-size", f.erase_size),
-        ("--write-size", f.write_size),
-    ] {
-        if value == Some(0) {
-            return Err(Error::BadValue {
-                option,
-                value: "0".to_string(),
-                reason: "a flash unit of zero bytes",
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The checks `fota flash` makes on its options against the package,
-/// made here so that a `.swu` every device would refuse is never built.
-fn check_fits(f: &FlashCommand, m: &Manifest) -> Result<()> {
-    let mismatch = |reason: String| Err(Error::Mismatch { reason });
-    match (m.mode, &f.source) {
-        (Mode::AB, None) => {
-            return mismatch(
-                "an A/B package: the device needs its running image as the source (--source)"
-                    .into(),
-            )
-        }
-        (Mode::InPlace, Some(_)) => {
-            return mismatch(
-                "an in-place package: the image it updates is --image; drop --source".into(),
-            )
-        }
-        _ => {}
-    }
-    if m.mode == Mode::InPlace && matches!(f.boot, Some(Boot::Mcuboot | Boot::File)) {
-        return mismatch("--boot: an in-place update has no other slot to hand over to".into());
-    }
-    if m.streams_len != 0 {
-        return mismatch(
-            "the package diffs compressed streams decompressed and needs the host applier; `fota flash` refuses it (make it with `fota diff --no-decompress`)"
-                .into(),
-        );
-    }
-    if let Some(c) = &f.device_class {
-        if !c.is_empty() && m.device_class.as_str() != c {
-            return mismatch(format!(
-                "the package is for device class {:?}, the device is {c:?}",
-                m.device_class.as_str()
-            ));
-        }
-    }
-    if let Some(n) = f.security_counter {
-        if m.security_counter < n {
-            return mismatch(format!(
-                "the package's security counter {} is below the device's {n}: it would be refused as a rollback",
-                m.security_counter
-            ));
-        }
-    }
-    let erase = f.erase_size.unwrap_or(DEVICE_ERASE_SIZE);
-    if u64::from(m.segment_size) % erase != 0 {
-        return mismatch(format!(
-            "the package's {}-byte segments are not whole erase blocks of {erase} bytes (--erase-size)",
-            m.segment_size
-        ));
-    }
-    Ok(())
-}
-
-/// `fota flash`'s default `--erase-size`.
-const DEVICE_ERASE_SIZE: u64 = 4096;
 
 /// The script swupdate runs as `<script> preinst` and `<script> postinst`.
 fn flash_script(command: &[String], device_package: &str) -> String {

@@ -85,3 +85,26 @@ pub fn diff_and_apply(
     assert!(applied == new, "the package does not reproduce new");
     out
 }
+
+/// A package's framing around `manifest`: enough for the exports, which
+/// read only the header and the manifest (the device checks the rest).
+pub fn framed(manifest: &fota_format::Manifest) -> Vec<u8> {
+    let m = manifest.to_bytes();
+    let header = fota_format::Header {
+        manifest_len: m.len() as u32,
+        ops_len: 0,
+        key_id: [0; 8],
+        signature: [0; 64],
+    };
+    [&header.to_bytes()[..], &m[..]].concat()
+}
+
+/// For the exports: an A/B manifest 1.4.2 -> 1.5.0, 4 KiB segments, no
+/// ops, edited by `edit`, framed as a package.
+pub fn export_package(edit: impl FnOnce(&mut fota_format::Manifest)) -> Vec<u8> {
+    let mut m = fota_generator::write::image_manifest(&[], &[], 4096, fota_format::Mode::AB);
+    m.from_version = fota_format::Label::new("1.4.2").unwrap();
+    m.to_version = fota_format::Label::new("1.5.0").unwrap();
+    edit(&mut m);
+    framed(&m)
+}

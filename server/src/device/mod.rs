@@ -364,8 +364,8 @@ impl Device {
                 self.save()?;
                 Ok(offer)
             }
-            Capability::Ddi => Err(self.err(
-                "the simulated handset speaks OMA-DM or IOTA; a DDI device polls the server itself"
+            Capability::Ddi | Capability::Mender => Err(self.err(
+                "the simulated handset speaks OMA-DM or IOTA; DDI and Mender devices poll the server themselves"
                     .to_string(),
             )),
         }

@@ -118,6 +118,9 @@ struct AddDevice {
     #[serde(default = "yes")]
     active: bool,
     dm_password: Option<String>,
+    /// A Mender device's identity data (what its identity script prints).
+    #[serde(default)]
+    mender_identity: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 fn yes() -> bool {
@@ -130,13 +133,14 @@ async fn add_device(
 ) -> Result<Response> {
     let capability = Capability::parse(&a.capability).ok_or_else(|| {
         Error::BadRequest(format!(
-            "capability {:?}: expected oma-dm, iota or ddi",
+            "capability {:?}: expected oma-dm, iota, ddi or mender",
             a.capability
         ))
     })?;
-    // A DDI device names itself (its hawkBit controller id).
+    // A DDI device names itself (its hawkBit controller id); a Mender
+    // device gets a name from the operator.
     let id = match capability {
-        Capability::Ddi => DeviceId::from_controller_id(&a.id),
+        Capability::Ddi | Capability::Mender => DeviceId::from_controller_id(&a.id),
         _ => DeviceId::parse(&a.id),
     }
     .map_err(|e| Error::BadRequest(e.to_string()))?;
@@ -148,6 +152,23 @@ async fn add_device(
         if v.trim().is_empty() {
             return Err(Error::BadRequest(format!("device {id}: {what} is empty")));
         }
+    }
+    let identity = match (capability, &a.mender_identity) {
+        (Capability::Mender, Some(i)) => Some(i.clone()),
+        (Capability::Mender, None) => {
+            return Err(Error::BadRequest(format!(
+                "device {id}: a mender device needs mender_identity, the identity data its identity script prints (e.g. {{\"mac\": \"02:00:00:00:00:01\"}})"
+            )))
+        }
+        (_, Some(_)) => {
+            return Err(Error::BadRequest(format!(
+                "device {id}: mender_identity is for capability mender"
+            )))
+        }
+        (_, None) => None,
+    };
+    if let Some(i) = &identity {
+        super::mender::check_identity_free(&app, i).await?;
     }
     let d = registry::register(
         &app.db,
@@ -163,7 +184,12 @@ async fn add_device(
         a.dm_password.as_deref(),
     )
     .await?;
+    let mender_identity = match &identity {
+        Some(i) => Some(super::mender::register_identity(&app, d.record.id.as_str(), i).await?),
+        None => None,
+    };
     let body = match capability {
+        Capability::Mender => json!({ "device": d.record, "mender_identity": mender_identity }),
         Capability::Ddi => {
             json!({ "device": d.record, "ddi_controller_id": d.record.id.controller_id(), "ddi_target_token": d.dm_password, "dm_password": d.dm_password })
         }
@@ -325,8 +351,9 @@ async fn put_artifact(
     Query(q): Query<ArtifactQuery>,
     body: Bytes,
 ) -> Result<Response> {
-    let kind = crate::artifacts::ArtifactKind::parse(&kind)
-        .ok_or_else(|| Error::BadRequest(format!("artifact kind {kind:?}: expected swu")))?;
+    let kind = crate::artifacts::ArtifactKind::parse(&kind).ok_or_else(|| {
+        Error::BadRequest(format!("artifact kind {kind:?}: expected swu or mender"))
+    })?;
     let filename = q
         .filename
         .unwrap_or_else(|| format!("{id}.{}", kind.as_str()));

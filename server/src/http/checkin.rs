@@ -73,6 +73,12 @@ async fn check(State(app): State<Arc<AppState>>, Query(q): Query<CheckQuery>) ->
                 r.id.controller_id()
             )))
         }
+        Capability::Mender => {
+            return Err(Error::Conflict(format!(
+                "check-in: device {} speaks the Mender device API: it polls {}/api/devices/",
+                r.id, app.base_url
+            )))
+        }
     };
     // After an install an IOTA handset's session reads the result; a DM
     // device carries its result in the session's Generic Alert.

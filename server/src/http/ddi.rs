@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::AppState;
 use crate::artifacts::{self, Artifact, ArtifactKind};
 use crate::config::DdiAuth;
-use crate::db::{col, now};
+use crate::db::{col, now, AttributesOf};
 use crate::ddi::{sleep_text, ConfigData, Execution, Feedback, Finished};
 use crate::error::{Error, Result};
 use crate::registry::{self, Capability, Device, DeviceId};
@@ -506,20 +506,6 @@ async fn config_data(
     let held = attributes(&app, &d).await?.unwrap_or_default();
     let text = serde_json::to_string(&c.apply(held))
         .map_err(|e| Error::Protocol(format!("DDI attributes: {e}")))?;
-    let id = d.record.id.as_str();
-    let mut tx = app.db.pool().begin().await?;
-    sqlx::query("DELETE FROM ddi_attributes WHERE device_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO ddi_attributes (device_id, attributes, updated_at) VALUES ($1, $2, $3)",
-    )
-    .bind(id)
-    .bind(&text)
-    .bind(now())
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    crate::db::put_attributes(&app.db, AttributesOf::Ddi, d.record.id.as_str(), &text).await?;
     Ok(StatusCode::OK.into_response())
 }

@@ -10,6 +10,7 @@
 //! GET  /dl/{update}/dd                         its OMA download descriptor
 //! POST /dl/{update}/notify                     install notify (900–954)
 //! /{tenant}/controller/v1/{id}/…               hawkBit DDI (polling devices)
+//! /api/devices/…                               the Mender device API
 //! /admin/v1/…                                  admin API (bearer token)
 //! ```
 
@@ -19,6 +20,7 @@ mod ddi;
 mod dm;
 mod download;
 mod iota;
+mod mender;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -94,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(iota::routes())
         .merge(download::routes())
         .merge(ddi::routes())
+        .merge(mender::routes())
         .nest("/admin/v1", admin::routes(state.clone()))
         .with_state(state)
 }

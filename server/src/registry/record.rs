@@ -15,6 +15,8 @@ pub enum Capability {
     /// hawkBit's Direct Device Integration API, polled by the device
     /// (swupdate's suricatta and other hawkBit clients).
     Ddi,
+    /// The Mender device API, polled by mender-client.
+    Mender,
 }
 
 impl Capability {
@@ -24,6 +26,7 @@ impl Capability {
             Capability::OmaDm => "oma-dm",
             Capability::Iota => "iota",
             Capability::Ddi => "ddi",
+            Capability::Mender => "mender",
         }
     }
 
@@ -34,6 +37,7 @@ impl Capability {
             "oma-dm" | "omadm" | "dm" => Some(Capability::OmaDm),
             "iota" => Some(Capability::Iota),
             "ddi" | "hawkbit" => Some(Capability::Ddi),
+            "mender" => Some(Capability::Mender),
             _ => None,
         }
     }
