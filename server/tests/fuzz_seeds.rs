@@ -80,3 +80,21 @@ fn ddi_and_swu_seeds() {
         assert!(fota_server::artifacts::cpio_members(&d).is_ok(), "{name}");
     }
 }
+
+#[test]
+fn mender_seeds() {
+    let seeds = seeds("mender");
+    for (_, d) in &seeds {
+        exercise::mender(d);
+    }
+    // The captured client documents still parse.
+    let status = seeds
+        .iter()
+        .filter(|(_, d)| fota_server::mender::Status::parse(d).is_ok())
+        .count();
+    let inventory = seeds
+        .iter()
+        .filter(|(_, d)| fota_server::mender::parse_inventory(d).is_ok())
+        .count();
+    assert_eq!((status, inventory), (1, 1), "of {} seeds", seeds.len());
+}

@@ -166,3 +166,22 @@ pub fn swu(data: &[u8]) {
         assert_eq!(back, list, "archive does not round-trip");
     }
 }
+
+/// Mender documents a device sends (auth request, status, inventory,
+/// log) and Mender artifacts an operator uploads: no panic; an accepted
+/// inventory written back as a list reads the same.
+pub fn mender(data: &[u8]) {
+    use fota_server::mender::{log_errors, parse_inventory, AuthRequest, Status};
+    let _ = AuthRequest::verify(data, "AAAA");
+    let _ = Status::parse(data);
+    let _ = log_errors(data);
+    if let Ok(inv) = parse_inventory(data) {
+        let list: Vec<serde_json::Value> = inv
+            .iter()
+            .map(|(k, v)| serde_json::json!({ "name": k, "value": v }))
+            .collect();
+        let again = parse_inventory(serde_json::Value::from(list).to_string().as_bytes());
+        assert_eq!(again.as_ref(), Ok(&inv), "inventory does not round-trip");
+    }
+    let _ = fota_server::artifacts::tar_members(data);
+}
