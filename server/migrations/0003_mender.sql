@@ -28,3 +28,10 @@ CREATE TABLE mender_inventory (
     attributes  TEXT NOT NULL,
     updated_at  BIGINT NOT NULL
 );
+
+-- Secrets the server makes for itself (hex), by name: the key its Mender
+-- tokens (JWT, HS256) are signed with.
+CREATE TABLE server_secrets (
+    name    TEXT PRIMARY KEY,
+    value   TEXT NOT NULL
+);

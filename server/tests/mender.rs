@@ -182,6 +182,17 @@ async fn a_mender_client_authenticates_is_offered_downloads_and_reports_success(
     let (s, token) = c.auth().await;
     assert_eq!(s, 200, "{token}");
     assert!(!token.ends_with('\n') && !token.is_empty());
+    // A JWT naming the device.
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "ID:gw-1");
+    assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
     // Inventory: 200, and the running artifact is the device's version.
     let inv = json!([{"name":"mender_client_version","value":"3.4.0"},{"name":"device_type","value":DEVICE_TYPE},{"name":"artifact_name","value":"1.0.0"}]);
     let (s, _) = c

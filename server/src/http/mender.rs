@@ -113,10 +113,7 @@ async fn auth(
             format!("device {device_id} signed with another key than its first one"),
         ));
     }
-    let mut raw = [0u8; 32];
-    getrandom::getrandom(&mut raw)
-        .map_err(|e| Error::Protocol(format!("no random bytes for a token: {e}")))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let token = jwt(&app, &device_id).await?;
     sqlx::query(
         "INSERT INTO mender_tokens (token_hash, device_id, expires_at) VALUES ($1, $2, $3)",
     )
@@ -133,6 +130,62 @@ async fn auth(
         token,
     )
         .into_response())
+}
+
+/// A token for `device_id`: a JWT (HS256, signed with the server's own
+/// secret) whose claims say which device and until when; its sha256 is
+/// stored too, so that the server can check it by lookup and revoke it.
+async fn jwt(app: &AppState, device_id: &str) -> Result<String> {
+    use hmac::Mac;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let secret = server_secret(app, "mender-jwt").await?;
+    let mut jti = [0u8; 16];
+    getrandom::getrandom(&mut jti)
+        .map_err(|e| Error::Protocol(format!("no random bytes for a token: {e}")))?;
+    let t = now();
+    let header = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = b64.encode(
+        json!({
+            "iss": "fota", "sub": device_id, "iat": t, "exp": t + TOKEN_SECS,
+            "jti": hex::encode(jti), "mender.device": true,
+        })
+        .to_string(),
+    );
+    let input = format!("{header}.{claims}");
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&secret)
+        .map_err(|e| Error::Protocol(format!("token key: {e}")))?;
+    mac.update(input.as_bytes());
+    Ok(format!(
+        "{input}.{}",
+        b64.encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// The server's secret `name` (32 random bytes), made on first use.
+async fn server_secret(app: &AppState, name: &str) -> Result<Vec<u8>> {
+    for _ in 0..2 {
+        let row = sqlx::query("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(app.db.pool())
+            .await?;
+        if let Some(r) = row {
+            let text: String = col(&r, "value")?;
+            return hex::decode(text)
+                .map_err(|_| Error::Protocol(format!("server secret {name} is not hex")));
+        }
+        let mut raw = [0u8; 32];
+        getrandom::getrandom(&mut raw)
+            .map_err(|e| Error::Protocol(format!("no random bytes for a secret: {e}")))?;
+        // Two first uses at once: one insert wins, both read it.
+        let _ = sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2)")
+            .bind(name)
+            .bind(hex::encode(raw))
+            .execute(app.db.pool())
+            .await;
+    }
+    Err(Error::Protocol(format!(
+        "server secret {name} could not be made"
+    )))
 }
 
 /// The device a bearer token was given to.
