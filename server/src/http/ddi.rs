@@ -323,20 +323,13 @@ async fn artifact(
     if file != a.filename {
         return Err(not_found());
     }
-    if u.state.is_final() {
-        return Err(Error::SessionOver {
-            sid: u.id.clone(),
-            why: format!("the update is {}", u.state.as_str()),
-        });
-    }
-    let etag = format!("\"{}\"", a.sha256);
     tracing::debug!(device = %d.record.id, package = %p.id, "DDI artifact");
     super::download::ranged(
         &app,
         &u,
         &a.storage_key,
         a.size,
-        &etag,
+        &a.sha256,
         "application/octet-stream",
         &method,
         &headers,

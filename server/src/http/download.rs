@@ -36,23 +36,13 @@ async fn package(
     headers: HeaderMap,
 ) -> Result<Response> {
     let u = updates::get(&app.db, &update).await?;
-    if u.state.is_final() {
-        return Err(Error::SessionOver {
-            sid: u.id.clone(),
-            why: format!("the update is {}", u.state.as_str()),
-        });
-    }
     let p = repository::package(&app.db, &u.package_id).await?;
-    let mut sha = [0u8; 32];
-    hex::decode_to_slice(&p.sha256, &mut sha)
-        .map_err(|_| Error::Protocol(format!("package {}: stored sha256 is not hex", p.id)))?;
-    let etag = download::etag(&sha);
     ranged(
         &app,
         &u,
         &p.storage_key,
         p.size,
-        &etag,
+        &p.sha256,
         "application/vnd.fota.package",
         &method,
         &headers,
@@ -60,19 +50,31 @@ async fn package(
     .await
 }
 
-/// Serves the `size` bytes stored at `key` for update `u`, with Range,
-/// If-Range, If-None-Match and HEAD; the bytes sent count as served.
+/// Serves the `size` bytes stored at `key` (whose sha256 is `sha256`,
+/// hex: the ETag) for update `u`, with Range, If-Range, If-None-Match and
+/// HEAD; the bytes sent count as served. An update that ended serves
+/// nothing.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn ranged(
     app: &AppState,
     u: &crate::updates::Update,
     key: &str,
     size: u64,
-    etag: &str,
+    sha256: &str,
     content_type: &str,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response> {
+    if u.state.is_final() {
+        return Err(Error::SessionOver {
+            sid: u.id.clone(),
+            why: format!("the update is {}", u.state.as_str()),
+        });
+    }
+    let mut sha = [0u8; 32];
+    hex::decode_to_slice(sha256, &mut sha)
+        .map_err(|_| Error::Protocol(format!("{key}: stored sha256 is not hex")))?;
+    let etag = &download::etag(&sha);
     let req = Request {
         range: header_str(headers, header::RANGE),
         if_range: header_str(headers, header::IF_RANGE),

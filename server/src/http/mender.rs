@@ -508,19 +508,12 @@ async fn download(
         .await?
         .filter(|a| a.filename == file)
         .ok_or_else(not_found)?;
-    if u.state.is_final() {
-        return Err(Error::SessionOver {
-            sid: u.id.clone(),
-            why: format!("the update is {}", u.state.as_str()),
-        });
-    }
-    let etag = format!("\"{}\"", a.sha256);
     super::download::ranged(
         &app,
         &u,
         &a.storage_key,
         a.size,
-        &etag,
+        &a.sha256,
         "application/octet-stream",
         &method,
         &headers,
@@ -568,17 +561,8 @@ pub(super) async fn register_identity(
     device_id: &str,
     identity: &BTreeMap<String, Value>,
 ) -> Result<String> {
+    check_identity_free(app, identity).await?;
     let canonical = canonical(identity)?;
-    let taken = sqlx::query("SELECT device_id FROM mender_identities WHERE identity = $1")
-        .bind(&canonical)
-        .fetch_optional(app.db.pool())
-        .await?;
-    if let Some(r) = taken {
-        let other: String = col(&r, "device_id")?;
-        return Err(Error::Conflict(format!(
-            "mender identity {canonical} is device {other}'s"
-        )));
-    }
     sqlx::query("INSERT INTO mender_identities (identity, device_id, pubkey, created_at) VALUES ($1, $2, '', $3)")
         .bind(&canonical)
         .bind(device_id)
