@@ -288,6 +288,9 @@ async fn a_swupdate_device_is_offered_downloads_and_reports_success() {
     assert_eq!(state, "installed", "{reason}");
     let d = t.f.device_json("ID:dev1").await;
     assert_eq!(d["device"]["fw_version"], "1.1.0");
+    // An ended update serves its artifact no more (410).
+    let gone = t.req(reqwest::Method::GET, &href).send().await.unwrap();
+    assert_eq!(gone.status().as_u16(), 410);
     // Nothing more to offer; a repeated report is only logged.
     let (_, b) = t.get(&t.url).await;
     assert!(b["_links"].get("deploymentBase").is_none(), "{b}");

@@ -243,6 +243,11 @@ async fn a_mender_client_authenticates_is_offered_downloads_and_reports_success(
     let d = f.device_json("ID:gw-1").await;
     assert_eq!(d["updates"][0]["state"], "installed", "{d}");
     assert_eq!(d["device"]["fw_version"], "1.1.0");
+    // An ended update's artifact is gone (410).
+    assert_eq!(
+        f.http.get(&uri).send().await.unwrap().status().as_u16(),
+        410
+    );
     // Nothing more; the inventory now says 1.1.0.
     assert_eq!(c.next("1.1.0").await.0, 204);
     let (_, r) = f.admin("GET", "/reports/updates", None).await;
