@@ -332,6 +332,15 @@ fn diff_images(
         }
         _ => None,
     };
+    // Only the tiny coder reads the index after matching: without it, the
+    // index (four bytes per old byte) is freed before the transform
+    // builds its own.
+    let raw_match = raw_match.map(|(index, blocks)| {
+        (
+            Some(index).filter(|_| opts.profile == Profile::Tiny),
+            blocks,
+        )
+    });
     let prepared = pool.install(|| {
         let blocks = raw_match.as_ref().map(|(_, b)| &b[..]);
         xform::prepare(
@@ -373,10 +382,7 @@ fn diff_images(
             old, new, lead, key, opts, progress, started, threads, stages, built, None,
         );
     }
-    let raw_match = raw_match.map(|(index, blocks)| Matched {
-        index: Some(index),
-        blocks,
-    });
+    let raw_match = raw_match.map(|(index, blocks)| Matched { index, blocks });
     // With both ways to build, each is first coded fast for its size
     // (zstd profile: the full LZMA search is most of the time) and only
     // the smaller is coded in full.

@@ -7,6 +7,8 @@ use fota_format::xform::{
 };
 use goblin::elf::{header, section_header, sym, Elf};
 
+use super::raw;
+
 /// Which instruction set to transform for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Arch {
@@ -52,100 +54,14 @@ pub fn detect(image: &[u8], arch: Arch) -> Option<Layout> {
         return elf_layout(image, arch);
     }
     match arch {
-        Arch::Aarch64 => Some(raw64_layout(image, Isa::Aarch64)),
-        Arch::X86_64 => Some(raw64_layout(image, Isa::X86_64)),
-        Arch::Arm => Some(raw32_layout(image)),
-        Arch::Auto if looks_like_aarch64(image) => Some(raw64_layout(image, Isa::Aarch64)),
-        Arch::Auto if looks_like_arm(image) => Some(raw32_layout(image)),
-        _ => cortex_m_layout(image),
-    }
-}
-
-/// A32 code, by its calls (BL, condition "always": at least one word in
-/// 256) and returns (BX LR, POP {…, PC}, or Go's LDR PC, [SP], #4: one
-/// in 4096).
-fn looks_like_arm(image: &[u8]) -> bool {
-    let (mut ret, mut bl) = (0usize, 0usize);
-    for w in image.chunks_exact(4) {
-        let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        ret += usize::from(w == 0xE12F_FF1E || w == 0xE49D_F004 || w & 0xFFFF_8000 == 0xE8BD_8000);
-        bl += usize::from(w & 0xFF00_0000 == 0xEB00_0000);
-    }
-    image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
-}
-
-/// A raw A32 image: one range at the base most 4-aligned words point into
-/// (64 KiB aligned), and that range as the pointer window.
-fn raw32_layout(image: &[u8]) -> Layout {
-    let words = image
-        .chunks_exact(4)
-        .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
-    raw_layout(image, words, Isa::Arm)
-}
-
-/// AArch64 code, by two instructions every function has: RET and BL
-/// (the latter at least one word in 256, the former one in 4096).
-fn looks_like_aarch64(image: &[u8]) -> bool {
-    let (mut ret, mut bl) = (0usize, 0usize);
-    for w in image.chunks_exact(4) {
-        let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        ret += usize::from(w == 0xD65F_03C0);
-        bl += usize::from(w & 0xFC00_0000 == 0x9400_0000);
-    }
-    image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
-}
-
-/// A raw image of a 64-bit instruction set: one range at the base most
-/// 64-bit pointer words point into (64 KiB aligned), and that range as the
-/// pointer window.
-fn raw64_layout(image: &[u8], isa: Isa) -> Layout {
-    let words = image
-        .chunks_exact(8)
-        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
-    raw_layout(image, words, isa)
-}
-
-/// One range at the 64 KiB-aligned base that most of `words` (the image's
-/// pointer-sized words) point into.
-fn raw_layout(image: &[u8], words: impl Iterator<Item = u64> + Clone, isa: Isa) -> Layout {
-    let len = image.len().min(u32::MAX as usize) as u32;
-    let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    for v in words.clone() {
-        if (0x1_0000..1 << 32).contains(&v) {
-            *buckets.entry((v as u32) & !0xFFFF).or_default() += 1;
+        Arch::Aarch64 => Some(raw::layout(image, Isa::Aarch64)),
+        Arch::X86_64 => Some(raw::layout(image, Isa::X86_64)),
+        Arch::Arm => Some(raw::layout(image, Isa::Arm)),
+        Arch::Auto if raw::looks_like(image, Isa::Aarch64) => {
+            Some(raw::layout(image, Isa::Aarch64))
         }
-    }
-    let mut candidates: Vec<(u32, usize)> = buckets.into_iter().collect();
-    candidates.sort_unstable_by_key(|&(b, n)| (std::cmp::Reverse(n), b));
-    candidates.truncate(16);
-    let score = |base: u32| -> usize {
-        words
-            .clone()
-            .filter(|&v| v >= u64::from(base) && v < u64::from(base) + u64::from(len))
-            .count()
-    };
-    let base = candidates
-        .iter()
-        .map(|&(b, _)| b)
-        .chain([0, 0x1_0000, 0x40_0000])
-        .filter(|b| u64::from(*b) + u64::from(len) <= 1 << 32)
-        .map(|b| (score(b), std::cmp::Reverse(b), b))
-        .max()
-        .map_or(0, |(_, _, b)| b);
-    Layout {
-        isa,
-        ranges: vec![AddrRange {
-            offset: 0,
-            len,
-            address: base,
-            flags: FLAG_BRANCHES | FLAG_POINTERS,
-        }],
-        windows: vec![Window {
-            low: base,
-            high: (u64::from(base) + u64::from(len)).min(u64::from(u32::MAX)) as u32,
-        }],
-        span: len.into(),
-        source: "raw image",
+        Arch::Auto if raw::looks_like(image, Isa::Arm) => Some(raw::layout(image, Isa::Arm)),
+        _ => cortex_m_layout(image),
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod layout;
 pub mod map;
+mod raw;
 pub mod synth;
 
 use fota_format::xform::{Breakpoint, XformParts, FLAG_BRANCHES, FLAG_POINTERS, MIN_BRANCH_BITS};

@@ -1,0 +1,616 @@
+//! Raw images (`objcopy -O binary` output, flash dumps): no section table
+//! says where code ends or at which address the image runs, so both are
+//! inferred from the bytes.
+//!
+//! - **Code or data**, block by block: code blocks are the words that
+//!   decode as instructions a compiler emits often. Only code gets its
+//!   branches rewritten; data that happens to decode as a branch would
+//!   otherwise be rewritten in the old image and not in the new one.
+//! - **The base address**, exactly: pointer words in data that point at
+//!   functions (code pointers) must land on the entries that calls reach,
+//!   and call targets are position-independent, so the base is the shift
+//!   that makes most pointers land on call targets. The low bits matter:
+//!   an AArch64 ADRP computes its target from its own 4 KiB page, and an
+//!   image that starts mid-page (`objcopy` begins at the first loaded
+//!   section, often a note) has its pages elsewhere than a 64 KiB-aligned
+//!   guess says.
+
+use fota_format::xform::{AddrRange, Isa, Window, FLAG_BRANCHES, FLAG_POINTERS, MAX_RANGES};
+
+use super::layout::Layout;
+
+/// Bytes per block the code classifier decides on.
+const BLOCK: usize = 4096;
+/// Shortest run of blocks of one kind kept as a range of its own: shorter
+/// ones join a neighbour, so a literal table inside code stays code.
+const MIN_RUN_BLOCKS: usize = 16;
+
+/// Whether `image` holds `isa` code, by two instructions every function
+/// has: for AArch64 RET and BL, for A32 a return (BX LR, MOV PC, LR,
+/// POP {…, PC}, or Go's LDR PC, [SP], #frame) and BL with condition "always". Calls must be at
+/// least one word in 256, returns one in 4096.
+pub fn looks_like(image: &[u8], isa: Isa) -> bool {
+    let (mut ret, mut bl) = (0usize, 0usize);
+    for w in image.chunks_exact(4) {
+        let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        match isa {
+            Isa::Aarch64 => {
+                ret += usize::from(w == 0xD65F_03C0);
+                bl += usize::from(w & 0xFC00_0000 == 0x9400_0000);
+            }
+            Isa::Arm => {
+                ret += usize::from(
+                    w == 0xE12F_FF1E
+                        || w == 0xE1A0_F00E
+                        || w & 0xFFFF_F000 == 0xE49D_F000
+                        || w & 0xFFFF_8000 == 0xE8BD_8000,
+                );
+                bl += usize::from(w & 0xFF00_0000 == 0xEB00_0000);
+            }
+            _ => return false,
+        }
+    }
+    image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
+}
+
+/// The layout of a raw `isa` image: its code and data ranges at the base
+/// its pointers and calls agree on, and that span as the pointer window.
+pub fn layout(image: &[u8], isa: Isa) -> Layout {
+    let len = image.len().min(u32::MAX as usize);
+    let image = &image[..len];
+    let runs = code_runs(image, isa);
+    let base = exact_base(image, isa, &runs).unwrap_or_else(|| bucket_base(image, isa, &runs));
+    let ranges = runs
+        .iter()
+        .map(|r| AddrRange {
+            offset: r.offset as u32,
+            len: r.len as u32,
+            address: base.wrapping_add(r.offset as u32),
+            flags: if r.code {
+                FLAG_BRANCHES | FLAG_POINTERS
+            } else {
+                FLAG_POINTERS
+            },
+        })
+        .collect();
+    Layout {
+        isa,
+        ranges,
+        windows: vec![Window {
+            low: base,
+            high: (u64::from(base) + len as u64).min(u64::from(u32::MAX)) as u32,
+        }],
+        span: len as u64,
+        source: "raw image",
+    }
+}
+
+/// A stretch of the image classified as code or data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    code: bool,
+    offset: usize,
+    len: usize,
+}
+
+/// Whether the word `w` looks like an instruction compilers emit often for
+/// `isa`: for AArch64 calls, branches, returns, ADRP, frame pairs, loads
+/// and stores, register and immediate arithmetic and moves; for A32 any instruction with
+/// condition "always". Zeros, text, pointers and tables match far less
+/// often.
+fn looks_like_code_word(isa: Isa, w: u32) -> bool {
+    match isa {
+        Isa::Aarch64 => {
+            let top6 = w >> 26;
+            let top8 = w >> 24;
+            top6 == 0x25 // BL
+                || top6 == 0x05 // B
+                || w == 0xD65F_03C0 // RET
+                || w == 0xD503_201F // NOP
+                || w & 0x9F00_0000 == 0x9000_0000 // ADRP
+                || w & 0xFF00_0010 == 0x5400_0000 // B.cond
+                || matches!(top8, 0x34 | 0x35 | 0xB4 | 0xB5) // CBZ, CBNZ
+                || matches!(top8, 0x11 | 0x51 | 0x71 | 0x91 | 0xB1 | 0xD1 | 0xF1) // ADD, SUB imm
+                || matches!(
+                    w & 0xFFC0_0000,
+                    0x3900_0000 | 0x3940_0000 | 0xB900_0000 | 0xB940_0000 | 0xF900_0000 | 0xF940_0000
+                ) // LDR, STR (unsigned offset)
+                || matches!(w >> 22, 0x2A0..=0x2A7) // STP, LDP (64-bit)
+                || w & 0x1E00_0000 == 0x0A00_0000 // logical, ADD/SUB (register)
+                || w & 0x7F80_0000 == 0x5280_0000 // MOVZ
+        }
+        Isa::Arm => w >> 28 == 0xE && w != 0xFFFF_FFFF,
+        _ => true,
+    }
+}
+
+/// The image cut into code and data runs: blocks where at least 3 words in
+/// 8 look like instructions are code, then runs shorter than
+/// [`MIN_RUN_BLOCKS`] (or past [`MAX_RANGES`] of them) join their longer
+/// neighbour. An ISA without a classifier, or an image of code only, is
+/// one code run.
+fn code_runs(image: &[u8], isa: Isa) -> Vec<Run> {
+    let whole = vec![Run {
+        code: true,
+        offset: 0,
+        len: image.len(),
+    }];
+    if !matches!(isa, Isa::Aarch64 | Isa::Arm) || image.len() < BLOCK * MIN_RUN_BLOCKS {
+        return whole;
+    }
+    // Runs as (code, block count).
+    let mut runs: Vec<(bool, usize)> = Vec::new();
+    for block in image.chunks(BLOCK) {
+        let words = block.chunks_exact(4);
+        let n = words.len();
+        let hits = words
+            .filter(|w| looks_like_code_word(isa, u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+            .count();
+        let code = hits * 8 >= n * 3;
+        match runs.last_mut() {
+            Some(r) if r.0 == code => r.1 += 1,
+            _ => runs.push((code, 1)),
+        }
+    }
+    // Many runs (an image of mixed blocks) first lose their short ones in
+    // linear passes, so the exact merging below stays cheap.
+    while runs.len() > 1024 {
+        let before = runs.len();
+        let mut joined: Vec<(bool, usize)> = Vec::with_capacity(before);
+        for r in runs.drain(..) {
+            match joined.last_mut() {
+                Some(l) if l.0 == r.0 || r.1 < MIN_RUN_BLOCKS => l.1 += r.1,
+                _ => joined.push(r),
+            }
+        }
+        runs = joined;
+        if runs.len() == before {
+            break;
+        }
+    }
+    while runs.len() > 1 {
+        let too_many = runs.len() > MAX_RANGES;
+        let Some(i) = (0..runs.len())
+            .filter(|&i| too_many || runs[i].1 < MIN_RUN_BLOCKS)
+            .min_by_key(|&i| runs[i].1)
+        else {
+            break;
+        };
+        let into = match (i.checked_sub(1), runs.get(i + 1)) {
+            (Some(p), Some(n)) if n.1 > runs[p].1 => i + 1,
+            (Some(p), _) => p,
+            _ => i + 1,
+        };
+        runs[i].0 = runs[into].0;
+        let mut joined: Vec<(bool, usize)> = Vec::with_capacity(runs.len());
+        for r in runs.drain(..) {
+            match joined.last_mut() {
+                Some(l) if l.0 == r.0 => l.1 += r.1,
+                _ => joined.push(r),
+            }
+        }
+        runs = joined;
+    }
+    // All code, or none found in an image of this ISA: one code run.
+    if runs.iter().all(|r| r.0) || runs.iter().all(|r| !r.0) {
+        return whole;
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut offset = 0;
+    for (code, blocks) in runs {
+        let end = (offset + blocks * BLOCK).min(image.len());
+        out.push(Run {
+            code,
+            offset,
+            len: end - offset,
+        });
+        offset = end;
+    }
+    out
+}
+
+/// Most distinct pointer values that vote on the base's high bits.
+const MAX_VOTERS: usize = 1 << 16;
+
+/// An AArch64 address formation: ADRP at `site` followed by an ADD, LDR
+/// or STR on the same register, so its target is
+/// `page(site) + page_delta × 4096 + low12`.
+#[derive(Debug, Clone, Copy)]
+struct PageRef {
+    site: u32,
+    page_delta: i32,
+    low12: u32,
+}
+
+impl PageRef {
+    /// The target's image offset for a base whose low 12 bits are
+    /// `phase`, split as (key, switches): the offset is `key - phase`, plus
+    /// 4096 once `phase` reaches `switches` (where the site's page starts
+    /// one page later).
+    fn key(self) -> i64 {
+        i64::from(self.site & !0xFFF) + i64::from(self.page_delta) * 4096 + i64::from(self.low12)
+    }
+
+    fn switches(self) -> u32 {
+        match self.site & 0xFFF {
+            0 => 4096,
+            q => 4096 - q,
+        }
+    }
+}
+
+/// Every ADRP in `runs`' code followed by its ADD (immediate), or a
+/// 64- or 32-bit LDR or STR (unsigned offset), on the same register.
+fn page_refs(image: &[u8], runs: &[Run]) -> Vec<PageRef> {
+    let mut out = Vec::new();
+    for run in runs.iter().filter(|r| r.code) {
+        let code = &image[run.offset..run.offset + run.len];
+        let words: Vec<u32> = code
+            .chunks_exact(4)
+            .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            .collect();
+        for (i, pair) in words.windows(2).enumerate() {
+            let (adrp, next) = (pair[0], pair[1]);
+            if adrp & 0x9F00_0000 != 0x9000_0000 {
+                continue;
+            }
+            let rd = adrp & 31;
+            if (next >> 5) & 31 != rd {
+                continue;
+            }
+            let imm12 = (next >> 10) & 0xFFF;
+            let low12 = match next & 0xFFC0_0000 {
+                0x9100_0000 => imm12,
+                0xF940_0000 | 0xF900_0000 => imm12 * 8,
+                0xB940_0000 | 0xB900_0000 => imm12 * 4,
+                _ => continue,
+            };
+            if low12 > 0xFFF {
+                continue;
+            }
+            let imm = ((adrp >> 5) & 0x7FFFF) << 2 | (adrp >> 29) & 3;
+            let page_delta = ((imm << 11) as i32) >> 11;
+            out.push(PageRef {
+                site: (run.offset + i * 4) as u32,
+                page_delta,
+                low12,
+            });
+        }
+    }
+    out
+}
+
+/// The base's low 12 bits that make the most address formations agree: two
+/// ADRPs that reach one object compute one target only with the right page
+/// phase. `None` without enough agreement to tell.
+fn page_phase(refs: &[PageRef]) -> Option<u32> {
+    let mut counts: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+    let mut score: u64 = 0;
+    for r in refs {
+        let n = counts.entry(r.key()).or_default();
+        score += u64::from(*n);
+        *n += 1;
+    }
+    let mut order: Vec<usize> = (0..refs.len()).collect();
+    order.sort_unstable_by_key(|&i| refs[i].switches());
+    let mut next = 0;
+    // (score, first phase of that score, last phase of it)
+    let mut best: (u64, u32, u32) = (score, 0, 0);
+    let mut last_best_run = true;
+    let mut least = score;
+    for phase in (0..4096u32).step_by(4) {
+        while next < order.len() && refs[order[next]].switches() <= phase {
+            let k = refs[order[next]].key();
+            if let Some(n) = counts.get_mut(&k) {
+                *n -= 1;
+                score -= u64::from(*n);
+            }
+            let n = counts.entry(k + 4096).or_default();
+            score += u64::from(*n);
+            *n += 1;
+            next += 1;
+        }
+        if phase == 0 {
+            continue;
+        }
+        least = least.min(score);
+        if score > best.0 {
+            best = (score, phase, phase);
+            last_best_run = true;
+        } else if score == best.0 && last_best_run {
+            best.2 = phase;
+        } else {
+            last_best_run = false;
+        }
+    }
+    // Agreement must hang on the phase: pairs in one page agree at every
+    // phase and tell nothing.
+    (best.0 >= least + 16).then_some(((best.1 + best.2) / 2) & !3)
+}
+
+/// The exact base of an AArch64 raw image: its low 12 bits from the
+/// address formations' agreement ([`page_phase`]), the rest from pointer
+/// words in data that hold the same targets those formations reach.
+/// `None` for other ISAs, or when the evidence is too thin.
+fn exact_base(image: &[u8], isa: Isa, runs: &[Run]) -> Option<u32> {
+    if isa != Isa::Aarch64 {
+        return None;
+    }
+    let refs = page_refs(image, runs);
+    let phase = page_phase(&refs)?;
+    // Targets (image offsets) by their absolute low 12 bits.
+    let mut by_low: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for r in &refs {
+        let key = r.key() - i64::from(phase) + if r.switches() <= phase { 4096 } else { 0 };
+        if let Ok(t) = u32::try_from(key) {
+            if (t as usize) < image.len() {
+                by_low.entry(r.low12).or_default().push(t);
+            }
+        }
+    }
+    for v in by_low.values_mut() {
+        v.sort_unstable();
+        v.dedup();
+    }
+    // Each distinct pointer value votes once: a constant that repeats
+    // through a table is not evidence.
+    let mut pointers: Vec<u32> = runs
+        .iter()
+        .filter(|r| !r.code)
+        .flat_map(|r| image[r.offset..r.offset + r.len].chunks_exact(8))
+        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+        .filter(|v| (0x1000..1 << 32).contains(v))
+        .map(|v| v as u32)
+        .collect();
+    pointers.sort_unstable();
+    pointers.dedup();
+    // An even sample bounds the work on pointer-dense images.
+    if pointers.len() > MAX_VOTERS {
+        pointers = (0..MAX_VOTERS)
+            .map(|i| pointers[i * pointers.len() / MAX_VOTERS])
+            .collect();
+    }
+    let mut votes: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    {
+        for &v in &pointers {
+            for &t in by_low.get(&(v & 0xFFF)).into_iter().flatten() {
+                if let Some(base) = v.checked_sub(t) {
+                    if base & 0xFFF == phase && u64::from(base) + image.len() as u64 <= 1 << 32 {
+                        *votes.entry(base).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<(u32, u32)> = votes.into_iter().map(|(b, n)| (n, b)).collect();
+    ranked.sort_unstable_by_key(|&(n, b)| (std::cmp::Reverse(n), b));
+    match ranked.as_slice() {
+        [(n, b), rest @ ..] if *n >= 16 && rest.first().is_none_or(|s| s.0 * 2 <= *n) => Some(*b),
+        _ => Some((bucket_base(image, isa, runs) & !0xFFF) | phase),
+    }
+}
+
+/// The 64 KiB-aligned base that most pointer-sized words point into past:
+/// the fallback when calls and pointers do not pin the base down.
+fn bucket_base(image: &[u8], isa: Isa, runs: &[Run]) -> u32 {
+    let word = if isa == Isa::Arm { 4 } else { 8 };
+    // Data words when the image has data runs: instruction words are not
+    // addresses.
+    let data: Vec<&Run> = match runs.iter().filter(|r| !r.code).collect::<Vec<_>>() {
+        d if d.is_empty() => runs.iter().collect(),
+        d => d,
+    };
+    let words = data
+        .iter()
+        .flat_map(|r| image[r.offset..r.offset + r.len].chunks_exact(word))
+        .map(|w| w.iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b)));
+    let len = image.len() as u64;
+    let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    for v in words.clone() {
+        if (0x1_0000..1 << 32).contains(&v) {
+            *buckets.entry((v as u32) & !0xFFFF).or_default() += 1;
+        }
+    }
+    let mut candidates: Vec<(u32, usize)> = buckets.into_iter().collect();
+    candidates.sort_unstable_by_key(|&(b, n)| (std::cmp::Reverse(n), b));
+    candidates.truncate(16);
+    let score = |base: u32| -> usize {
+        words
+            .clone()
+            .filter(|&v| v >= u64::from(base).max(0x1_0000) && v < u64::from(base) + len)
+            .count()
+    };
+    candidates
+        .iter()
+        .map(|&(b, _)| b)
+        .chain([0, 0x1_0000, 0x40_0000])
+        .filter(|b| u64::from(*b) + len <= 1 << 32)
+        .map(|b| (score(b), b))
+        .max()
+        .map_or(0, |(_, b)| b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator for test images.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+    }
+
+    /// AArch64 filler code: frame pairs, loads, adds, calls and returns.
+    fn a64_code(len: usize, rng: &mut Lcg) -> Vec<u8> {
+        let pool = [
+            0xA9BF_7BFDu32, // STP x29, x30, [sp, #-16]!
+            0xF940_0BE0,    // LDR x0, [sp, #16]
+            0x9100_4000,    // ADD x0, x0, #16
+            0xAA01_03E0,    // MOV x0, x1
+            0xD65F_03C0,    // RET
+            0x5280_0020,    // MOVZ w0, #1
+            0xB940_0001,    // LDR w1, [x0]
+        ];
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let r = rng.next();
+            let w = if r % 5 == 0 {
+                0x9400_0000 | (r >> 8) & 0xFFF // BL forward
+            } else {
+                pool[(r % pool.len() as u32) as usize]
+            };
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    /// Data: text, zeros and small integers.
+    fn data(len: usize, rng: &mut Lcg) -> Vec<u8> {
+        let text = b"the quick brown fox jumps over the lazy dog. ";
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            match rng.next() % 3 {
+                0 => out.extend_from_slice(text),
+                1 => out.extend_from_slice(&[0; 24]),
+                _ => out.extend_from_slice(&u64::from(rng.next() % 1000).to_le_bytes()),
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn code_and_data_are_told_apart_by_block() {
+        let mut rng = Lcg(1);
+        let mut img = a64_code(96 << 10, &mut rng);
+        img.extend(data(160 << 10, &mut rng));
+        img.extend(a64_code(80 << 10, &mut rng));
+        let runs = code_runs(&img, Isa::Aarch64);
+        let kinds: Vec<(bool, usize, usize)> =
+            runs.iter().map(|r| (r.code, r.offset, r.len)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (true, 0, 96 << 10),
+                (false, 96 << 10, 160 << 10),
+                (true, 256 << 10, 80 << 10)
+            ]
+        );
+        // A short table inside code stays code.
+        let mut img = a64_code(128 << 10, &mut rng);
+        img[64 << 10..72 << 10].copy_from_slice(&data(8 << 10, &mut rng));
+        assert_eq!(code_runs(&img, Isa::Aarch64).len(), 1);
+        // Without a classifier (x86-64), the image is one code run.
+        assert_eq!(code_runs(&data(256 << 10, &mut rng), Isa::X86_64).len(), 1);
+    }
+
+    #[test]
+    fn many_mixed_blocks_are_merged_to_the_range_limit() {
+        let mut rng = Lcg(2);
+        let mut img = Vec::new();
+        for i in 0..3000 {
+            if i % 3 == 0 {
+                img.extend(data(BLOCK, &mut rng));
+            } else {
+                img.extend(a64_code(BLOCK, &mut rng));
+            }
+        }
+        for i in 0..40 {
+            if i % 2 == 0 {
+                img.extend(data(BLOCK * MIN_RUN_BLOCKS, &mut rng));
+            } else {
+                img.extend(a64_code(BLOCK * MIN_RUN_BLOCKS, &mut rng));
+            }
+        }
+        let runs = code_runs(&img, Isa::Aarch64);
+        assert!(runs.len() <= MAX_RANGES, "{}", runs.len());
+        assert_eq!(runs.iter().map(|r| r.len).sum::<usize>(), img.len());
+        assert!(runs
+            .windows(2)
+            .all(|p| p[0].offset + p[0].len == p[1].offset));
+    }
+
+    /// An AArch64 raw image at `base`: code whose ADRP+ADD pairs reach 64
+    /// objects in the data (each from many sites), and data holding
+    /// pointers to those objects.
+    fn image_at(base: u32, with_adrp: bool) -> Vec<u8> {
+        let mut rng = Lcg(u64::from(base));
+        let code_len = 256 << 10;
+        let mut img = a64_code(code_len, &mut rng);
+        img.extend(data(256 << 10, &mut rng));
+        let objects: Vec<u32> = (0..64)
+            .map(|_| (base + code_len as u32 + (rng.next() % (200 << 10))) & !7)
+            .collect();
+        if with_adrp {
+            for _ in 0..3000 {
+                let site = (rng.next() as usize % (code_len - 8)) & !3;
+                let target = objects[rng.next() as usize % objects.len()];
+                let pc = base + site as u32;
+                let delta = ((target >> 12) as i32 - (pc >> 12) as i32) as u32;
+                let (immlo, immhi) = (delta & 3, (delta >> 2) & 0x7FFFF);
+                let adrp = 0x9000_0000 | immlo << 29 | immhi << 5 | 3;
+                let add = 0x9100_0000 | (target & 0xFFF) << 10 | 3 << 5 | 3;
+                img[site..site + 4].copy_from_slice(&adrp.to_le_bytes());
+                img[site + 4..site + 8].copy_from_slice(&add.to_le_bytes());
+            }
+        }
+        // Pointers to the objects and into code, in the data.
+        for (i, at) in (code_len + (210 << 10)..code_len + (250 << 10))
+            .step_by(64)
+            .enumerate()
+        {
+            let p = if i % 2 == 0 {
+                objects[i / 2 % objects.len()]
+            } else {
+                base + ((rng.next() % code_len as u32) & !3)
+            };
+            img[at..at + 8].copy_from_slice(&u64::from(p).to_le_bytes());
+        }
+        img
+    }
+
+    #[test]
+    fn the_base_is_found_to_the_word_from_page_agreement() {
+        for base in [0x0001_0F9Cu32, 0x0040_09C4, 0x0800_0000, 0x0041_2000] {
+            let img = image_at(base, true);
+            let l = layout(&img, Isa::Aarch64);
+            assert_eq!(l.ranges[0].address, base, "{base:#x}");
+            assert_eq!(l.ranges.len(), 2);
+            assert_eq!(l.ranges[0].flags, FLAG_BRANCHES | FLAG_POINTERS);
+            assert_eq!(l.ranges[1].flags, FLAG_POINTERS);
+            assert_eq!(l.ranges[1].address, base + (256 << 10));
+            assert_eq!(l.windows[0].low, base);
+        }
+    }
+
+    #[test]
+    fn without_address_formations_the_base_is_64k_aligned() {
+        let img = image_at(0x0040_09C4, false);
+        let l = layout(&img, Isa::Aarch64);
+        assert_eq!(l.ranges[0].address, 0x0040_0000);
+    }
+
+    #[test]
+    fn go_style_a32_returns_count_as_returns() {
+        let mut img = Vec::new();
+        for i in 0..4096u32 {
+            let w = match i % 64 {
+                0 => 0xE49D_F008u32,      // LDR PC, [SP], #8
+                1..=8 => 0xEB00_0000 | i, // BL
+                _ => 0xE1A0_0000,         // MOV r0, r0
+            };
+            img.extend_from_slice(&w.to_le_bytes());
+        }
+        assert!(looks_like(&img, Isa::Arm));
+        assert!(!looks_like(&img, Isa::Aarch64));
+        assert!(!looks_like(&[0u8; 16384], Isa::Arm));
+    }
+}
