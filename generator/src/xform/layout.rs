@@ -61,6 +61,9 @@ pub fn detect(image: &[u8], arch: Arch) -> Option<Layout> {
             Some(raw::layout(image, Isa::Aarch64))
         }
         Arch::Auto if raw::looks_like(image, Isa::Arm) => Some(raw::layout(image, Isa::Arm)),
+        Arch::Auto => cortex_m_layout(image).or_else(|| {
+            raw::looks_like(image, Isa::X86_64).then(|| raw::layout(image, Isa::X86_64))
+        }),
         _ => cortex_m_layout(image),
     }
 }

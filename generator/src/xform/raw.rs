@@ -6,14 +6,20 @@
 //!   decode as instructions a compiler emits often. Only code gets its
 //!   branches rewritten; data that happens to decode as a branch would
 //!   otherwise be rewritten in the old image and not in the new one.
-//! - **The base address**, exactly: pointer words in data that point at
-//!   functions (code pointers) must land on the entries that calls reach,
-//!   and call targets are position-independent, so the base is the shift
-//!   that makes most pointers land on call targets. The low bits matter:
-//!   an AArch64 ADRP computes its target from its own 4 KiB page, and an
-//!   image that starts mid-page (`objcopy` begins at the first loaded
-//!   section, often a note) has its pages elsewhere than a 64 KiB-aligned
-//!   guess says.
+//! - **The base address**, as exactly as the bytes tell. Its low bits
+//!   matter most: pointer words sit at addresses aligned to their size,
+//!   and an AArch64 ADRP computes its target from its own 4 KiB page, so
+//!   an image that starts mid-page (`objcopy` begins at the first loaded
+//!   section, often a note) needs its pages where they really are.
+//!   1. Pointer words are read at the offset phase where most of them
+//!      look like 32-bit addresses (an image starting 4 bytes past an
+//!      8-byte boundary has its pointers at offsets 4 modulo 8).
+//!   2. The 64 KiB bucket those values fall in, taking the tightest window
+//!      of the image's length.
+//!   3. AArch64: the page phase at which the most ADRP pairs reach the
+//!      same targets (two sites reach one object only with the right
+//!      phase), and the highest page of the bucket no pointer points
+//!      below. Other ISAs: the pointer phase.
 
 use fota_format::xform::{AddrRange, Isa, Window, FLAG_BRANCHES, FLAG_POINTERS, MAX_RANGES};
 
@@ -27,9 +33,15 @@ const MIN_RUN_BLOCKS: usize = 16;
 
 /// Whether `image` holds `isa` code, by two instructions every function
 /// has: for AArch64 RET and BL, for A32 a return (BX LR, MOV PC, LR,
-/// POP {…, PC}, or Go's LDR PC, [SP], #frame) and BL with condition "always". Calls must be at
-/// least one word in 256, returns one in 4096.
+/// POP {…, PC}, or Go's LDR PC, [SP], #frame) and BL with condition
+/// "always" (calls at least one word in 256, returns one in 4096); for
+/// x86-64 CALL rel32 into the image (one per KiB) and 64-bit moves (one
+/// per 256 bytes, see [`x86_64_marks`]).
 pub fn looks_like(image: &[u8], isa: Isa) -> bool {
+    if isa == Isa::X86_64 {
+        let (calls, moves) = x86_64_marks(image, 0, image.len());
+        return image.len() >= 4096 && calls * 1024 >= image.len() && moves * 256 >= image.len();
+    }
     let (mut ret, mut bl) = (0usize, 0usize);
     for w in image.chunks_exact(4) {
         let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
@@ -59,7 +71,27 @@ pub fn layout(image: &[u8], isa: Isa) -> Layout {
     let len = image.len().min(u32::MAX as usize);
     let image = &image[..len];
     let runs = code_runs(image, isa);
-    let base = exact_base(image, isa, &runs).unwrap_or_else(|| bucket_base(image, isa, &runs));
+    let (pointers, phase) = pointer_words(image, isa, &runs);
+    let near = bucket_base(&pointers, len);
+    let base = match isa {
+        // AArch64 address formations fix the low 12 bits; the page is the
+        // highest in the bucket that no pointer points below (pointers to
+        // an image's first bytes are common: entry points, tables).
+        Isa::Aarch64 => page_phase(&page_refs(image, &runs)).map(|ph| {
+            let lowest = pointers.iter().copied().filter(|&p| p >= near).min();
+            let mut b = (near & !0xFFF) | ph;
+            while lowest.is_some_and(|l| b + 0x1000 <= l) && b + 0x1000 < near + 0x1_0000 {
+                b += 0x1000;
+            }
+            b
+        }),
+        _ => None,
+    }
+    // Else pointers sit at `phase` modulo their size, so the base does too.
+    .unwrap_or_else(|| {
+        let word = if isa == Isa::Arm { 4 } else { 8 };
+        near + ((word - phase) % word) as u32
+    });
     let ranges = runs
         .iter()
         .map(|r| AddrRange {
@@ -124,8 +156,37 @@ fn looks_like_code_word(isa: Isa, w: u32) -> bool {
     }
 }
 
+/// x86-64 code marks in `image[start..start + len]`: CALL rel32 whose
+/// target lies in the image, and 64-bit MOV, LEA, ADD/SUB/CMP immediate,
+/// TEST and MOV immediate (REX.W 0x48 and its opcode). Compiled x86-64 has
+/// a few of these every 100 bytes; other ISAs' code and data a few per
+/// 10,000.
+fn x86_64_marks(image: &[u8], start: usize, len: usize) -> (usize, usize) {
+    let (mut calls, mut moves) = (0, 0);
+    let end = (start + len).min(image.len());
+    for at in start..end {
+        match image[at] {
+            0xE8 => {
+                if let Some(r) = image.get(at + 1..at + 5) {
+                    let rel = i64::from(i32::from_le_bytes([r[0], r[1], r[2], r[3]]));
+                    let target = at as i64 + 5 + rel;
+                    calls += usize::from((0..image.len() as i64).contains(&target));
+                }
+            }
+            0x48 => {
+                moves += usize::from(matches!(
+                    image.get(at + 1),
+                    Some(0x89 | 0x8B | 0x8D | 0x83 | 0x85 | 0xC7)
+                ));
+            }
+            _ => {}
+        }
+    }
+    (calls, moves)
+}
+
 /// The image cut into code and data runs: blocks where at least 3 words in
-/// 8 look like instructions are code, then runs shorter than
+/// 8 look like instructions (x86-64: a code mark per 256 bytes) are code, then runs shorter than
 /// [`MIN_RUN_BLOCKS`] (or past [`MAX_RANGES`] of them) join their longer
 /// neighbour. An ISA without a classifier, or an image of code only, is
 /// one code run.
@@ -135,18 +196,29 @@ fn code_runs(image: &[u8], isa: Isa) -> Vec<Run> {
         offset: 0,
         len: image.len(),
     }];
-    if !matches!(isa, Isa::Aarch64 | Isa::Arm) || image.len() < BLOCK * MIN_RUN_BLOCKS {
+    if image.len() < BLOCK * MIN_RUN_BLOCKS {
         return whole;
     }
     // Runs as (code, block count).
     let mut runs: Vec<(bool, usize)> = Vec::new();
-    for block in image.chunks(BLOCK) {
-        let words = block.chunks_exact(4);
-        let n = words.len();
-        let hits = words
-            .filter(|w| looks_like_code_word(isa, u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
-            .count();
-        let code = hits * 8 >= n * 3;
+    for (i, block) in image.chunks(BLOCK).enumerate() {
+        let code = match isa {
+            Isa::Aarch64 | Isa::Arm => {
+                let words = block.chunks_exact(4);
+                let n = words.len();
+                let hits = words
+                    .filter(|w| {
+                        looks_like_code_word(isa, u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    })
+                    .count();
+                hits * 8 >= n * 3
+            }
+            Isa::X86_64 => {
+                let (calls, moves) = x86_64_marks(image, i * BLOCK, block.len());
+                (calls + moves) * 256 >= block.len()
+            }
+            _ => return whole,
+        };
         match runs.last_mut() {
             Some(r) if r.0 == code => r.1 += 1,
             _ => runs.push((code, 1)),
@@ -208,9 +280,6 @@ fn code_runs(image: &[u8], isa: Isa) -> Vec<Run> {
     }
     out
 }
-
-/// Most distinct pointer values that vote on the base's high bits.
-const MAX_VOTERS: usize = 1 << 16;
 
 /// An AArch64 address formation: ADRP at `site` followed by an ADD, LDR
 /// or STR on the same register, so its target is
@@ -328,96 +397,53 @@ fn page_phase(refs: &[PageRef]) -> Option<u32> {
     (best.0 >= least + 16).then_some(((best.1 + best.2) / 2) & !3)
 }
 
-/// The exact base of an AArch64 raw image: its low 12 bits from the
-/// address formations' agreement ([`page_phase`]), the rest from pointer
-/// words in data that hold the same targets those formations reach.
-/// `None` for other ISAs, or when the evidence is too thin.
-fn exact_base(image: &[u8], isa: Isa, runs: &[Run]) -> Option<u32> {
-    if isa != Isa::Aarch64 {
-        return None;
-    }
-    let refs = page_refs(image, runs);
-    let phase = page_phase(&refs)?;
-    // Targets (image offsets) by their absolute low 12 bits.
-    let mut by_low: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
-    for r in &refs {
-        let key = r.key() - i64::from(phase) + if r.switches() <= phase { 4096 } else { 0 };
-        if let Ok(t) = u32::try_from(key) {
-            if (t as usize) < image.len() {
-                by_low.entry(r.low12).or_default().push(t);
-            }
-        }
-    }
-    for v in by_low.values_mut() {
-        v.sort_unstable();
-        v.dedup();
-    }
-    // Each distinct pointer value votes once: a constant that repeats
-    // through a table is not evidence.
-    let mut pointers: Vec<u32> = runs
-        .iter()
-        .filter(|r| !r.code)
-        .flat_map(|r| image[r.offset..r.offset + r.len].chunks_exact(8))
-        .map(|w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
-        .filter(|v| (0x1000..1 << 32).contains(v))
-        .map(|v| v as u32)
-        .collect();
-    pointers.sort_unstable();
-    pointers.dedup();
-    // An even sample bounds the work on pointer-dense images.
-    if pointers.len() > MAX_VOTERS {
-        pointers = (0..MAX_VOTERS)
-            .map(|i| pointers[i * pointers.len() / MAX_VOTERS])
-            .collect();
-    }
-    let mut votes: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-    {
-        for &v in &pointers {
-            for &t in by_low.get(&(v & 0xFFF)).into_iter().flatten() {
-                if let Some(base) = v.checked_sub(t) {
-                    if base & 0xFFF == phase && u64::from(base) + image.len() as u64 <= 1 << 32 {
-                        *votes.entry(base).or_default() += 1;
-                    }
-                }
-            }
-        }
-    }
-    let mut ranked: Vec<(u32, u32)> = votes.into_iter().map(|(b, n)| (n, b)).collect();
-    ranked.sort_unstable_by_key(|&(n, b)| (std::cmp::Reverse(n), b));
-    match ranked.as_slice() {
-        [(n, b), rest @ ..] if *n >= 16 && rest.first().is_none_or(|s| s.0 * 2 <= *n) => Some(*b),
-        _ => Some((bucket_base(image, isa, runs) & !0xFFF) | phase),
-    }
-}
-
-/// The 64 KiB-aligned base that most pointer-sized words point into past:
-/// the fallback when calls and pointers do not pin the base down.
-fn bucket_base(image: &[u8], isa: Isa, runs: &[Run]) -> u32 {
+/// Pointer-sized words of the data runs (of the whole image when it has
+/// none: instruction words are not addresses), read at the offset phase
+/// where pointers sit: an image that starts 4 bytes past an 8-byte
+/// boundary has its 64-bit pointers at offsets 4 modulo 8, and words read
+/// at the other phase join halves of two values. Values that could be
+/// 32-bit addresses, with the phase.
+fn pointer_words(image: &[u8], isa: Isa, runs: &[Run]) -> (Vec<u32>, usize) {
     let word = if isa == Isa::Arm { 4 } else { 8 };
-    // Data words when the image has data runs: instruction words are not
-    // addresses.
     let data: Vec<&Run> = match runs.iter().filter(|r| !r.code).collect::<Vec<_>>() {
         d if d.is_empty() => runs.iter().collect(),
         d => d,
     };
-    let words = data
-        .iter()
-        .flat_map(|r| image[r.offset..r.offset + r.len].chunks_exact(word))
-        .map(|w| w.iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b)));
-    let len = image.len() as u64;
+    let at_phase = |phase: usize| -> Vec<u32> {
+        data.iter()
+            .flat_map(|r| {
+                let start = (r.offset + phase).min(r.offset + r.len);
+                image[start..r.offset + r.len].chunks_exact(word)
+            })
+            .map(|w| w.iter().rev().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
+            .filter(|v| (0x1000..1 << 32).contains(v))
+            .map(|v| v as u32)
+            .collect()
+    };
+    (0..word)
+        .step_by(4)
+        .map(|phase| (at_phase(phase), phase))
+        .max_by_key(|(v, phase)| (v.len(), std::cmp::Reverse(*phase)))
+        .unwrap_or_default()
+}
+
+/// The 64 KiB-aligned base that most `pointers` point into past: the
+/// first guess, and the fallback when calls and pointers do not pin the
+/// base down.
+fn bucket_base(pointers: &[u32], len: usize) -> u32 {
+    let len = len as u64;
     let mut buckets: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    for v in words.clone() {
-        if (0x1_0000..1 << 32).contains(&v) {
-            *buckets.entry((v as u32) & !0xFFFF).or_default() += 1;
-        }
+    for &v in pointers.iter().filter(|&&v| v >= 0x1_0000) {
+        *buckets.entry(v & !0xFFFF).or_default() += 1;
     }
     let mut candidates: Vec<(u32, usize)> = buckets.into_iter().collect();
     candidates.sort_unstable_by_key(|&(b, n)| (std::cmp::Reverse(n), b));
     candidates.truncate(16);
     let score = |base: u32| -> usize {
-        words
-            .clone()
-            .filter(|&v| v >= u64::from(base).max(0x1_0000) && v < u64::from(base) + len)
+        let low = u64::from(base).max(0x1_0000);
+        pointers
+            .iter()
+            .filter(|&&v| u64::from(v) >= low && u64::from(v) < u64::from(base) + len)
             .count()
     };
     candidates
@@ -612,5 +638,52 @@ mod tests {
         assert!(looks_like(&img, Isa::Arm));
         assert!(!looks_like(&img, Isa::Aarch64));
         assert!(!looks_like(&[0u8; 16384], Isa::Arm));
+    }
+
+    /// x86-64 filler code: 64-bit moves, calls into the first 64 KiB,
+    /// returns and NOPs.
+    fn x86_code(len: usize, rng: &mut Lcg) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            match rng.next() % 4 {
+                0 => {
+                    let target = (rng.next() % (64 << 10)) as i64;
+                    let rel = (target - (out.len() as i64 + 5)) as i32;
+                    out.push(0xE8);
+                    out.extend_from_slice(&rel.to_le_bytes());
+                }
+                1 => out.extend_from_slice(&[0x48, 0x89, 0xC7]),
+                2 => out.extend_from_slice(&[0x48, 0x8B, 0x45, 0xF8]),
+                _ => out.extend_from_slice(&[0xC3, 0x90, 0x90]),
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn x86_64_raw_images_are_found_with_their_pointer_phase() {
+        let mut rng = Lcg(7);
+        let base = 0x0040_0F9Cu32;
+        let mut img = x86_code(256 << 10, &mut rng);
+        img.extend(data(256 << 10, &mut rng));
+        // 8-byte pointers at 8-aligned addresses: offsets 4 modulo 8.
+        for at in ((256 << 10) + 4..(500 << 10)).step_by(256) {
+            let p = base + rng.next() % (480 << 10);
+            img[at..at + 8].copy_from_slice(&u64::from(p).to_le_bytes());
+        }
+        assert!(looks_like(&img, Isa::X86_64));
+        assert!(!looks_like(&img, Isa::Aarch64));
+        let l = super::super::layout::detect(&img, super::super::layout::Arch::Auto)
+            .expect("x86-64 raw image");
+        assert_eq!(l.isa, Isa::X86_64);
+        let flags: Vec<u8> = l.ranges.iter().map(|r| r.flags).collect();
+        assert_eq!(flags, [FLAG_BRANCHES | FLAG_POINTERS, FLAG_POINTERS]);
+        let found = l.ranges[0].address;
+        assert_eq!(found % 8, 4, "{found:#x}");
+        assert_eq!(found & !0xFFFF, 0x0040_0000, "{found:#x}");
+        // AArch64 code is not x86-64.
+        let a64 = a64_code(256 << 10, &mut rng);
+        assert!(!looks_like(&a64, Isa::X86_64));
     }
 }
