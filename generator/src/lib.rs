@@ -27,6 +27,7 @@ pub mod export;
 pub mod inplace;
 pub mod keys;
 pub mod matcher;
+pub mod memory;
 pub mod mmap;
 pub mod payload;
 pub mod plan;
@@ -341,6 +342,7 @@ fn diff_images(
             blocks,
         )
     });
+    memory::release_freed();
     let prepared = pool.install(|| {
         let blocks = raw_match.as_ref().map(|(_, b)| &b[..]);
         xform::prepare(
@@ -352,6 +354,7 @@ fn diff_images(
             blocks,
         )
     })?;
+    memory::release_freed();
     // One package of `old` → `new`, with or without the transform.
     let build_one = |prepared: Option<&xform::Prepared>,
                      stages: &mut StageSeconds,
@@ -375,9 +378,13 @@ fn diff_images(
                 lead,
             )
         })
+        .inspect(|_| memory::release_freed())
     };
     if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
         let (built, _) = build_one(Some(p), &mut stages, None, false)?;
+        // The transformed images are not needed for the self-check.
+        drop(prepared);
+        memory::release_freed();
         return finish(
             old, new, lead, key, opts, progress, started, threads, stages, built, None,
         );
@@ -418,6 +425,8 @@ fn diff_images(
             (built, Some(loser_len))
         }
     };
+    drop(prepared);
+    memory::release_freed();
     finish(
         old, new, lead, key, opts, progress, started, threads, stages, built, other_len,
     )
@@ -572,6 +581,7 @@ fn build(
         (Profile::Tiny, None) => Some(suffix::SuffixIndex::build(wold)?),
         _ => None,
     };
+    memory::release_freed();
     let coding = match &index {
         Some(ix) => plan::Coding::Tiny { source: Some(ix) },
         None => plan::Coding::Zstd {

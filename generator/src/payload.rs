@@ -363,6 +363,13 @@ fn lzma_raw(data: &[u8], props: Props, nice: u32) -> Result<Vec<u8>> {
             break;
         }
     }
+    // A large encoder's tables (about ten times its dictionary) go back
+    // to the system at once: the next encoder may run on another thread's
+    // heap.
+    drop(enc);
+    if data.len() >= 1 << 20 {
+        crate::memory::release_freed();
+    }
     // The .lzma header (13 bytes: props, dictionary size, unknown size)
     // goes.
     alone

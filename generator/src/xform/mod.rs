@@ -109,24 +109,34 @@ pub fn prepare(
     let mut forward = new.to_vec();
     probe.forward(&mut forward, 0);
     let mut breakpoints: Vec<Breakpoint> = Vec::new();
-    let mut current = (old.to_vec(), new.to_vec());
+    // T(old) of the latest round; the images being matched are the raw
+    // ones before the first round, then T(old) and F(new).
+    let mut transformed: Option<Vec<u8>> = None;
     for round in 0..ROUNDS {
         // The first round pairs references with the raw images' blocks,
         // which the caller has (it diffs the raw images too).
         let blocks = match raw_blocks.filter(|_| round == 0) {
             Some(b) => b.to_vec(),
             None => {
-                let index = SuffixIndex::build(&current.0)?;
-                find_blocks(&index, &current.1, params, &NoProgress)
+                let (source, target) = match &transformed {
+                    Some(t) => (&t[..], &forward[..]),
+                    None => (old, new),
+                };
+                let index = SuffixIndex::build(source)?;
+                find_blocks(&index, target, params, &NoProgress)
             }
         };
         breakpoints = map::infer(old, new, &probe, &blocks, &ln.windows, max);
+        drop(blocks);
         let payload = payload_for(&breakpoints)?;
         let x = parse(&payload)?;
-        let mut t = old.to_vec();
+        let mut t = transformed.take().unwrap_or_default();
+        t.clear();
+        t.extend_from_slice(old);
         x.source(&mut t, 0);
-        current = (t, forward.clone());
+        transformed = Some(t);
     }
+    let transformed = transformed.unwrap_or_else(|| old.to_vec());
     let payload = payload_for(&breakpoints)?;
     let mut wire = vec![0u8; 2 * payload.len() + 16];
     let n = parts(&lo, &ln, branch_bits, &breakpoints)
@@ -147,8 +157,8 @@ pub fn prepare(
     Ok(Some(Prepared {
         payload,
         wire,
-        old: current.0,
-        new: current.1,
+        old: transformed,
+        new: forward,
         stats: XformStats {
             isa: lo.isa,
             layout: lo.source,

@@ -39,6 +39,11 @@ const MIN_RUN_BLOCKS: usize = 16;
 /// per 256 bytes, see [`x86_64_marks`]).
 pub fn looks_like(image: &[u8], isa: Isa) -> bool {
     if isa == Isa::X86_64 {
+        // Firmware volumes hold many PE/TE modules, each linked at its own
+        // base: no single layout describes them.
+        if pe_modules(image) >= MANY_MODULES {
+            return false;
+        }
         let (calls, moves) = x86_64_marks(image, 0, image.len());
         return image.len() >= 4096 && calls * 1024 >= image.len() && moves * 256 >= image.len();
     }
@@ -63,6 +68,39 @@ pub fn looks_like(image: &[u8], isa: Isa) -> bool {
         }
     }
     image.len() >= 4096 && ret * 4096 >= image.len() && bl * 256 >= image.len()
+}
+
+/// PE or TE module headers that make an image a collection of modules
+/// rather than one program.
+const MANY_MODULES: usize = 4;
+
+/// PE ("PE\0\0") and TE ("VZ") headers in `image` for x86-64 or AArch64
+/// (their machine field follows the signature), up to [`MANY_MODULES`].
+fn pe_modules(image: &[u8]) -> usize {
+    let machine = |at: usize| {
+        image
+            .get(at..at + 2)
+            .map(|m| u16::from_le_bytes([m[0], m[1]]))
+    };
+    let mut found = 0;
+    let mut at = 0;
+    while found < MANY_MODULES {
+        let Some(i) = image[at..]
+            .windows(2)
+            .position(|w| w == b"PE" || w == b"VZ")
+        else {
+            break;
+        };
+        let i = at + i;
+        let m = match &image[i..i + 2] {
+            b"PE" if image.get(i + 2..i + 4) == Some(&[0, 0]) => machine(i + 4),
+            b"VZ" => machine(i + 2),
+            _ => None,
+        };
+        found += usize::from(matches!(m, Some(0x8664 | 0xAA64)));
+        at = i + 2;
+    }
+    found
 }
 
 /// The layout of a raw `isa` image: its code and data ranges at the base
@@ -682,6 +720,13 @@ mod tests {
         let found = l.ranges[0].address;
         assert_eq!(found % 8, 4, "{found:#x}");
         assert_eq!(found & !0xFFFF, 0x0040_0000, "{found:#x}");
+        // A firmware volume of PE modules is not one program.
+        let mut volume = img.clone();
+        for k in 0..MANY_MODULES {
+            let at = (300 << 10) + k * 4096;
+            volume[at..at + 6].copy_from_slice(b"PE\0\0\x64\x86");
+        }
+        assert!(!looks_like(&volume, Isa::X86_64));
         // AArch64 code is not x86-64.
         let a64 = a64_code(256 << 10, &mut rng);
         assert!(!looks_like(&a64, Isa::X86_64));
