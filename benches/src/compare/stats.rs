@@ -7,6 +7,9 @@ use super::tools::FOTA;
 
 /// fota variant whose size and time are compared with the peers.
 pub const FOTA_MAIN: &str = "fota:threads-2";
+/// New images of at least this many bytes make a "large" pair, the ones
+/// the generation targets are set for.
+const LARGE_PAIR_BYTES: f64 = 4e6;
 /// Single-threaded fota variant.
 pub const FOTA_ONE: &str = "fota:threads-1";
 /// fota with its reference transform switched off (`--no-xform`), so the
@@ -106,7 +109,9 @@ pub fn summarize(records: &[Record]) -> Summary {
             "create time fota(2 thr) / bsdiff",
             "create time fota(2 thr) / hdiffpatch",
             "fota speed-up, 2 vs 1 thread",
+            "create time fota(2 thr) / hdiffpatch, new image >= 4 MB",
             "fota create peak RSS / (old+new), max",
+            "fota create peak RSS / (old+new), max, new image >= 4 MB",
             "apply time fota / bspatch",
             "xform gain: fota / fota --no-xform size",
             "streams gain: fota / fota --no-decompress size",
@@ -178,14 +183,30 @@ pub fn summarize(records: &[Record]) -> Summary {
             2,
             "x",
         ));
-        let rss = runs
+        // The generation targets are for pairs of 4 MB and more:
+        // on small pairs a process's own floor decides time and memory.
+        let large: Vec<PairRuns> = runs
             .iter()
-            .filter_map(|r| {
-                let x = r.get(FOTA_MAIN)?;
-                Some(x.create_rss_kb? as f64 * 1024.0 / (x.old_bytes + x.new_bytes) as f64)
-            })
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-        cells.push(fmt(rss, 2, "x"));
+            .filter(|r| new_of(r).is_some_and(|n| n >= LARGE_PAIR_BYTES))
+            .cloned()
+            .collect();
+        cells.push(fmt(
+            ratio(&large, |r| {
+                div(secs(r, FOTA_MAIN, false), secs(r, "hdiffpatch:lzma", false))
+            }),
+            3,
+            "",
+        ));
+        let max_rss = |runs: &[PairRuns]| {
+            runs.iter()
+                .filter_map(|r| {
+                    let x = r.get(FOTA_MAIN)?;
+                    Some(x.create_rss_kb? as f64 * 1024.0 / (x.old_bytes + x.new_bytes) as f64)
+                })
+                .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+        };
+        cells.push(fmt(max_rss(&runs), 2, "x"));
+        cells.push(fmt(max_rss(&large), 2, "x"));
         cells.push(fmt(
             ratio(&runs, |r| {
                 div(secs(r, FOTA_MAIN, true), secs(r, "bsdiff:default", true))
@@ -288,6 +309,36 @@ mod tests {
     }
 
     #[test]
+    fn large_pair_rows_count_only_large_pairs() {
+        let large = |label: &str, s: f64, rss: u64| {
+            let mut r = rec("big", "x", label, 10, s);
+            (r.old_bytes, r.new_bytes, r.create_rss_kb) = (4_000_000, 4_096_000, Some(rss));
+            r
+        };
+        let recs = vec![
+            large(FOTA_MAIN, 3.0, 16_000),
+            large("hdiffpatch:lzma", 1.5, 1),
+            // A small pair with a far higher ratio and a slower fota.
+            rec("small", "x", FOTA_MAIN, 10, 9.0),
+            rec("small", "x", "hdiffpatch:lzma", 10, 1.0),
+        ];
+        let s = summarize(&recs);
+        let row = |name: &str| &s.rows.iter().find(|r| r.0 == name).unwrap().1;
+        assert_eq!(
+            row("create time fota(2 thr) / hdiffpatch, new image >= 4 MB")[0],
+            "2.000"
+        );
+        // All pairs: the geometric mean of 2 and 9.
+        assert_eq!(row("create time fota(2 thr) / hdiffpatch")[0], "4.243");
+        // 16,000 KiB over 8,096,000 bytes; the small pair's 4 KiB over 2,000 bytes.
+        assert_eq!(
+            row("fota create peak RSS / (old+new), max, new image >= 4 MB")[0],
+            "2.02x"
+        );
+        assert_eq!(row("fota create peak RSS / (old+new), max")[0], "2.05x");
+    }
+
+    #[test]
     fn summary_ratios() {
         let mut recs = vec![
             rec("a", "x", FOTA_ONE, 10, 2.0),
@@ -334,6 +385,11 @@ mod tests {
         assert_eq!(row("fota speed-up, 2 vs 1 thread")[2], "2.45x");
         // 4 KiB / 2000 bytes.
         assert_eq!(row("fota create peak RSS / (old+new), max")[2], "2.05x");
+        // No pair here is large.
+        assert_eq!(
+            row("fota create peak RSS / (old+new), max, new image >= 4 MB")[2],
+            "-"
+        );
         assert_eq!(s.sizes[2].1.map(|x| (x * 100.0).round()), Some(200.0));
         assert!(s
             .markdown()

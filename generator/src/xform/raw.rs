@@ -104,7 +104,8 @@ fn pe_modules(image: &[u8]) -> usize {
 }
 
 /// The layout of a raw `isa` image: its code and data ranges at the base
-/// its pointers and calls agree on, and that span as the pointer window.
+/// its pointer words (and an AArch64 image's ADRP pairs) point to, and
+/// that span as the pointer window.
 pub fn layout(image: &[u8], isa: Isa) -> Layout {
     let len = image.len().min(u32::MAX as usize);
     let image = &image[..len];
