@@ -118,18 +118,33 @@ pub fn layout(image: &[u8], isa: Isa) -> Layout {
         // an image's first bytes are common: entry points, tables).
         Isa::Aarch64 => page_phase(&page_refs(image, &runs)).map(|ph| {
             let lowest = pointers.iter().copied().filter(|&p| p >= near).min();
-            let mut b = (near & !0xFFF) | ph;
-            while lowest.is_some_and(|l| b + 0x1000 <= l) && b + 0x1000 < near + 0x1_0000 {
+            let (near, lowest) = (u64::from(near), lowest.map(u64::from));
+            let fits = |b: u64| b + len as u64 <= 1 << 32;
+            let mut b = (near & !0xFFF) | u64::from(ph);
+            while lowest.is_some_and(|l| b + 0x1000 <= l)
+                && b + 0x1000 < near + 0x1_0000
+                && fits(b + 0x1000)
+            {
                 b += 0x1000;
             }
-            b
+            // The phase may not fit at the top of the address space.
+            if fits(b) {
+                b as u32
+            } else {
+                near as u32
+            }
         }),
         _ => None,
     }
     // Else pointers sit at `phase` modulo their size, so the base does too.
     .unwrap_or_else(|| {
         let word = if isa == Isa::Arm { 4 } else { 8 };
-        near + ((word - phase) % word) as u32
+        let b = u64::from(near) + ((word - phase) % word) as u64;
+        if b + len as u64 <= 1 << 32 {
+            b as u32
+        } else {
+            near
+        }
     });
     let ranges = runs
         .iter()
@@ -731,5 +746,32 @@ mod tests {
         // AArch64 code is not x86-64.
         let a64 = a64_code(256 << 10, &mut rng);
         assert!(!looks_like(&a64, Isa::X86_64));
+    }
+
+    proptest::proptest! {
+        /// Any bytes, as any ISA: a layout whose ranges tile the image and
+        /// fit the 32-bit address space, never a panic.
+        #[test]
+        fn any_bytes_get_a_layout_that_fits(
+            words in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..6000),
+            high in proptest::prelude::any::<bool>(),
+            isa in 0usize..3,
+        ) {
+            let isa = [Isa::Aarch64, Isa::Arm, Isa::X86_64][isa];
+            // Pointer-like words near the top of the address space, or not.
+            let img: Vec<u8> = words
+                .iter()
+                .flat_map(|&w| if high { w | 0xFFF0_0000 } else { w }.to_le_bytes())
+                .collect();
+            let l = layout(&img, isa);
+            let mut at = 0u32;
+            for r in &l.ranges {
+                proptest::prop_assert_eq!(r.offset, at);
+                proptest::prop_assert!(u64::from(r.address) + u64::from(r.len) <= 1 << 32);
+                at += r.len;
+            }
+            proptest::prop_assert_eq!(at as usize, img.len());
+            let _ = looks_like(&img, isa);
+        }
     }
 }
