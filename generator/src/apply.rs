@@ -72,14 +72,39 @@ fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, For
         .as_deref()
         .map(|b| Xform::parse(b, 0))
         .transpose()?;
-    let mut target = vec![0u8; target_len];
-    let mut segment = Vec::new();
-    let view = SourceView::Whole(source);
+    // A/B ops write disjoint segments from an untouched source, so they are
+    // applied on all threads once the hash chain has authenticated them in
+    // order. Errors come out as a sequential applier would meet them: an
+    // op's own failure before a later op's broken link.
+    let mut ops = Vec::new();
+    let mut chain_error = None;
     for op in pkg.ops() {
-        let op = op?;
-        apply_op(&op, &view, xform.as_ref(), &mut segment)?;
+        match op {
+            Ok(op) => ops.push(op),
+            Err(e) => {
+                chain_error = Some(e);
+                break;
+            }
+        }
+    }
+    let view = SourceView::Whole(source);
+    let segments: Vec<Result<Vec<u8>, FormatError>> = {
+        use rayon::prelude::*;
+        ops.par_iter()
+            .map(|op| {
+                let mut segment = Vec::new();
+                apply_op(op, &view, xform.as_ref(), &mut segment).map(|()| segment)
+            })
+            .collect()
+    };
+    let mut target = vec![0u8; target_len];
+    for (op, segment) in ops.iter().zip(segments) {
+        let segment = segment?;
         let dst = op.header.dst_offset as usize;
         target[dst..dst + segment.len()].copy_from_slice(&segment);
+    }
+    if let Some(e) = chain_error {
+        return Err(e);
     }
     check_target(&m, target)
 }

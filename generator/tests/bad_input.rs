@@ -372,7 +372,7 @@ fn crafted_packages_fail_the_specific_check() {
     wrong.payload[10] ^= 0xff;
     let e = refuse(
         &old,
-        &signed(&old, &new, &[wrong, good[1].clone()], Mode::AB),
+        &signed(&old, &new, &[wrong.clone(), good[1].clone()], Mode::AB),
     );
     assert_eq!(
         e,
@@ -380,6 +380,35 @@ fn crafted_packages_fail_the_specific_check() {
             op_index: 0,
             dst_offset: 0
         }
+    );
+
+    // Ops are applied on all threads, but errors come out in op order: the
+    // first bad segment, before a later one and before a later op whose
+    // link is broken.
+    let mut wrong1 = good[1].clone();
+    wrong1.payload[10] ^= 0xff;
+    let e = refuse(
+        &old,
+        &signed(&old, &new, &[wrong.clone(), wrong1], Mode::AB),
+    );
+    assert!(
+        matches!(e, Error::SegmentHashMismatch { op_index: 0, .. }),
+        "{e:?}"
+    );
+    let mut broken = signed(&old, &new, &[wrong.clone(), good[1].clone()], Mode::AB);
+    *broken.last_mut().unwrap() ^= 1;
+    let e = refuse(&old, &broken);
+    assert!(
+        matches!(e, Error::SegmentHashMismatch { op_index: 0, .. }),
+        "{e:?}"
+    );
+    // With op 0 sound, the broken link of op 1 is what is reported.
+    let mut broken = signed(&old, &new, &good, Mode::AB);
+    *broken.last_mut().unwrap() ^= 1;
+    let e = refuse(&old, &broken);
+    assert!(
+        matches!(e, Error::OpHashMismatch { op_index: 1, .. }),
+        "{e:?}"
     );
 
     // A zstd payload that decodes to more than it declares (a bomb).
