@@ -27,39 +27,94 @@ struct Vote {
     delta: i32,
 }
 
+/// Bytes of an image one thread scans for sites: whole transform blocks,
+/// so that chunks are independent.
+const SITES_CHUNK: usize = 1 << 20;
+
+/// The reference sites a probe transform finds in both images: they do not
+/// change between the rounds of inference, so they are found once.
+pub struct ProbeSites {
+    /// The old image's sites, by offset.
+    old: Vec<(u64, Site)>,
+    /// The new image's branches, by offset.
+    new_branches: HashMap<u64, u32>,
+    /// How many sites the new image has, branches and pointers.
+    new_count: usize,
+}
+
+impl ProbeSites {
+    /// Finds the sites of `old` and `new` with `probe`, on all threads.
+    pub fn find(old: &[u8], new: &[u8], probe: &Xform<'_>) -> Self {
+        use rayon::prelude::*;
+        const _: () = assert!(SITES_CHUNK % fota_format::xform::XFORM_BLOCK == 0);
+        let scan = |image: &[u8], side: Image| -> Vec<(u64, Site)> {
+            image
+                .par_chunks(SITES_CHUNK)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let mut sites = Vec::new();
+                    let at = (i * SITES_CHUNK) as u64;
+                    probe.sites(chunk, at, side, |at, s| sites.push((at, s)));
+                    sites
+                })
+                .collect::<Vec<_>>()
+                .concat()
+        };
+        let (mut old_sites, new_sites) =
+            rayon::join(|| scan(old, Image::Old), || scan(new, Image::New));
+        // Within a block, branches are reported before pointer words.
+        old_sites.sort_unstable_by_key(|&(at, _)| at);
+        let new_count = new_sites.len();
+        let new_branches = new_sites
+            .into_iter()
+            .filter_map(|(at, s)| match s {
+                Site::Branch { target } => Some((at, target)),
+                Site::Pointer { .. } => None,
+            })
+            .collect();
+        ProbeSites {
+            old: old_sites,
+            new_branches,
+            new_count,
+        }
+    }
+
+    /// Sites T rewrites in the old image.
+    pub fn old_count(&self) -> usize {
+        self.old.len()
+    }
+
+    /// Sites F rewrites in the new image.
+    pub fn new_count(&self) -> usize {
+        self.new_count
+    }
+}
+
 /// The breakpoints (at most `max`) of the map the votes of `blocks`
 /// support. `probe` is a transform with both images' ranges and the old
-/// pointer windows (its own map is not used); `new_windows` bound the new
-/// pointer values that count.
+/// pointer windows (its own map is not used), `sites` what it finds in the
+/// images; `new_windows` bound the new pointer values that count.
 pub fn infer(
-    old: &[u8],
     new: &[u8],
     probe: &Xform<'_>,
+    sites: &ProbeSites,
     blocks: &[Block],
     new_windows: &[Window],
     max: usize,
 ) -> Vec<Breakpoint> {
-    let votes = collect_votes(old, new, probe, blocks, new_windows);
+    let votes = collect_votes(new, probe, sites, blocks, new_windows);
     fit(votes, max)
 }
 
 fn collect_votes(
-    old: &[u8],
     new: &[u8],
     probe: &Xform<'_>,
+    sites: &ProbeSites,
     blocks: &[Block],
     new_windows: &[Window],
 ) -> Vec<Vote> {
-    let mut old_sites: Vec<(u64, Site)> = Vec::new();
-    probe.sites(old, 0, Image::Old, |at, s| old_sites.push((at, s)));
-    // Within a block, branches are reported before pointer words.
-    old_sites.sort_unstable_by_key(|&(at, _)| at);
-    let mut new_branches: HashMap<u64, u32> = HashMap::new();
-    probe.sites(new, 0, Image::New, |at, s| {
-        if let Site::Branch { target } = s {
-            new_branches.insert(at, target);
-        }
-    });
+    let old_sites = &sites.old;
+    let new_branches = &sites.new_branches;
     let in_new_window = |v: u32| new_windows.iter().any(|w| (w.low..w.high).contains(&v));
     let old_ranges: Vec<_> = probe.old_ranges().collect();
     let new_ranges: Vec<_> = probe.new_ranges().collect();

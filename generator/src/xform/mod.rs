@@ -107,7 +107,8 @@ pub fn prepare(
     let probe_bytes = payload_for(&[])?;
     let probe = parse(&probe_bytes)?;
     let mut forward = new.to_vec();
-    probe.forward(&mut forward, 0);
+    par_blocks(&mut forward, |chunk, at| probe.forward(chunk, at));
+    let sites = map::ProbeSites::find(old, new, &probe);
     let mut breakpoints: Vec<Breakpoint> = Vec::new();
     // T(old) of the latest round; the images being matched are the raw
     // ones before the first round, then T(old) and F(new).
@@ -126,14 +127,14 @@ pub fn prepare(
                 find_blocks(&index, target, params, &NoProgress)
             }
         };
-        breakpoints = map::infer(old, new, &probe, &blocks, &ln.windows, max);
+        breakpoints = map::infer(new, &probe, &sites, &blocks, &ln.windows, max);
         drop(blocks);
         let payload = payload_for(&breakpoints)?;
         let x = parse(&payload)?;
         let mut t = transformed.take().unwrap_or_default();
         t.clear();
         t.extend_from_slice(old);
-        x.source(&mut t, 0);
+        par_blocks(&mut t, |chunk, at| x.source(chunk, at));
         transformed = Some(t);
     }
     let transformed = transformed.unwrap_or_else(|| old.to_vec());
@@ -147,13 +148,7 @@ pub fn prepare(
             limit: fota_format::xform::MAX_XFORM_LEN.into(),
         })?;
     wire.truncate(n);
-    let (mut old_sites, mut new_sites) = (0, 0);
-    probe.sites(old, 0, fota_format::xform::Image::Old, |_, _| {
-        old_sites += 1
-    });
-    probe.sites(new, 0, fota_format::xform::Image::New, |_, _| {
-        new_sites += 1
-    });
+    let (old_sites, new_sites) = (sites.old_count(), sites.new_count());
     Ok(Some(Prepared {
         payload,
         wire,
@@ -167,6 +162,20 @@ pub fn prepare(
             new_sites,
         },
     }))
+}
+
+/// Bytes of an image one thread transforms: whole transform blocks, so
+/// that chunks are independent.
+const TRANSFORM_CHUNK: usize = 1 << 20;
+
+/// Runs a transform (`f(chunk, image offset)`) over `bytes` on all threads.
+fn par_blocks(bytes: &mut [u8], f: impl Fn(&mut [u8], u64) + Sync) {
+    use rayon::prelude::*;
+    const _: () = assert!(TRANSFORM_CHUNK % fota_format::xform::XFORM_BLOCK == 0);
+    bytes
+        .par_chunks_mut(TRANSFORM_CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| f(chunk, (i * TRANSFORM_CHUNK) as u64));
 }
 
 /// The transform of a pair with these layouts, window and map.
