@@ -116,10 +116,10 @@ pub struct DiffArgs {
     #[arg(long, value_name = "BYTES")]
     pub scratch_size: Option<u64>,
     /// Instruction set whose branches and pointers are rewritten so that moved
-    /// code diffs to nothing: auto (ELF headers, or a Cortex-M vector table in
-    /// a raw image, AArch64 code in a raw image; the package is made with and
-    /// without the transform and the smaller is kept), thumb, arm, aarch64 or
-    /// x86_64 (always, when the layout is found), or none.
+    /// code diffs to nothing: auto (ELF headers, or in a raw image a Cortex-M
+    /// vector table, or AArch64, A32 or x86-64 code; the package is made with
+    /// and without the transform and the smaller is kept), thumb, arm,
+    /// aarch64 or x86_64 (always, when the layout is found), or none.
     #[arg(long, value_enum, default_value_t = ArchArg::Auto)]
     pub arch: ArchArg,
     /// No reference transform (the same as --arch none), to measure its gain.

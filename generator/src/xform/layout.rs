@@ -1,6 +1,6 @@
 //! Where an image sits in memory and which instruction set it holds: from
-//! an ELF file's section table, or for a raw Cortex-M image from its vector
-//! table.
+//! an ELF file's section table, for a raw Cortex-M image from its vector
+//! table, and for other raw images from their bytes (module `xform::raw`).
 
 use fota_format::xform::{
     AddrRange, Isa, Window, FLAG_BRANCHES, FLAG_POINTERS, MAX_RANGES, MAX_WINDOWS,
@@ -12,7 +12,8 @@ use super::raw;
 /// Which instruction set to transform for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Arch {
-    /// Detect: ELF header and symbols, or a Cortex-M vector table.
+    /// Detect: ELF header and symbols, a Cortex-M vector table, or AArch64,
+    /// A32 or x86-64 code in a raw image.
     #[default]
     Auto,
     /// No reference transform.
@@ -45,7 +46,8 @@ pub struct Layout {
 }
 
 /// The layout of `image` for `arch`, if one can be found: ELF files by
-/// their section table, raw images by a Cortex-M vector table at offset 0.
+/// their section table, raw images by a Cortex-M vector table at offset 0
+/// or by their code (module `xform::raw`).
 pub fn detect(image: &[u8], arch: Arch) -> Option<Layout> {
     if arch == Arch::None {
         return None;

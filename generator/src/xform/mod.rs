@@ -4,7 +4,7 @@
 //! the raw ones.
 //!
 //! ```text
-//! layout (ELF sections | Cortex-M vector table)
+//! layout (ELF sections | Cortex-M vector table | raw code, see `raw`)
 //!   ──> match raw images ──> votes ──> map M₁
 //!   ──> match T₁(old) against F(new) ──> votes ──> map M₂ ──> T₂(old), F(new)
 //! ```
