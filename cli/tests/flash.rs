@@ -409,41 +409,40 @@ fn kill_campaign(env: &Env, args: &[&str], reset: &dyn Fn(), seed: u64, kills: u
         progress: Vec::new(),
     };
     let state = args[args.iter().position(|a| *a == "--state").unwrap() + 1];
+    let image = args[args.iter().position(|a| *a == "--image").unwrap() + 1];
     let mut progress = Vec::new();
-    let mut prev = 0.0;
-    for at in &instants {
-        let gap = clean_run.mul_f64(at - prev);
-        prev = *at;
+    // One run killed `gap` after its start: where the journal stands, and
+    // whether the run got past verification or finished first.
+    let kill_after = |gap: Duration, stats: &mut Campaign, progress: &mut Vec<u32>| {
         let child = spawn(env, args);
         std::thread::sleep(gap);
         let (stdout, finished) = kill(child);
         progress.push(journal_progress(&env.read_or_empty(state)));
         if finished {
-            env.assert_new_image(args[args.iter().position(|a| *a == "--image").unwrap() + 1]);
+            env.assert_new_image(image);
             stats.finished_early += 1;
             reset();
         } else if stdout.contains("verified") {
             stats.mid_update += 1;
         }
+    };
+    let mut prev = 0.0;
+    for at in &instants {
+        kill_after(clean_run.mul_f64(at - prev), &mut stats, &mut progress);
+        prev = *at;
     }
     // Each resumed run spends its start-up (verification, source check)
     // before it writes, and on a loaded machine every run is slower than
     // the clean one: then the drawn instants bunch at the start. More kills,
     // each a tenth of a clean run or less after its start, walk on.
     let mut extra = 0;
-    while !spread(&progress) && extra < EXTRA_KILLS {
+    while extra < EXTRA_KILLS && !spread(&progress) {
         extra += 1;
-        let child = spawn(env, args);
-        std::thread::sleep(clean_run.mul_f64(0.1 * rng.unit()));
-        let (stdout, finished) = kill(child);
-        progress.push(journal_progress(&env.read_or_empty(state)));
-        if finished {
-            env.assert_new_image(args[args.iter().position(|a| *a == "--image").unwrap() + 1]);
-            stats.finished_early += 1;
-            reset();
-        } else if stdout.contains("verified") {
-            stats.mid_update += 1;
-        }
+        kill_after(
+            clean_run.mul_f64(0.1 * rng.unit()),
+            &mut stats,
+            &mut progress,
+        );
     }
     stats.extra = extra;
     let out = env.ok(args);

@@ -327,8 +327,10 @@ fn diff_images(
     let mut stages = StageSeconds::default();
     // The raw images' index and blocks serve the raw package and the
     // transform's first round alike.
+    // Finding a raw image's layout reads all of it: once.
+    let old_layout = xform::layout::detect(old, opts.arch);
     let raw_match = match opts.arch {
-        Arch::Auto if xform::layout::detect(old, opts.arch).is_some() => {
+        Arch::Auto if old_layout.is_some() => {
             Some(pool.install(|| index_and_match(old, new, opts, progress, &mut stages))?)
         }
         _ => None,
@@ -348,6 +350,7 @@ fn diff_images(
         xform::prepare(
             old,
             new,
+            old_layout,
             opts.arch,
             opts.match_params,
             opts.xform_ram,

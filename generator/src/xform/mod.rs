@@ -64,9 +64,10 @@ pub struct XformStats {
 
 /// Prepares the transform of `old` → `new` for `arch`, its expanded form
 /// at most `max_ram` bytes, starting from `raw_blocks` (the matcher's
-/// blocks of the raw images) when the caller has them; `None` when either image has no layout of that
-/// instruction set or the budget holds no transform (the pair is diffed
-/// raw).
+/// blocks of the raw images) when the caller has them. `old_layout` is
+/// [`layout::detect`] of `old` for `arch`, which the caller has found
+/// already. `None` when either image has no layout of that instruction set
+/// or the budget holds no transform (the pair is diffed raw).
 ///
 /// # Errors
 /// [`Error::Limit`] for images over 4 GiB, which the transform's 32-bit
@@ -74,12 +75,16 @@ pub struct XformStats {
 pub fn prepare(
     old: &[u8],
     new: &[u8],
+    old_layout: Option<Layout>,
     arch: Arch,
     params: MatchParams,
     max_ram: Option<u32>,
     raw_blocks: Option<&[crate::matcher::Block]>,
 ) -> Result<Option<Prepared>> {
-    let (Some(lo), Some(ln)) = (layout::detect(old, arch), layout::detect(new, arch)) else {
+    let Some(lo) = old_layout else {
+        return Ok(None);
+    };
+    let Some(ln) = layout::detect(new, arch) else {
         return Ok(None);
     };
     if lo.isa != ln.isa {

@@ -138,7 +138,7 @@ pub fn layout(image: &[u8], isa: Isa) -> Layout {
     }
     // Else pointers sit at `phase` modulo their size, so the base does too.
     .unwrap_or_else(|| {
-        let word = if isa == Isa::Arm { 4 } else { 8 };
+        let word = pointer_size(isa);
         let b = u64::from(near) + ((word - phase) % word) as u64;
         if b + len as u64 <= 1 << 32 {
             b as u32
@@ -273,21 +273,19 @@ fn code_runs(image: &[u8], isa: Isa) -> Vec<Run> {
             }
             _ => return whole,
         };
-        match runs.last_mut() {
-            Some(r) if r.0 == code => r.1 += 1,
-            _ => runs.push((code, 1)),
-        }
+        push_run(&mut runs, code, 1);
     }
     // Many runs (an image of mixed blocks) first lose their short ones in
     // linear passes, so the exact merging below stays cheap.
     while runs.len() > 1024 {
         let before = runs.len();
         let mut joined: Vec<(bool, usize)> = Vec::with_capacity(before);
-        for r in runs.drain(..) {
-            match joined.last_mut() {
-                Some(l) if l.0 == r.0 || r.1 < MIN_RUN_BLOCKS => l.1 += r.1,
-                _ => joined.push(r),
-            }
+        for (code, blocks) in runs.drain(..) {
+            let code = match joined.last() {
+                Some(l) if blocks < MIN_RUN_BLOCKS => l.0,
+                _ => code,
+            };
+            push_run(&mut joined, code, blocks);
         }
         runs = joined;
         if runs.len() == before {
@@ -307,15 +305,15 @@ fn code_runs(image: &[u8], isa: Isa) -> Vec<Run> {
             (Some(p), _) => p,
             _ => i + 1,
         };
+        // Run i takes its neighbour's kind and joins the neighbours of
+        // that kind (runs alternate, so only those two can).
         runs[i].0 = runs[into].0;
-        let mut joined: Vec<(bool, usize)> = Vec::with_capacity(runs.len());
-        for r in runs.drain(..) {
-            match joined.last_mut() {
-                Some(l) if l.0 == r.0 => l.1 += r.1,
-                _ => joined.push(r),
-            }
+        if runs.get(i + 1).is_some_and(|n| n.0 == runs[i].0) {
+            runs[i].1 += runs.remove(i + 1).1;
         }
-        runs = joined;
+        if i > 0 && runs[i - 1].0 == runs[i].0 {
+            runs[i - 1].1 += runs.remove(i).1;
+        }
     }
     // All code, or none found in an image of this ISA: one code run.
     if runs.iter().all(|r| r.0) || runs.iter().all(|r| !r.0) {
@@ -333,6 +331,25 @@ fn code_runs(image: &[u8], isa: Isa) -> Vec<Run> {
         offset = end;
     }
     out
+}
+
+/// Bytes of a pointer word in a raw `isa` image (A32 is the one 32-bit ISA
+/// with a raw classifier; Thumb images go through their vector table).
+fn pointer_size(isa: Isa) -> usize {
+    if isa == Isa::Arm {
+        4
+    } else {
+        8
+    }
+}
+
+/// Appends `blocks` blocks of one kind to `runs`, joining the last run when
+/// it is of that kind.
+fn push_run(runs: &mut Vec<(bool, usize)>, code: bool, blocks: usize) {
+    match runs.last_mut() {
+        Some(l) if l.0 == code => l.1 += blocks,
+        _ => runs.push((code, blocks)),
+    }
 }
 
 /// An AArch64 address formation: ADRP at `site` followed by an ADD, LDR
@@ -458,7 +475,7 @@ fn page_phase(refs: &[PageRef]) -> Option<u32> {
 /// at the other phase join halves of two values. Values that could be
 /// 32-bit addresses, with the phase.
 fn pointer_words(image: &[u8], isa: Isa, runs: &[Run]) -> (Vec<u32>, usize) {
-    let word = if isa == Isa::Arm { 4 } else { 8 };
+    let word = pointer_size(isa);
     let data: Vec<&Run> = match runs.iter().filter(|r| !r.code).collect::<Vec<_>>() {
         d if d.is_empty() => runs.iter().collect(),
         d => d,
