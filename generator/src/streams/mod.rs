@@ -144,12 +144,13 @@ pub struct Expanded {
     pub stats: StreamStats,
 }
 
-/// Whether an LZMA-alone header starts at `at`: props below 225, a
-/// dictionary of 2^n or 2^n + 2^(n-1) bytes (4 KiB to 1.5 GiB), a size
-/// that is unknown or plausible, and a range coder start byte of 0.
+/// Whether an LZMA-alone header starts at `at`: props below 225 with
+/// `lc + lp` at most [`LCLP_MAX`], a dictionary of 2^n or 2^n + 2^(n-1)
+/// bytes (4 KiB to 1.5 GiB), a size that is unknown or plausible, and a
+/// range coder start byte of 0.
 fn lzma_header(image: &[u8], at: usize) -> Option<(lzma::Props, Option<u64>)> {
     let h = image.get(at..at + 18)?;
-    let props = lzma::Props::from_byte(h[0])?;
+    let props = lzma::Props::from_byte(h[0]).filter(|p| p.lc + p.lp <= LCLP_MAX)?;
     let dict = u32::from_le_bytes([h[1], h[2], h[3], h[4]]);
     let top = dict.checked_ilog2()?;
     let dict_ok = top >= 12 && (dict == 1 << top || dict == (1 << top) | (1 << (top - 1)));
@@ -158,6 +159,13 @@ fn lzma_header(image: &[u8], at: usize) -> Option<(lzma::Props, Option<u64>)> {
     let size_ok = size.is_none_or(|s| (64..=MAX_EXPANDED).contains(&s));
     (dict_ok && size_ok && h[13] == 0 && h[14..18] != [0xff; 4]).then_some((props, size))
 }
+
+/// Largest `lc + lp` of a stream the finder tries: liblzma (so xz and
+/// every tool built on it) neither writes nor reads more. Each false
+/// candidate with more costs a literal model of up to 6 MiB (`0x300 <<
+/// 12` probabilities) before its first bytes fail to decode; on a 10 MB
+/// executable that was a thousand such models.
+const LCLP_MAX: u32 = 4;
 
 /// The LZMA parameters of a stream record's props byte.
 fn lzma_props(props: u8) -> Result<lzma::Props, CodecError> {
@@ -499,4 +507,33 @@ pub fn pack_target(expanded: &[u8], table: &StreamTable<'_>) -> Result<Vec<u8>, 
         return Err(FormatError::TargetHashMismatch);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    /// An LZMA-alone header: props, 8 MiB dictionary, unknown size, and
+    /// the range coder's zero start byte.
+    fn alone_header(props: lzma::Props) -> Vec<u8> {
+        let mut h = vec![props.to_byte()];
+        h.extend_from_slice(&(8u32 << 20).to_le_bytes());
+        h.extend_from_slice(&[0xff; 8]);
+        h.extend_from_slice(&[0, 0x12, 0x34, 0x56, 0x78]);
+        h
+    }
+
+    #[test]
+    fn lzma_candidates_stop_at_liblzmas_lc_plus_lp() {
+        let props = |lc, lp| lzma::Props { lc, lp, pb: 2 };
+        for (lc, lp) in [(3, 0), (4, 0), (0, 4), (2, 2)] {
+            let h = alone_header(props(lc, lp));
+            assert_eq!(lzma_header(&h, 0), Some((props(lc, lp), None)), "{lc} {lp}");
+        }
+        for (lc, lp) in [(5, 0), (8, 4), (3, 2), (1, 4)] {
+            let h = alone_header(props(lc, lp));
+            assert_eq!(lzma_header(&h, 0), None, "{lc} {lp}");
+        }
+    }
 }
