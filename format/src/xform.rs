@@ -1137,32 +1137,7 @@ impl<'a> Xform<'a> {
         let bits = u32::from(self.branch_bits);
         if flags & FLAG_BRANCHES != 0 {
             let mut i = 0usize;
-            while i < p.len() {
-                // Straight to the next byte that can start a candidate.
-                let rest = p.get(i..).unwrap_or(&[]);
-                match rest.iter().position(|&b| x86_lead(b)) {
-                    Some(k) => i += k,
-                    None => break,
-                }
-                let op = p.get(i).copied().unwrap_or(0);
-                let next = p.get(i + 1).copied().unwrap_or(0);
-                let rip = next & 0xC7 == 0x05;
-                let field = match op {
-                    0xE8 | 0xE9 => Some(i + 1),
-                    0x0F if (0x80..=0x8F).contains(&next) => Some(i + 2),
-                    0x8B | 0x89 | 0x8D | 0x3B | 0x39 | 0x03 | 0x01 | 0x2B | 0x29 | 0x85 | 0x63
-                        if rip =>
-                    {
-                        Some(i + 2)
-                    }
-                    // FF /2 CALL, /4 JMP, /6 PUSH through memory.
-                    0xFF if rip && matches!((next >> 3) & 7, 2 | 4 | 6) => Some(i + 2),
-                    _ => None,
-                };
-                let Some(at) = field.filter(|at| at + 4 <= p.len()) else {
-                    i += 1;
-                    continue;
-                };
+            while let Some(at) = x86_next_field(p, i) {
                 let pc = address.wrapping_add(at as u32 + 4);
                 let f = le32(p, at) as i32;
                 // Rewritten or not, a candidate is passed over whole (see
@@ -1353,25 +1328,92 @@ enum Side {
     Source,
 }
 
-/// Which bytes can start an x86-64 candidate (see `x86_piece`): a table,
-/// so the scan skips the other bytes at a load and a test each.
-// Indices are bytes, so they are below 256.
+/// The first bytes of x86-64 candidates (see `x86_piece`), each with a
+/// row of [`X86_SECOND`].
+const X86_OPS: [u8; 15] = [
+    0xE8, 0xE9, 0x0F, 0x8B, 0x89, 0x8D, 0x3B, 0x39, 0x03, 0x01, 0x2B, 0x29, 0x85, 0x63, 0xFF,
+];
+
+/// Whether the pair `op`, `next` (second opcode byte or ModRM) starts an
+/// x86-64 candidate: CALL and JMP rel32 (any second byte), Jcc rel32, and
+/// the RIP-relative operands.
+const fn x86_rule(op: u8, next: u8) -> bool {
+    let rip = next & 0xC7 == 0x05;
+    match op {
+        0xE8 | 0xE9 => true,
+        0x0F => next >= 0x80 && next <= 0x8F,
+        0x8B | 0x89 | 0x8D | 0x3B | 0x39 | 0x03 | 0x01 | 0x2B | 0x29 | 0x85 | 0x63 => rip,
+        // FF /2 CALL, /4 JMP, /6 PUSH through memory.
+        0xFF => rip && matches!((next >> 3) & 7, 2 | 4 | 6),
+        _ => false,
+    }
+}
+
+/// Each byte's row of [`X86_SECOND`]: one past its place in [`X86_OPS`],
+/// 0 (no candidate) for the other bytes.
+// Indices are bytes and rows, all in bounds.
 #[allow(clippy::indexing_slicing)]
-const X86_LEADS: [bool; 256] = {
-    let mut t = [false; 256];
-    let leads = [
-        0xE8u8, 0xE9, 0x0F, 0x8B, 0x89, 0x8D, 0x3B, 0x39, 0x03, 0x01, 0x2B, 0x29, 0x85, 0x63, 0xFF,
-    ];
+const X86_ROW: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut k = 0;
-    while k < leads.len() {
-        t[leads[k] as usize] = true;
+    while k < X86_OPS.len() {
+        t[X86_OPS[k] as usize] = k as u8 + 1;
         k += 1;
     }
     t
 };
 
-fn x86_lead(b: u8) -> bool {
-    X86_LEADS.get(usize::from(b)).copied().unwrap_or(false)
+/// Per row, a bit per second byte that completes a candidate; row 0 is
+/// empty. 544 bytes, so the table costs a device's flash little.
+// Indices are rows and bytes, all in bounds.
+#[allow(clippy::indexing_slicing)]
+const X86_SECOND: [[u64; 4]; 16] = {
+    let mut t = [[0u64; 4]; 16];
+    let mut k = 0;
+    while k < X86_OPS.len() {
+        let mut next = 0usize;
+        while next < 256 {
+            if x86_rule(X86_OPS[k], next as u8) {
+                t[k + 1][next / 64] |= 1 << (next % 64);
+            }
+            next += 1;
+        }
+        k += 1;
+    }
+    t
+};
+
+/// Where the 32-bit field of the first candidate at or after `i` in `p`
+/// starts, when the whole field lies in `p`. The scan goes straight to the
+/// next pair of bytes that starts a candidate: one table bit a byte, and a
+/// branch taken only at candidates (the common lead bytes alone, 0x0F,
+/// 0x8B, 0xFF, ..., would make it unpredictable).
+fn x86_next_field(p: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        let rest = p.get(i..)?;
+        let nexts = rest.iter().skip(1).chain(core::iter::once(&0));
+        let mut pairs = rest.iter().zip(nexts);
+        i += pairs.position(|(&op, &next)| x86_candidate(op, next))?;
+        // CALL and JMP rel32: the field follows the opcode; the others: it
+        // follows both bytes.
+        let at = if p.get(i)? & 0xFE == 0xE8 {
+            i + 1
+        } else {
+            i + 2
+        };
+        if at + 4 <= p.len() {
+            return Some(at);
+        }
+        i += 1;
+    }
+}
+
+fn x86_candidate(op: u8, next: u8) -> bool {
+    let row = X86_ROW.get(usize::from(op)).copied().unwrap_or(0);
+    X86_SECOND
+        .get(usize::from(row))
+        .and_then(|r| r.get(usize::from(next / 64)))
+        .is_some_and(|w| w & (1 << (next % 64)) != 0)
 }
 
 /// `w` (an ADRP) with its 21-bit page field replaced by `page`.
@@ -2067,6 +2109,50 @@ mod tests {
         fn expand_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let mut out = vec![0u8; 400];
             let _ = expand(&bytes, 0, &mut out);
+        }
+
+        /// The table-driven x86-64 scan finds the fields a plain byte-by-
+        /// byte reading of the rule finds, on bytes dense with lead bytes
+        /// (a candidate is passed over whole, so one hides the next).
+        #[test]
+        fn x86_scan_finds_the_fields_of_the_plain_rule(
+            code in prop::collection::vec(
+                prop::sample::select(vec![
+                    0xE8u8, 0xE9, 0x0F, 0x80, 0x8F, 0x8B, 0x89, 0x8D, 0x3B, 0x39, 0x03, 0x01,
+                    0x2B, 0x29, 0x85, 0x63, 0xFF, 0x05, 0x15, 0x25, 0x35, 0x0D, 0x45, 0x48,
+                    0x90, 0x00,
+                ]),
+                0..200,
+            ),
+        ) {
+            let mut plain = Vec::new();
+            let mut i = 0;
+            while i < code.len() {
+                let (op, next) = (code[i], code.get(i + 1).copied().unwrap_or(0));
+                let rip = next & 0xC7 == 0x05;
+                let field = match op {
+                    0xE8 | 0xE9 => Some(i + 1),
+                    0x0F if (0x80..=0x8F).contains(&next) => Some(i + 2),
+                    0x8B | 0x89 | 0x8D | 0x3B | 0x39 | 0x03 | 0x01 | 0x2B | 0x29 | 0x85 | 0x63
+                        if rip => Some(i + 2),
+                    0xFF if rip && matches!((next >> 3) & 7, 2 | 4 | 6) => Some(i + 2),
+                    _ => None,
+                };
+                match field.filter(|at| at + 4 <= code.len()) {
+                    Some(at) => {
+                        plain.push(at);
+                        i = at + 4;
+                    }
+                    None => i += 1,
+                }
+            }
+            let mut scanned = Vec::new();
+            let mut i = 0;
+            while let Some(at) = x86_next_field(&code, i) {
+                scanned.push(at);
+                i = at + 4;
+            }
+            prop_assert_eq!(scanned, plain);
         }
 
         #[test]

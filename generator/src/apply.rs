@@ -87,7 +87,14 @@ fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, For
             }
         }
     }
-    let view = SourceView::Whole(source);
+    // Every op reads T of its extents, whole 256-byte blocks that T
+    // rewrites on their own: T of the whole source once, on all threads,
+    // serves them all (their extents overlap where code moved).
+    let transformed = xform.as_ref().map(|x| transform_source(x, source));
+    let view = match &transformed {
+        Some(t) => SourceView::Transformed(t),
+        None => SourceView::Whole(source),
+    };
     let segments: Vec<Result<Vec<u8>, FormatError>> = {
         use rayon::prelude::*;
         ops.par_iter()
@@ -214,10 +221,23 @@ fn apply_in_place(
     check_target(&m, image)
 }
 
+/// T of the whole `source`, made on all threads in runs of whole blocks.
+fn transform_source(xform: &Xform<'_>, source: &[u8]) -> Vec<u8> {
+    use rayon::prelude::*;
+    const RUN: usize = 64 * fota_format::xform::XFORM_BLOCK;
+    let mut out = source.to_vec();
+    out.par_chunks_mut(RUN).enumerate().for_each(|(k, run)| {
+        xform.source(run, (k * RUN) as u64);
+    });
+    out
+}
+
 /// Where an op's source bytes come from.
 enum SourceView<'a> {
     /// A/B: the untouched source image.
     Whole(&'a [u8]),
+    /// A/B through a transform: T of the whole source image.
+    Transformed(&'a [u8]),
     /// In place: the image being overwritten and the scratch slots.
     InPlace {
         image: &'a [u8],
@@ -238,7 +258,9 @@ impl SourceView<'_> {
     /// they are not available.
     fn read(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Option<()> {
         match self {
-            SourceView::Whole(src) => image_reader(src)(offset, len, out)?,
+            SourceView::Whole(src) | SourceView::Transformed(src) => {
+                image_reader(src)(offset, len, out)?
+            }
             SourceView::InPlace {
                 image,
                 scratch,
@@ -297,11 +319,13 @@ fn apply_op(
     // F⁻¹ of what they produce; SKIP and STASH move raw bytes.
     let xform = xform.filter(|_| !matches!(h.kind, OpKind::Skip | OpKind::Stash));
     if let Some(x) = xform {
-        let mut at = 0usize;
-        for e in extents {
-            let len = e.len as usize;
-            x.source(&mut extent_bytes[at..at + len], e.offset);
-            at += len;
+        if !matches!(view, SourceView::Transformed(_)) {
+            let mut at = 0usize;
+            for e in extents {
+                let len = e.len as usize;
+                x.source(&mut extent_bytes[at..at + len], e.offset);
+                at += len;
+            }
         }
         let transformed = TransformedExtents {
             extents,

@@ -89,28 +89,35 @@ pub fn run(argv: &[OsString], dir: &Path, log_dir: &Path, tag: &str, timeout: Du
             }
         }
     };
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if start.elapsed() >= timeout => {
-                // Kill the whole group: GNU time and the tool under it.
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .stderr(Stdio::null())
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                return Outcome::Timeout;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => {
-                return Outcome::Failed {
-                    reason: format!("wait failed: {e}"),
-                }
+    // A thread waits for the child, so the clock stops when it exits (a
+    // polling loop would round every run up to its polling step, which on
+    // runs of a few milliseconds is most of the figure).
+    let group = child.id();
+    let (done, exited) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let seconds = start.elapsed().as_secs_f64();
+        let _ = done.send((status, seconds));
+    });
+    let (status, seconds) = match exited.recv_timeout(timeout) {
+        Ok((Ok(status), seconds)) => (status, seconds),
+        Ok((Err(e), _)) => {
+            return Outcome::Failed {
+                reason: format!("wait failed: {e}"),
             }
         }
+        Err(_) => {
+            // Kill the whole group: GNU time and the tool under it. The
+            // waiter then reaps the child.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(Stdio::null())
+                .status();
+            let _ = waiter.join();
+            return Outcome::Timeout;
+        }
     };
-    let seconds = start.elapsed().as_secs_f64();
+    let _ = waiter.join();
     if !status.success() {
         return Outcome::Failed {
             reason: format!("{status}: {}", tail(&err_path)),

@@ -201,13 +201,17 @@ pub fn run_pair(
             ("{out}", out.as_path()),
         ];
         rec.status = 'run: {
-            match measure::run(
+            let fresh = || {
+                let _ = std::fs::remove_file(&patch);
+                Ok(())
+            };
+            match fastest(
                 &expand(&v.create, &subst),
-                work,
                 work,
                 &format!("{tag}.create"),
                 timeout,
-            ) {
+                &fresh,
+            )? {
                 Outcome::Done { seconds, rss_kb } => {
                     rec.create_s = Some(seconds);
                     rec.create_rss_kb = rss_kb;
@@ -220,18 +224,24 @@ pub fn run_pair(
                 Ok(m) => rec.patch_bytes = Some(m.len()),
                 Err(_) => break 'run Status::CreateFailed("no patch file written".into()),
             }
-            if let Some(mem) = v.in_place {
-                io(&out, std::fs::copy(&pair.old, &out))?;
-                let f = io(&out, std::fs::OpenOptions::new().write(true).open(&out))?;
-                io(&out, f.set_len(mem))?;
-            }
-            match measure::run(
+            // Each run starts from the same files: an in-place tool
+            // overwrites its output, which starts as the old image.
+            let fresh = || {
+                let _ = std::fs::remove_file(&out);
+                if let Some(mem) = v.in_place {
+                    io(&out, std::fs::copy(&pair.old, &out))?;
+                    let f = io(&out, std::fs::OpenOptions::new().write(true).open(&out))?;
+                    io(&out, f.set_len(mem))?;
+                }
+                Ok(())
+            };
+            match fastest(
                 &expand(&v.apply, &subst),
-                work,
                 work,
                 &format!("{tag}.apply"),
                 timeout,
-            ) {
+                &fresh,
+            )? {
                 Outcome::Done { seconds, rss_kb } => {
                     rec.apply_s = Some(seconds);
                     rec.apply_rss_kb = rss_kb;
@@ -266,6 +276,48 @@ pub fn run_pair(
     Ok(records)
 }
 
+/// Runs that take less than this many seconds are repeated: a run of a
+/// few milliseconds is mostly process start-up and scheduling noise.
+const REPEAT_UNDER: f64 = 0.25;
+
+/// Most runs of one command while it stays under [`REPEAT_UNDER`].
+const MAX_RUNS: usize = 5;
+
+/// [`measure::run`] in `work`, repeated while the fastest run so far is
+/// short, each run after `fresh` has reset its files: the fastest time and
+/// the largest peak RSS of the runs. Any run that fails or times out is
+/// the outcome.
+fn fastest<E>(
+    argv: &[OsString],
+    work: &Path,
+    tag: &str,
+    timeout: Duration,
+    fresh: &dyn Fn() -> Result<(), E>,
+) -> Result<Outcome, E> {
+    fresh()?;
+    let mut best = measure::run(argv, work, work, tag, timeout);
+    for _ in 1..MAX_RUNS {
+        let Outcome::Done { seconds, rss_kb } = best else {
+            break;
+        };
+        if seconds >= REPEAT_UNDER {
+            break;
+        }
+        fresh()?;
+        best = match measure::run(argv, work, work, tag, timeout) {
+            Outcome::Done {
+                seconds: s,
+                rss_kb: r,
+            } => Outcome::Done {
+                seconds: seconds.min(s),
+                rss_kb: rss_kb.max(r),
+            },
+            other => other,
+        };
+    }
+    Ok(best)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +347,42 @@ mod tests {
             new: dir.join("new"),
         };
         (dir, pair)
+    }
+
+    /// Short runs are repeated from fresh files and the fastest kept; a
+    /// long run is run once; a repeat that fails is the outcome.
+    #[test]
+    fn short_runs_are_repeated_from_fresh_files() {
+        let (dir, _) = setup("fastest");
+        let runs = dir.join("runs");
+        let argv = |script: &str| -> Vec<OsString> {
+            ["sh", "-c", script].iter().map(OsString::from).collect()
+        };
+        let t = Duration::from_secs(20);
+        let resets = std::cell::Cell::new(0);
+        let fresh = || -> Result<(), RunError> {
+            resets.set(resets.get() + 1);
+            Ok(())
+        };
+        let o = fastest(&argv("echo x >> runs"), &dir, "short", t, &fresh).unwrap();
+        assert!(matches!(o, Outcome::Done { .. }), "{o:?}");
+        let count = std::fs::read_to_string(&runs).unwrap().lines().count();
+        assert_eq!((count, resets.get()), (MAX_RUNS, MAX_RUNS));
+        std::fs::remove_file(&runs).unwrap();
+        let o = fastest(&argv("echo x >> runs; sleep 0.3"), &dir, "long", t, &fresh).unwrap();
+        assert!(
+            matches!(o, Outcome::Done { seconds, .. } if seconds >= 0.3),
+            "{o:?}"
+        );
+        assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 1);
+        // The third run fails: the outcome is that failure.
+        std::fs::remove_file(&runs).unwrap();
+        let script = "echo x >> runs; test $(wc -l < runs) -lt 3 || { echo third >&2; exit 1; }";
+        match fastest(&argv(script), &dir, "flaky", t, &fresh).unwrap() {
+            Outcome::Failed { reason } => assert!(reason.contains("third"), "{reason}"),
+            o => panic!("{o:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
