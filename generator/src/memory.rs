@@ -33,7 +33,8 @@ pub fn release_freed() {
 pub const MMAP_THRESHOLD: usize = 4 << 20;
 
 /// Makes every allocation of [`MMAP_THRESHOLD`] bytes or more a mapping of
-/// its own, which goes back to the system when it is freed. glibc's own
+/// its own, which goes back to the system when it is freed (unless a free
+/// run of the heap already holds it: glibc looks there first). glibc's own
 /// threshold follows the largest mapped block freed so far (up to 32 MiB),
 /// so after the first large buffer is freed the next ones come from its
 /// heaps, and fragments of them stay resident: with it, generating the
