@@ -45,18 +45,23 @@ pub fn apply(
     let pkg = Package::parse(package)?.verify(trusted)?;
     pkg.check_device(&device.device_class, device.security_counter)?;
     let Some((table_bytes, at)) = load_streams(&pkg)? else {
-        return apply_images(&pkg, source);
+        return apply_images(&pkg, source, PARALLEL_MIN);
     };
     let m = pkg.manifest();
     let table = StreamTable::parse(table_bytes, at, m.source_size, m.target_size)?;
     let expanded = crate::streams::expand_source(source, &table)?;
-    let target = apply_images(&pkg, &expanded)?;
+    let target = apply_images(&pkg, &expanded, PARALLEL_MIN)?;
     crate::streams::pack_target(&target, &table)
 }
 
 /// Applies the ops of `pkg` to `source` (the expanded source when the
-/// package has a stream table).
-fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, FormatError> {
+/// package has a stream table), on all threads when the images have
+/// `parallel_min` bytes or more.
+fn apply_images(
+    pkg: &VerifiedPackage<'_>,
+    source: &[u8],
+    parallel_min: usize,
+) -> Result<Vec<u8>, FormatError> {
     pkg.check_source(source)?;
     let m = *pkg.manifest();
     let target_len = usize::try_from(m.target_size).map_err(|_| FormatError::InvalidField {
@@ -90,19 +95,25 @@ fn apply_images(pkg: &VerifiedPackage<'_>, source: &[u8]) -> Result<Vec<u8>, For
     // Every op reads T of its extents, whole 256-byte blocks that T
     // rewrites on their own: T of the whole source once, on all threads,
     // serves them all (their extents overlap where code moved).
-    let transformed = xform.as_ref().map(|x| transform_source(x, source));
+    // Small images are applied on this thread alone: starting the worker
+    // threads would cost more than they save.
+    let parallel = source.len().max(target_len) >= parallel_min;
+    let transformed = xform
+        .as_ref()
+        .map(|x| transform_source(x, source, parallel));
     let view = match &transformed {
         Some(t) => SourceView::Transformed(t),
         None => SourceView::Whole(source),
     };
-    let segments: Vec<Result<Vec<u8>, FormatError>> = {
+    let one = |op: &Op<'_>| {
+        let mut segment = Vec::new();
+        apply_op(op, &view, xform.as_ref(), &mut segment).map(|()| segment)
+    };
+    let segments: Vec<Result<Vec<u8>, FormatError>> = if parallel {
         use rayon::prelude::*;
-        ops.par_iter()
-            .map(|op| {
-                let mut segment = Vec::new();
-                apply_op(op, &view, xform.as_ref(), &mut segment).map(|()| segment)
-            })
-            .collect()
+        ops.par_iter().map(one).collect()
+    } else {
+        ops.iter().map(one).collect()
     };
     let mut target = vec![0u8; target_len];
     for (op, segment) in ops.iter().zip(segments) {
@@ -221,16 +232,24 @@ fn apply_in_place(
     check_target(&m, image)
 }
 
-/// T of the whole `source`, made on all threads in runs of whole blocks.
-fn transform_source(xform: &Xform<'_>, source: &[u8]) -> Vec<u8> {
+/// T of the whole `source`, made (when `parallel`) on all threads in runs
+/// of whole blocks.
+fn transform_source(xform: &Xform<'_>, source: &[u8], parallel: bool) -> Vec<u8> {
     use rayon::prelude::*;
     const RUN: usize = 64 * fota_format::xform::XFORM_BLOCK;
     let mut out = source.to_vec();
-    out.par_chunks_mut(RUN).enumerate().for_each(|(k, run)| {
-        xform.source(run, (k * RUN) as u64);
-    });
+    if parallel {
+        out.par_chunks_mut(RUN).enumerate().for_each(|(k, run)| {
+            xform.source(run, (k * RUN) as u64);
+        });
+    } else {
+        xform.source(&mut out, 0);
+    }
     out
 }
+
+/// Images from this many bytes on are applied on all threads.
+const PARALLEL_MIN: usize = 1 << 20;
 
 /// Where an op's source bytes come from.
 enum SourceView<'a> {
@@ -657,5 +676,27 @@ mod tests {
         let mut out = Vec::new();
         run_patch(decoder, image_reader(&[2u8; 8]), &mut out).unwrap();
         assert_eq!(out, b"\x03\x03\x03\x03\x03\x03\x03\x03xy");
+    }
+
+    #[test]
+    fn small_and_large_images_apply_alike() {
+        // The same transformed package applied on this thread alone and on
+        // all threads (as images from PARALLEL_MIN bytes on are).
+        let (old, new) = crate::xform::synth::firmware_pair(400, 4, 11);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let opts = crate::DiffOptions {
+            segment_size: 4096,
+            ..crate::DiffOptions::default()
+        };
+        let out = crate::diff(&old, &new, &key, &opts).unwrap();
+        assert!(out.xform.is_some());
+        let pkg = Package::parse(&out.package)
+            .unwrap()
+            .verify(&[key.verifying_key()])
+            .unwrap();
+        assert!(old.len() > 64 * fota_format::xform::XFORM_BLOCK);
+        for parallel_min in [0, usize::MAX] {
+            assert_eq!(apply_images(&pkg, &old, parallel_min).unwrap(), new);
+        }
     }
 }
