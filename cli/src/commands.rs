@@ -67,7 +67,11 @@ impl Bar {
     fn new() -> Bar {
         let bar =
             indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        bar.enable_steady_tick(Duration::from_millis(120));
+        // A hidden bar needs no ticking thread (a short apply would spend
+        // more on starting it than on its work).
+        if !bar.is_hidden() {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
         Bar(bar)
     }
 
