@@ -177,12 +177,13 @@ pub fn decode(op_index: u32, coded: &[u8], decoded_len: usize, dst_len: usize) -
             let [ctrl, diff, extra, ..] = &streams;
             // Sized before it is built: a payload of the wrong length
             // costs no memory.
-            if patch_payload_len(ctrl, diff, extra) != decoded_len {
+            let lens = stream_lens(ctrl, diff, extra);
+            if payload_len_of(lens) != decoded_len {
                 return Err(wrong_length);
             }
             let mut out = Vec::new();
             reserve(&mut out, decoded_len)?;
-            write_patch_payload(ctrl, diff, extra, &mut out);
+            write_patch_payload(ctrl, diff, extra, lens, &mut out);
             Ok(out)
         }
         _ if count == 1 => {
@@ -208,8 +209,9 @@ pub fn decode(op_index: u32, coded: &[u8], decoded_len: usize, dst_len: usize) -
 /// literals `extra`: the diff becomes maximal zero and value runs, zeros
 /// after the last value left implicit.
 pub fn patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(patch_payload_len(ctrl, diff, extra));
-    write_patch_payload(ctrl, diff, extra, &mut out);
+    let lens = stream_lens(ctrl, diff, extra);
+    let mut out = Vec::with_capacity(payload_len_of(lens));
+    write_patch_payload(ctrl, diff, extra, lens, &mut out);
     out
 }
 
@@ -233,13 +235,26 @@ pub fn sparse_diff(diff: &[u8]) -> [Vec<u8>; 3] {
 fn runs(diff: &[u8]) -> impl Iterator<Item = (usize, &[u8])> + '_ {
     let mut rest = diff;
     core::iter::from_fn(move || {
-        let first = rest.iter().position(|&b| b != 0)?;
+        let first = first_nonzero(rest)?;
         let tail = rest.get(first..).unwrap_or(&[]);
         let len = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
         let (values, after) = tail.split_at(len);
         rest = after;
         Some((first, values))
     })
+}
+
+/// Index of the first nonzero byte of `bytes`. A diff is mostly zeros, so
+/// they are skipped sixteen at a time.
+fn first_nonzero(bytes: &[u8]) -> Option<usize> {
+    const WIDE: usize = 16;
+    let zero_chunks = bytes
+        .chunks_exact(WIDE)
+        .take_while(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+        .count();
+    let at = zero_chunks * WIDE;
+    let rest = bytes.get(at..).unwrap_or(&[]);
+    rest.iter().position(|&b| b != 0).map(|i| at + i)
 }
 
 fn varint_len(v: usize) -> usize {
@@ -264,6 +279,31 @@ fn put_sparse(diff: &[u8], k: usize, out: &mut Vec<u8>) {
     }
 }
 
+/// Writes the zero-run, value-run and value streams of `diff` into `out`
+/// in one pass over it: `out` is exactly as long as the three streams, and
+/// `lens` are their lengths from [`stream_lens`].
+fn fill_sparse(diff: &[u8], lens: [usize; 3], out: &mut [u8]) {
+    let (zero_runs, rest) = out.split_at_mut(lens[0].min(out.len()));
+    let (value_runs, values) = rest.split_at_mut(lens[1].min(rest.len()));
+    let (mut z, mut r, mut v) = (0usize, 0usize, 0usize);
+    let put = |slot: &mut [u8], at: &mut usize, n: usize| {
+        let mut buf = [0u8; MAX_VARINT_LEN];
+        let len = write_varint(n as u64, &mut buf);
+        if let (Some(dst), Some(src)) = (slot.get_mut(*at..*at + len), buf.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        *at += len;
+    };
+    for (zeros, run) in runs(diff) {
+        put(zero_runs, &mut z, zeros);
+        put(value_runs, &mut r, run.len());
+        if let Some(dst) = values.get_mut(v..v + run.len()) {
+            dst.copy_from_slice(run);
+        }
+        v += run.len();
+    }
+}
+
 /// Lengths of the five streams of [`patch_payload`]'s result: control,
 /// zero runs, value runs, values, literals.
 pub fn stream_lens(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> [usize; 5] {
@@ -278,18 +318,32 @@ pub fn stream_lens(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> [usize; 5] {
 
 /// Bytes of [`patch_payload`]'s result, counted without building it.
 pub fn patch_payload_len(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> usize {
-    let lens = stream_lens(ctrl, diff, extra);
+    payload_len_of(stream_lens(ctrl, diff, extra))
+}
+
+/// Bytes of a PATCH payload whose streams have lengths `lens`.
+fn payload_len_of(lens: [usize; 5]) -> usize {
     lens.iter().map(|&n| varint_len(n) + n).sum()
 }
 
-/// Appends [`patch_payload`]'s result to `out`.
-fn write_patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8], out: &mut Vec<u8>) {
-    for n in stream_lens(ctrl, diff, extra) {
+/// Appends [`patch_payload`]'s result to `out`; `lens` are its
+/// [`stream_lens`].
+fn write_patch_payload(
+    ctrl: &[u8],
+    diff: &[u8],
+    extra: &[u8],
+    lens: [usize; 5],
+    out: &mut Vec<u8>,
+) {
+    for n in lens {
         push_varint(out, n);
     }
     out.extend_from_slice(ctrl);
-    for k in 0..3 {
-        put_sparse(diff, k, out);
+    let [_, zero_runs, value_runs, values, _] = lens;
+    let at = out.len();
+    out.resize(at + zero_runs + value_runs + values, 0);
+    if let Some(sparse) = out.get_mut(at..) {
+        fill_sparse(diff, [zero_runs, value_runs, values], sparse);
     }
     out.extend_from_slice(extra);
 }

@@ -422,8 +422,10 @@ fn op_head_lengths() {
 mod lzma {
     use fota_format::lzma::Props;
     use fota_format::lzma_payload::{
-        decode, patch_payload, write_table, StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH, STORED,
+        decode, patch_payload, sparse_diff, write_table, StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH,
+        STORED,
     };
+    use fota_format::patch::{write_varint, MAX_VARINT_LEN};
     use fota_format::Error;
     use proptest::prelude::*;
 
@@ -494,6 +496,50 @@ mod lzma {
             let coded = stored(LAYOUT_PATCH, &[ctrl.clone(), diff.clone(), extra.clone()]);
             let sparse = patch_payload(&ctrl, &diff, &extra);
             prop_assert_eq!(decode(3, &coded, sparse.len(), diff.len()).unwrap(), sparse);
+        }
+
+        #[test]
+        fn sparse_streams_are_the_maximal_runs_of_the_diff(
+            runs in prop::collection::vec((0usize..90, prop::collection::vec(1u8..=255, 1..6)), 0..40),
+            trailing in 0usize..40,
+            ctrl in prop::collection::vec(any::<u8>(), 0..20),
+            extra in prop::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let mut diff = Vec::new();
+            // Adjacent value runs join into one maximal run.
+            let mut expected: Vec<(usize, Vec<u8>)> = Vec::new();
+            for (zeros, values) in &runs {
+                diff.extend(std::iter::repeat_n(0u8, *zeros));
+                diff.extend_from_slice(values);
+                match expected.last_mut() {
+                    Some(last) if *zeros == 0 => last.1.extend_from_slice(values),
+                    _ => expected.push((*zeros, values.clone())),
+                }
+            }
+            diff.extend(std::iter::repeat_n(0u8, trailing));
+            let varints = |ns: &mut dyn Iterator<Item = usize>| {
+                let mut out = Vec::new();
+                for n in ns {
+                    let mut buf = [0u8; MAX_VARINT_LEN];
+                    let k = write_varint(n as u64, &mut buf);
+                    out.extend_from_slice(&buf[..k]);
+                }
+                out
+            };
+            let zero_runs = varints(&mut expected.iter().map(|r| r.0));
+            let value_runs = varints(&mut expected.iter().map(|r| r.1.len()));
+            let values: Vec<u8> = expected.iter().flat_map(|r| r.1.iter().copied()).collect();
+            let [z, r, v] = sparse_diff(&diff);
+            prop_assert_eq!(&z, &zero_runs);
+            prop_assert_eq!(&r, &value_runs);
+            prop_assert_eq!(&v, &values);
+            // The whole payload: five lengths, then the five streams.
+            let lens = [ctrl.len(), z.len(), r.len(), v.len(), extra.len()];
+            let mut whole = varints(&mut lens.into_iter());
+            for part in [&ctrl, &z, &r, &v, &extra] {
+                whole.extend_from_slice(part);
+            }
+            prop_assert_eq!(patch_payload(&ctrl, &diff, &extra), whole);
         }
 
         #[test]

@@ -62,21 +62,43 @@ fn apply_images(
     source: &[u8],
     parallel_min: usize,
 ) -> Result<Vec<u8>, FormatError> {
-    pkg.check_source(source)?;
     let m = *pkg.manifest();
-    let target_len = usize::try_from(m.target_size).map_err(|_| FormatError::InvalidField {
-        offset: fota_format::HEADER_LEN as u64,
-        what: "manifest target size (fits this host's memory)",
-        found: m.target_size,
-    })?;
+    let target_len = || {
+        usize::try_from(m.target_size).map_err(|_| FormatError::InvalidField {
+            offset: fota_format::HEADER_LEN as u64,
+            what: "manifest target size (fits this host's memory)",
+            found: m.target_size,
+        })
+    };
     if m.mode == Mode::InPlace {
-        return apply_in_place(pkg, source, target_len);
+        pkg.check_source(source)?;
+        return apply_in_place(pkg, source, target_len()?);
     }
-    let xform_bytes = load_xform(pkg)?;
+    let xform_bytes = load_xform(pkg);
     let xform = xform_bytes
-        .as_deref()
-        .map(|b| Xform::parse(b, 0))
-        .transpose()?;
+        .as_ref()
+        .map_err(|&e| e)
+        .and_then(|b| b.as_deref().map(|b| Xform::parse(b, 0)).transpose());
+    // Small images are applied on this thread alone: starting the worker
+    // threads would cost more than they save.
+    let parallel =
+        source.len() as u64 >= parallel_min as u64 || m.target_size >= parallel_min as u64;
+    // Every op reads T of its extents, whole 256-byte blocks that T
+    // rewrites on their own: T of the whole source once, on all threads,
+    // serves them all (their extents overlap where code moved). It is made
+    // while the source's hash is checked (it is dropped if that fails);
+    // errors still come in the order a sequential applier meets them.
+    let (checked, transformed) = join_if(
+        parallel,
+        || pkg.check_source(source),
+        || match &xform {
+            Ok(Some(x)) => Some(transform_source(x, source, parallel)),
+            _ => None,
+        },
+    );
+    checked?;
+    let target_len = target_len()?;
+    let xform = xform?;
     // A/B ops write disjoint segments from an untouched source, so they are
     // applied on all threads once the hash chain has authenticated them in
     // order. Errors come out as a sequential applier would meet them: an
@@ -92,22 +114,13 @@ fn apply_images(
             }
         }
     }
-    // Every op reads T of its extents, whole 256-byte blocks that T
-    // rewrites on their own: T of the whole source once, on all threads,
-    // serves them all (their extents overlap where code moved).
-    // Small images are applied on this thread alone: starting the worker
-    // threads would cost more than they save.
-    let parallel = source.len().max(target_len) >= parallel_min;
-    let transformed = xform
-        .as_ref()
-        .map(|x| transform_source(x, source, parallel));
     let view = match &transformed {
         Some(t) => SourceView::Transformed(t),
         None => SourceView::Whole(source),
     };
     let one = |op: &Op<'_>| {
         let mut segment = Vec::new();
-        apply_op(op, &view, xform.as_ref(), &mut segment).map(|()| segment)
+        apply_op(op, &view, xform.as_ref(), parallel, &mut segment).map(|()| segment)
     };
     let segments: Vec<Result<Vec<u8>, FormatError>> = if parallel {
         use rayon::prelude::*;
@@ -197,6 +210,7 @@ fn apply_in_place(
     image.resize(target_len.max(source.len()), 0);
     let mut scratch = vec![0u8; m.scratch_slots as usize * seg];
     let mut segment = Vec::new();
+    let parallel = image.len() >= PARALLEL_MIN;
     let xform_bytes = load_xform(pkg)?;
     let xform = xform_bytes
         .as_deref()
@@ -211,7 +225,7 @@ fn apply_in_place(
             tracker: &tracker,
             segment_size: seg,
         };
-        apply_op(&op, &view, xform.as_ref(), &mut segment)?;
+        apply_op(&op, &view, xform.as_ref(), parallel, &mut segment)?;
         let dst = op.header.dst_offset as usize;
         let out = if op.header.kind == OpKind::Stash {
             &mut scratch[..]
@@ -232,20 +246,40 @@ fn apply_in_place(
     check_target(&m, image)
 }
 
-/// T of the whole `source`, made (when `parallel`) on all threads in runs
-/// of whole blocks.
+/// T of the whole `source`, made (when `parallel`) on all threads.
 fn transform_source(xform: &Xform<'_>, source: &[u8], parallel: bool) -> Vec<u8> {
+    let mut out = source.to_vec();
+    in_runs(&mut out, 0, parallel, |run, at| xform.source(run, at));
+    out
+}
+
+/// Runs `rewrite(run, offset)` over `bytes`, which start at image offset
+/// `offset` (a multiple of the transform's block): when `parallel`, on all
+/// threads in runs of whole blocks (T, F and F⁻¹ rewrite each block on its
+/// own), else on this thread in one call.
+fn in_runs(bytes: &mut [u8], offset: u64, parallel: bool, rewrite: impl Fn(&mut [u8], u64) + Sync) {
     use rayon::prelude::*;
     const RUN: usize = 64 * fota_format::xform::XFORM_BLOCK;
-    let mut out = source.to_vec();
-    if parallel {
-        out.par_chunks_mut(RUN).enumerate().for_each(|(k, run)| {
-            xform.source(run, (k * RUN) as u64);
+    if parallel && bytes.len() > RUN {
+        bytes.par_chunks_mut(RUN).enumerate().for_each(|(k, run)| {
+            rewrite(run, offset + (k * RUN) as u64);
         });
     } else {
-        xform.source(&mut out, 0);
+        rewrite(bytes, offset);
     }
-    out
+}
+
+/// `(a(), b())`, on two threads when `parallel`.
+fn join_if<A: Send, B: Send>(
+    parallel: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if parallel {
+        rayon::join(a, b)
+    } else {
+        (a(), b())
+    }
 }
 
 /// Images from this many bytes on are applied on all threads.
@@ -305,11 +339,13 @@ impl SourceView<'_> {
 }
 
 /// Produces the segment of one op into `out`, reading sources through
-/// `view`; with a transform, through T and F⁻¹ (see `fota_format::xform`).
+/// `view`; with a transform, through T and F⁻¹ (see `fota_format::xform`),
+/// F⁻¹ on all threads when `parallel`.
 fn apply_op(
     op: &Op<'_>,
     view: &SourceView<'_>,
     xform: Option<&Xform<'_>>,
+    parallel: bool,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
     let h = &op.header;
@@ -356,7 +392,7 @@ fn apply_op(
             &extent_bytes,
             out,
         )?;
-        x.inverse(out, h.dst_offset);
+        in_runs(out, h.dst_offset, parallel, |run, at| x.inverse(run, at));
     } else {
         produce(
             op,
@@ -684,19 +720,23 @@ mod tests {
         // all threads (as images from PARALLEL_MIN bytes on are).
         let (old, new) = crate::xform::synth::firmware_pair(400, 4, 11);
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let opts = crate::DiffOptions {
-            segment_size: 4096,
-            ..crate::DiffOptions::default()
-        };
-        let out = crate::diff(&old, &new, &key, &opts).unwrap();
-        assert!(out.xform.is_some());
-        let pkg = Package::parse(&out.package)
-            .unwrap()
-            .verify(&[key.verifying_key()])
-            .unwrap();
+        // T and F⁻¹ split into runs of 64 blocks: the image and (with the
+        // default segment size) one op's segment are longer than that.
         assert!(old.len() > 64 * fota_format::xform::XFORM_BLOCK);
-        for parallel_min in [0, usize::MAX] {
-            assert_eq!(apply_images(&pkg, &old, parallel_min).unwrap(), new);
+        for segment_size in [4096, crate::DEFAULT_SEGMENT_SIZE] {
+            let opts = crate::DiffOptions {
+                segment_size,
+                ..crate::DiffOptions::default()
+            };
+            let out = crate::diff(&old, &new, &key, &opts).unwrap();
+            assert!(out.xform.is_some());
+            let pkg = Package::parse(&out.package)
+                .unwrap()
+                .verify(&[key.verifying_key()])
+                .unwrap();
+            for parallel_min in [0, usize::MAX] {
+                assert_eq!(apply_images(&pkg, &old, parallel_min).unwrap(), new);
+            }
         }
     }
 }
