@@ -288,12 +288,31 @@ fn xz_block(image: &[u8], at: usize) -> Option<usize> {
     (last == 0x21 && p <= header_len).then_some(block + header_len)
 }
 
+/// Whether a header may start with the bytes `first`, `second`: most
+/// positions start none, and these two bytes rule out each kind before its
+/// header is parsed. An LZMA dictionary size is at least 4 KiB and a power
+/// of two or 1.5 times one, so its low byte is 0; a deflate stream follows
+/// a gzip, zip or zlib header (CMF: method 8, window up to 32 KiB); an xz
+/// stream starts with 0xfd.
+#[inline(always)]
+fn may_start_header(first: u8, second: u8) -> bool {
+    (first < 225 && second == 0)
+        || matches!(first, 0x1f | 0x50 | 0xfd)
+        || (first & 0x0f == 8 && first >> 4 <= 7)
+}
+
+#[inline(never)]
 fn candidate(image: &[u8], at: usize) -> Option<Candidate> {
-    if let Some((_, size)) = lzma_header(image, at) {
-        return Some((at + 13, StreamCodec::Lzma, image[at], size));
+    let (&first, &second) = (image.get(at)?, image.get(at + 1)?);
+    if first < 225 && second == 0 {
+        if let Some((_, size)) = lzma_header(image, at) {
+            return Some((at + 13, StreamCodec::Lzma, first, size));
+        }
     }
-    if let Some(start) = xz_block(image, at) {
-        return Some((start, StreamCodec::Lzma2, 0, None));
+    if first == 0xfd {
+        if let Some(start) = xz_block(image, at) {
+            return Some((start, StreamCodec::Lzma2, 0, None));
+        }
     }
     deflate_header(image, at).map(|start| (start, StreamCodec::Deflate, 0, None))
 }
@@ -327,9 +346,14 @@ fn try_stream((start, codec, props, size): Candidate, image: &[u8]) -> Option<Fo
 pub fn find(image: &[u8]) -> Vec<Found> {
     // Candidates are cheap to filter; decoding them is the cost, so it
     // runs in parallel, and overlapping hits are resolved in order after.
-    let candidates: Vec<(usize, Candidate)> = (0..image.len().saturating_sub(18))
-        .filter_map(|at| Some((at, candidate(image, at)?)))
-        .collect();
+    // Pairs at every position a header can start (18 bytes before the end).
+    let scanned = image.get(..image.len().saturating_sub(17)).unwrap_or(&[]);
+    let mut candidates: Vec<(usize, Candidate)> = Vec::new();
+    for (at, pair) in scanned.windows(2).enumerate() {
+        if may_start_header(pair[0], pair[1]) {
+            candidates.extend(candidate(image, at).map(|c| (at, c)));
+        }
+    }
     let found: Vec<(usize, Found)> = candidates
         .par_iter()
         .filter_map(|&(at, c)| Some((at, try_stream(c, image)?)))
@@ -513,6 +537,48 @@ pub fn pack_target(expanded: &[u8], table: &StreamTable<'_>) -> Result<Vec<u8>, 
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_header_the_finder_reads_passes_its_two_byte_filter() {
+        let mut image = vec![0x5a; 64];
+        let mut read = 0usize;
+        let mut check = |header: &[u8]| {
+            image[..header.len()].copy_from_slice(header);
+            if candidate(&image, 0).is_some() {
+                assert!(may_start_header(image[0], image[1]), "{header:x?}");
+                read += 1;
+            }
+        };
+        // LZMA-alone: every props byte and dictionary size liblzma writes.
+        for props in 0..=255u8 {
+            for top in 12..32u32 {
+                for dict in [1u32 << top, (1 << top) | (1 << (top - 1))] {
+                    let mut h = vec![props];
+                    h.extend_from_slice(&dict.to_le_bytes());
+                    h.extend_from_slice(&[0xff; 8]);
+                    h.extend_from_slice(&[0, 1, 2, 3, 4]);
+                    check(&h);
+                }
+            }
+        }
+        // zlib: every CMF and FLG byte; gzip and zip member headers.
+        for cmf in 0..=255u8 {
+            for flg in 0..=255u8 {
+                check(&[cmf, flg]);
+            }
+        }
+        check(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+        let mut zip = vec![0x50, 0x4b, 3, 4, 20, 0, 0, 0, 8, 0];
+        zip.resize(30, 0);
+        check(&zip);
+        // xz: stream header, then a block header whose filter is LZMA2.
+        let mut xz = vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0, 1, 0, 0, 0, 0];
+        xz.extend_from_slice(&[2, 0, 0x21, 1, 0x16, 0, 0, 0, 0, 0, 0, 0]);
+        check(&xz);
+        // 75 props bytes with lc + lp <= 4, 40 sizes; 8 CMF bytes times
+        // the FLG bytes that make a multiple of 31 without FDICT; 3 more.
+        assert!(read > 75 * 40 + 8 * 4 + 3, "{read} headers read");
+    }
 
     /// An LZMA-alone header: props, 8 MiB dictionary, unknown size, and
     /// the range coder's zero start byte.
