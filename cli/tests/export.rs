@@ -126,10 +126,29 @@ impl Env {
     /// Installs OUT with swupdate in local mode, as board revision 1.0,
     /// trusting cert.pem, with its own TMPDIR; returns the log (stdout and
     /// stderr). Kills it and fails if it runs past [`SWUPDATE_TIMEOUT`].
+    ///
+    /// Once, in a CI run, the installer could not open sw-description.sig
+    /// right after extracting it. Before that, swupdate's delta-chunk helper
+    /// process (which `-i` mode starts too) had logged the end of an empty
+    /// update, most likely cleaning TMPDIR under the installer. Such a run
+    /// says nothing of the image, so it is run again, in a fresh TMPDIR, up
+    /// to twice.
     fn swupdate(&self, swu: &str) -> String {
-        let tmp = self.path(&format!("swupdate-tmp-{swu}"));
+        let mut log = self.swupdate_once(swu, 0);
+        for attempt in 1..3 {
+            if !log.contains(SWUPDATE_TMPDIR_RACE) {
+                break;
+            }
+            log = self.swupdate_once(swu, attempt);
+        }
+        log
+    }
+
+    /// One run of [`Env::swupdate`].
+    fn swupdate_once(&self, swu: &str, attempt: u32) -> String {
+        let tmp = self.path(&format!("swupdate-tmp-{swu}-{attempt}"));
         std::fs::create_dir_all(&tmp).unwrap();
-        let log_path = self.path(&format!("{swu}.log"));
+        let log_path = self.path(&format!("{swu}.{attempt}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new("swupdate")
             .args(["-v", "-k", "cert.pem", "-H", "board:1.0", "-i", swu])
@@ -164,6 +183,9 @@ impl Env {
 const INSTALLED: &str = "SWUPDATE successful !";
 /// The installer's line when it refused the image or a step failed.
 const REFUSED: &str = "SWUPDATE failed [1]";
+/// What swupdate logs when a member it extracted is gone from TMPDIR (see
+/// [`Env::swupdate`]).
+const SWUPDATE_TMPDIR_RACE: &str = "cannot be opened";
 
 #[test]
 fn swupdate_installs_the_swu_and_fota_flash_writes_the_new_image() {
