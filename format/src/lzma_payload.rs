@@ -220,15 +220,12 @@ pub fn patch_payload(ctrl: &[u8], diff: &[u8], extra: &[u8]) -> Vec<u8> {
 /// implicit.
 pub fn sparse_diff(diff: &[u8]) -> [Vec<u8>; 3] {
     let [_, zero_runs, value_runs, values, _] = stream_lens(&[], diff, &[]);
-    let mut out = [
-        Vec::with_capacity(zero_runs),
-        Vec::with_capacity(value_runs),
-        Vec::with_capacity(values),
-    ];
-    for (k, stream) in out.iter_mut().enumerate() {
-        put_sparse(diff, k, stream);
-    }
-    out
+    // The three streams written side by side, then cut apart.
+    let mut streams = alloc::vec![0u8; zero_runs + value_runs + values];
+    fill_sparse(diff, [zero_runs, value_runs, values], &mut streams);
+    let tail = streams.split_off(zero_runs + value_runs);
+    let middle = streams.split_off(zero_runs);
+    [streams, middle, tail]
 }
 
 /// The runs of `diff`: (zeros before, values) each, up to its last value.
@@ -265,18 +262,6 @@ fn push_varint(out: &mut Vec<u8>, v: usize) {
     let mut buf = [0u8; MAX_VARINT_LEN];
     let n = write_varint(v as u64, &mut buf);
     out.extend_from_slice(buf.get(..n).unwrap_or(&[]));
-}
-
-/// Appends sparse stream `k` of `diff` (0 zero runs, 1 value runs, 2
-/// values) to `out`.
-fn put_sparse(diff: &[u8], k: usize, out: &mut Vec<u8>) {
-    for (zeros, values) in runs(diff) {
-        match k {
-            0 => push_varint(out, zeros),
-            1 => push_varint(out, values.len()),
-            _ => out.extend_from_slice(values),
-        }
-    }
 }
 
 /// Writes the zero-run, value-run and value streams of `diff` into `out`

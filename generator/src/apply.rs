@@ -263,24 +263,8 @@ fn apply_in_place(
 /// T of the whole `source`, made (when `parallel`) on all threads.
 fn transform_source(xform: &Xform<'_>, source: &[u8], parallel: bool) -> Vec<u8> {
     let mut out = source.to_vec();
-    in_runs(&mut out, 0, parallel, |run, at| xform.source(run, at));
+    crate::xform::in_runs(&mut out, 0, parallel, |run, at| xform.source(run, at));
     out
-}
-
-/// Runs `rewrite(run, offset)` over `bytes`, which start at image offset
-/// `offset` (a multiple of the transform's block): when `parallel`, on all
-/// threads in runs of whole blocks (T, F and F⁻¹ rewrite each block on its
-/// own), else on this thread in one call.
-fn in_runs(bytes: &mut [u8], offset: u64, parallel: bool, rewrite: impl Fn(&mut [u8], u64) + Sync) {
-    use rayon::prelude::*;
-    const RUN: usize = 64 * fota_format::xform::XFORM_BLOCK;
-    if parallel && bytes.len() > RUN {
-        bytes.par_chunks_mut(RUN).enumerate().for_each(|(k, run)| {
-            rewrite(run, offset + (k * RUN) as u64);
-        });
-    } else {
-        rewrite(bytes, offset);
-    }
 }
 
 /// `(a(), b())`, on two threads when `parallel`.
@@ -406,7 +390,7 @@ fn apply_op(
             &extent_bytes,
             out,
         )?;
-        in_runs(out, h.dst_offset, parallel, |run, at| x.inverse(run, at));
+        crate::xform::in_runs(out, h.dst_offset, parallel, |run, at| x.inverse(run, at));
     } else {
         produce(
             op,

@@ -301,18 +301,15 @@ fn may_start_header(first: u8, second: u8) -> bool {
         || (first & 0x0f == 8 && first >> 4 <= 7)
 }
 
+/// The stream a header at `at` announces (called where
+/// [`may_start_header`] lets one start).
 #[inline(never)]
 fn candidate(image: &[u8], at: usize) -> Option<Candidate> {
-    let (&first, &second) = (image.get(at)?, image.get(at + 1)?);
-    if first < 225 && second == 0 {
-        if let Some((_, size)) = lzma_header(image, at) {
-            return Some((at + 13, StreamCodec::Lzma, first, size));
-        }
+    if let Some((_, size)) = lzma_header(image, at) {
+        return Some((at + 13, StreamCodec::Lzma, image[at], size));
     }
-    if first == 0xfd {
-        if let Some(start) = xz_block(image, at) {
-            return Some((start, StreamCodec::Lzma2, 0, None));
-        }
+    if let Some(start) = xz_block(image, at) {
+        return Some((start, StreamCodec::Lzma2, 0, None));
     }
     deflate_header(image, at).map(|start| (start, StreamCodec::Deflate, 0, None))
 }

@@ -112,7 +112,7 @@ pub fn prepare(
     let probe_bytes = payload_for(&[])?;
     let probe = parse(&probe_bytes)?;
     let mut forward = new.to_vec();
-    par_blocks(&mut forward, |chunk, at| probe.forward(chunk, at));
+    in_runs(&mut forward, 0, true, |run, at| probe.forward(run, at));
     let sites = map::ProbeSites::find(old, new, &probe);
     let mut breakpoints: Vec<Breakpoint> = Vec::new();
     // T(old) of the latest round; the images being matched are the raw
@@ -139,7 +139,7 @@ pub fn prepare(
         let mut t = transformed.take().unwrap_or_default();
         t.clear();
         t.extend_from_slice(old);
-        par_blocks(&mut t, |chunk, at| x.source(chunk, at));
+        in_runs(&mut t, 0, true, |run, at| x.source(run, at));
         transformed = Some(t);
     }
     let transformed = transformed.unwrap_or_else(|| old.to_vec());
@@ -170,17 +170,28 @@ pub fn prepare(
 }
 
 /// Bytes of an image one thread transforms: whole transform blocks, so
-/// that chunks are independent.
-const TRANSFORM_CHUNK: usize = 1 << 20;
+/// that runs are independent (T, F and F⁻¹ rewrite each block on its own).
+const TRANSFORM_RUN: usize = 64 * fota_format::xform::XFORM_BLOCK;
 
-/// Runs a transform (`f(chunk, image offset)`) over `bytes` on all threads.
-fn par_blocks(bytes: &mut [u8], f: impl Fn(&mut [u8], u64) + Sync) {
+/// Runs a transform (`rewrite(run, image offset)`) over `bytes`, which
+/// start at image offset `offset` (a multiple of the transform's block):
+/// when `parallel`, on all threads in runs of whole blocks, else on this
+/// thread in one call.
+pub(crate) fn in_runs(
+    bytes: &mut [u8],
+    offset: u64,
+    parallel: bool,
+    rewrite: impl Fn(&mut [u8], u64) + Sync,
+) {
     use rayon::prelude::*;
-    const _: () = assert!(TRANSFORM_CHUNK % fota_format::xform::XFORM_BLOCK == 0);
-    bytes
-        .par_chunks_mut(TRANSFORM_CHUNK)
-        .enumerate()
-        .for_each(|(i, chunk)| f(chunk, (i * TRANSFORM_CHUNK) as u64));
+    if parallel && bytes.len() > TRANSFORM_RUN {
+        bytes
+            .par_chunks_mut(TRANSFORM_RUN)
+            .enumerate()
+            .for_each(|(k, run)| rewrite(run, offset + (k * TRANSFORM_RUN) as u64));
+    } else {
+        rewrite(bytes, offset);
+    }
 }
 
 /// The transform of a pair with these layouts, window and map.
