@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fota_format::streams::StreamTable;
-use fota_format::{Error as FormatError, Label, Manifest, Mode, OpKind, Package};
+use fota_format::{Codec, Error as FormatError, Label, Manifest, Mode, OpKind, Package};
 use fota_generator::mmap::MappedFile;
 use fota_generator::{keys, DeviceIdentity, DiffOptions};
 use serde_json::json;
@@ -377,8 +377,15 @@ fn inspect(a: InspectArgs) -> Result<()> {
     // Where the package's bytes go: header and manifest, op heads (kinds,
     // lengths, hashes, extents), payloads.
     let (mut heads, mut payloads) = (0u64, 0u64);
+    // PATCH ops whose LZMA literals are coded after the op's source.
+    let mut after_source = 0u64;
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
+        if op.header.codec == Codec::Lzma
+            && op.payload.first() == Some(&fota_format::lzma_payload::LAYOUT_PATCH_DICT)
+        {
+            after_source += 1;
+        }
         if op.header.kind == OpKind::Streams {
             let at = op.payload_offset;
             let t = StreamTable::parse(op.payload, at, m.source_size, m.target_size)
@@ -436,6 +443,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
                 "streams": streams,
                 "framing": framing,
                 "ops": ops,
+                "literals_after_source_ops": after_source,
             })
         );
         return Ok(());
@@ -538,6 +546,11 @@ fn inspect(a: InspectArgs) -> Result<()> {
         human::bytes(payloads)
     );
     println!("ops            {}", m.op_count);
+    if after_source > 0 {
+        println!(
+            "               {after_source} patch ops code their literals after the op's source (an LZMA dictionary)"
+        );
+    }
     println!("  kind      ops   target bytes   package bytes");
     for (k, (n, t, pb)) in kinds.iter().zip(stats) {
         if n > 0 {

@@ -575,3 +575,56 @@ fn compressed_streams_are_diffed_decompressed_shown_and_applied() {
     env.ok(&flash("s2"));
     assert_eq!(&env.read("img")[..new.len()], &new[..]);
 }
+
+#[test]
+fn inspect_counts_patches_whose_literals_follow_the_source() {
+    // Thumb-like code and a rebuild made of short pieces of it between new
+    // instructions: the literals are coded after the old image.
+    let env = Env::new();
+    let ops = [0xb5u8, 0xbd, 0x46, 0x68, 0xf7, 0x20];
+    let mut x = 0x9e37_79b9u32;
+    let mut next = move |n: u32| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x % n
+    };
+    let old: Vec<u8> = (0..12_000)
+        .flat_map(|_| [next(24) as u8, ops[next(6) as usize]])
+        .collect();
+    let mut new = Vec::new();
+    while new.len() < old.len() {
+        let len = 8 + 2 * next(17) as usize;
+        let at = 2 * next(((old.len() - len) / 2) as u32) as usize;
+        new.extend_from_slice(&old[at..at + len]);
+        new.extend_from_slice(&[next(24) as u8, ops[next(6) as usize]]);
+    }
+    std::fs::write(env.path("code-old"), &old).unwrap();
+    std::fs::write(env.path("code-new"), &new).unwrap();
+    env.ok(&[
+        "diff",
+        "--key",
+        "k/fota.key",
+        "code-old",
+        "code-new",
+        "-o",
+        "cp",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", "--json", "cp"])).unwrap();
+    assert_eq!(j["literals_after_source_ops"], 1, "{j}");
+    let text = env.ok(&["inspect", "cp"]);
+    assert!(
+        text.contains("1 patch ops code their literals after the op's source"),
+        "{text}"
+    );
+    env.ok(&[
+        "apply",
+        "--pubkey",
+        "k/fota.pub",
+        "code-old",
+        "cp",
+        "-o",
+        "out",
+    ]);
+    assert_eq!(std::fs::read(env.path("out")).unwrap(), new);
+}

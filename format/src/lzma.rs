@@ -563,6 +563,34 @@ pub fn decode(input: &[u8], props: Props, size: usize, out: &mut Vec<u8>) -> Res
     Ok(())
 }
 
+/// Decodes a raw LZMA stream that continues after `dict`: its distances
+/// may reach back into `dict` as if the encoder had just produced it (a
+/// preset dictionary), and its positions count from `dict.len()`. Writes
+/// exactly `size` bytes to `out` (cleared first), without `dict`; reserve
+/// `dict.len() + size` beforehand to keep the allocation fallible.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_after(
+    input: &[u8],
+    props: Props,
+    dict: &[u8],
+    size: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let mut rc = RangeDecoder::new(input)?;
+    let mut m = Model::new(props);
+    out.clear();
+    out.extend_from_slice(dict);
+    let end = dict.len().saturating_add(size) as u64;
+    let ended = decode_symbols(&mut rc, &mut m, out, &mut Discard, Some(end), end)?;
+    if ended {
+        return Err(rc.error("the declared number of bytes before the end marker"));
+    }
+    out.drain(..dict.len());
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {

@@ -456,7 +456,7 @@ mod lzma {
     /// LZMA decoder sees garbage.
     fn well_framed() -> impl Strategy<Value = Vec<u8>> {
         (
-            0u8..2,
+            0u8..3,
             prop::collection::vec(
                 (
                     prop::sample::select(vec![0x5d_u8, 0, 0x66, 0xff, 0xe1]),
@@ -484,7 +484,7 @@ mod lzma {
         fn stored_streams_round_trip(parts in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..=8)) {
             let coded = stored(LAYOUT_BYTES, &parts);
             let whole = parts.concat();
-            prop_assert_eq!(decode(3, &coded, whole.len(), 0).unwrap(), whole);
+            prop_assert_eq!(decode(3, &coded, whole.len(), 0, &[]).unwrap(), whole);
         }
 
         #[test]
@@ -495,7 +495,7 @@ mod lzma {
         ) {
             let coded = stored(LAYOUT_PATCH, &[ctrl.clone(), diff.clone(), extra.clone()]);
             let sparse = patch_payload(&ctrl, &diff, &extra);
-            prop_assert_eq!(decode(3, &coded, sparse.len(), diff.len()).unwrap(), sparse);
+            prop_assert_eq!(decode(3, &coded, sparse.len(), diff.len(), &[]).unwrap(), sparse);
         }
 
         #[test]
@@ -551,7 +551,9 @@ mod lzma {
             decoded_len in 0usize..5000,
             dst_len in 0usize..5000,
         ) {
-            match decode(3, &coded, decoded_len, dst_len) {
+            // Layout 2 reads its dictionary window from the op's source.
+            let source: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+            match decode(3, &coded, decoded_len, dst_len, &source) {
                 Ok(out) => prop_assert_eq!(out.len(), decoded_len),
                 Err(Error::LzmaPayload { op_index, offset, .. }) => {
                     prop_assert_eq!(op_index, 3);

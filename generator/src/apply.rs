@@ -459,9 +459,9 @@ fn produce(
             let decoder = TinyDecoder::new(op.index, h.dst_offset, h.dst_len.into());
             run_tiny(decoder, op.payload, extents, read, out)?;
         }
-        OpKind::New => *out = decode_payload(op)?,
+        OpKind::New => *out = decode_payload(op, &[])?,
         OpKind::Patch => {
-            let payload = decode_payload(op)?;
+            let payload = decode_payload(op, extent_bytes)?;
             out.reserve(h.dst_len as usize);
             let decoder =
                 PatchDecoder::new(op.index, &payload, h.dst_offset, h.dst_len.into(), extents)?;
@@ -579,8 +579,9 @@ pub fn image_reader(image: &[u8]) -> impl FnMut(u64, u64, &mut Vec<u8>) -> Optio
     }
 }
 
-/// Decodes an op's payload to exactly its declared length.
-fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
+/// Decodes an op's payload to exactly its declared length; `source` is
+/// the op's source as its patch reads it.
+fn decode_payload(op: &Op<'_>, source: &[u8]) -> Result<Vec<u8>, FormatError> {
     let h = &op.header;
     decode_coded(
         op.index,
@@ -588,11 +589,14 @@ fn decode_payload(op: &Op<'_>) -> Result<Vec<u8>, FormatError> {
         op.payload,
         h.decoded_len as usize,
         h.dst_len as usize,
+        source,
     )
 }
 
 /// Decodes op `op_index`'s `payload` of `codec` to exactly `decoded_len`
-/// bytes; `dst_len` is the length of the segment it writes.
+/// bytes; `dst_len` is the length of the segment it writes, and `source`
+/// the op's source as its patch reads it (an LZMA literal stream may
+/// follow part of it).
 ///
 /// # Errors
 /// The codec's error for a payload that does not decode, or one that
@@ -603,6 +607,7 @@ pub fn decode_coded(
     payload: &[u8],
     decoded_len: usize,
     dst_len: usize,
+    source: &[u8],
 ) -> Result<Vec<u8>, FormatError> {
     let bytes = match codec {
         Codec::Stored => payload.to_vec(),
@@ -614,7 +619,9 @@ pub fn decode_coded(
             })
         }
         Codec::Zstd => fota_format::zstd_payload::decode(op_index, payload, decoded_len)?,
-        Codec::Lzma => fota_format::lzma_payload::decode(op_index, payload, decoded_len, dst_len)?,
+        Codec::Lzma => {
+            fota_format::lzma_payload::decode(op_index, payload, decoded_len, dst_len, source)?
+        }
     };
     if bytes.len() != decoded_len {
         return Err(FormatError::PayloadCodec {

@@ -31,6 +31,7 @@ pub mod memory;
 pub mod mmap;
 pub mod payload;
 pub mod plan;
+mod preset_lzma;
 pub mod progress;
 pub mod streams;
 pub mod suffix;

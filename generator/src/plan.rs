@@ -8,7 +8,7 @@
 //! Under the tiny profile ([`Coding::Tiny`]) PATCH and NEW segments are
 //! tiny streams instead (see [`crate::tiny`]), or NEW stored.
 
-use fota_format::lzma_payload;
+use fota_format::lzma_payload::{self, LAYOUT_PATCH_DICT};
 use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
 use fota_format::patch::{varint_len, write_varint, zigzag, MAX_VARINT_LEN};
 use fota_format::Mode;
@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::matcher::Block;
-use crate::payload;
+use crate::payload::{self, SOURCE_DICT_MAX};
 use crate::progress::Progress;
 use crate::suffix::SuffixIndex;
 use crate::tiny::encode_segment;
@@ -381,18 +381,70 @@ pub fn plan_segment(
     let literal_share = streams.extra.len() as f64 / seg.len() as f64;
     let extents = merge_extents(&streams.reads, seg.len() as u64, rules, old.len() as u64);
     let mut best: Option<PlannedOp> = None;
+    // Literals may be coded after the whole source (an LZMA dictionary):
+    // an op whose payload does so reads all of it. In place, an op's reads
+    // decide the order of ops and what is stashed, so they stay its blocks'.
+    // liblzma runs over the source for each segment that tries it, so
+    // small segments of a larger source do not.
+    let dict = (!quick
+        && !rules.in_place
+        && !old.is_empty()
+        && old.len() <= SOURCE_DICT_MAX
+        && old.len() <= DICT_SEGMENTS_MAX * seg.len())
+    .then_some(old);
+    let whole_source = || {
+        vec![Extent {
+            offset: 0,
+            len: old.len() as u64,
+        }]
+    };
     let within_bound = (streams.decoded_len() as u64) <= max_patch_decoded_len(dst_len);
-    if !streams.reads.is_empty() && within_bound {
+    let blocks_patch = || -> Result<Option<PlannedOp>> {
+        if streams.reads.is_empty() || !within_bound {
+            return Ok(None);
+        }
         let (parts, diff) = streams.into_coding_parts();
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        let coded = payload::code_patch(&parts, &diff, level, quick)?;
-        best = Some(PlannedOp {
+        let coded = payload::code_patch(&parts, &diff, level, quick, dict)?;
+        let extents = match follows_source(&coded) {
+            true => whole_source(),
+            false => extents,
+        };
+        Ok(Some(PlannedOp {
             codec: coded.codec,
             payload: coded.payload,
             decoded_len: coded.decoded_len,
             extents,
             ..base(OpKind::Patch)
-        });
+        }))
+    };
+    // Code that changed too much for blocks: all literals, coded after
+    // the source.
+    let literal_patch = || -> Result<Option<PlannedOp>> {
+        let Some(source) = dict else {
+            return Ok(None);
+        };
+        let mut all_literal = PatchStreams::default();
+        all_literal.push_record(0, 0, std::iter::empty(), seg);
+        let [ctrl, ..] = all_literal.into_streams();
+        Ok(
+            payload::code_literal_patch(&ctrl, seg, source)?.map(|coded| PlannedOp {
+                codec: coded.codec,
+                payload: coded.payload,
+                decoded_len: coded.decoded_len,
+                extents: whole_source(),
+                ..base(OpKind::Patch)
+            }),
+        )
+    };
+    let (with_blocks, all_literal) = rayon::join(blocks_patch, literal_patch);
+    for op in [with_blocks?, all_literal?].into_iter().flatten() {
+        if best
+            .as_ref()
+            .is_none_or(|b| op.wire_len(rules.mode()) < b.wire_len(rules.mode()))
+        {
+            best = Some(op);
+        }
     }
     // A mostly literal segment may code better without the patch framing.
     if best.is_none() || literal_share > 0.25 {
@@ -415,6 +467,16 @@ pub fn plan_segment(
         value: start as u64,
         limit: 0,
     })
+}
+
+/// Most segments whose literals are coded after the source, counted as
+/// how many times the source is longer than the segment.
+const DICT_SEGMENTS_MAX: usize = 4;
+
+/// Whether `coded` is an LZMA PATCH payload whose literals follow the op's
+/// source (so the op must read all of it).
+fn follows_source(coded: &payload::Coded) -> bool {
+    coded.codec == Codec::Lzma && coded.payload.first() == Some(&LAYOUT_PATCH_DICT)
 }
 
 /// Profile tiny, once FILL and COPY did not apply: the smaller of a PATCH

@@ -724,20 +724,12 @@ mod mem {
                         m.stage = Stage::Collect { pending: n };
                         return Ok((Some(Body::Mem(m)), request));
                     }
-                    let h = self.op.header;
-                    let decoded = self.decode_payload(core::mem::take(&mut m.coded))?;
-                    if decoded.len() != h.decoded_len as usize {
-                        return Err(FormatError::PayloadCodec {
-                            op_index: self.op.index,
-                            what: "payload decodes to another length than declared",
-                        }
-                        .into());
-                    }
-                    if h.kind == OpKind::New {
-                        m.output = decoded;
+                    // A PATCH payload is decoded once its source is
+                    // gathered: an LZMA literal stream may follow part of it.
+                    if self.op.header.kind == OpKind::New {
+                        m.output = self.decode_payload(core::mem::take(&mut m.coded), &[])?;
                         m.stage = Stage::Emit { pos: 0 };
                     } else {
-                        m.coded = decoded;
                         m.stage = Stage::Gather {
                             ext: 0,
                             pos: 0,
@@ -766,7 +758,8 @@ mod mem {
                         };
                         return Ok((Some(Body::Mem(m)), None));
                     }
-                    m.output = self.patch(&m.coded, &m.source)?;
+                    let decoded = self.decode_payload(core::mem::take(&mut m.coded), &m.source)?;
+                    m.output = self.patch(&decoded, &m.source)?;
                     m.stage = Stage::Emit { pos: 0 };
                 }
                 Stage::Emit { pos } => {
@@ -808,24 +801,38 @@ mod mem {
             Ok(out)
         }
 
-        /// The decoded payload of the op: zstd and LZMA payloads decoded in
-        /// RAM, stored ones as they are.
+        /// The decoded payload of the op, exactly its declared length:
+        /// zstd and LZMA payloads decoded in RAM (`source`, the op's
+        /// gathered source, is what an LZMA literal stream may follow),
+        /// stored ones as they are.
+        fn decode_payload(&self, coded: Vec<u8>, source: &[u8]) -> Result<Vec<u8>> {
+            let decoded = self.decode_codec(coded, source)?;
+            if decoded.len() != self.op.header.decoded_len as usize {
+                return Err(FormatError::PayloadCodec {
+                    op_index: self.op.index,
+                    what: "payload decodes to another length than declared",
+                }
+                .into());
+            }
+            Ok(decoded)
+        }
+
         #[cfg(feature = "zstd")]
-        fn decode_payload(&self, coded: Vec<u8>) -> Result<Vec<u8>> {
+        fn decode_codec(&self, coded: Vec<u8>, source: &[u8]) -> Result<Vec<u8>> {
             let (h, index) = (self.op.header, self.op.index);
             let decoded_len = h.decoded_len as usize;
             Ok(match h.codec {
                 Codec::Zstd => fota_format::zstd_payload::decode(index, &coded, decoded_len)?,
                 Codec::Lzma => {
                     let dst_len = h.dst_len as usize;
-                    fota_format::lzma_payload::decode(index, &coded, decoded_len, dst_len)?
+                    fota_format::lzma_payload::decode(index, &coded, decoded_len, dst_len, source)?
                 }
                 Codec::Stored | Codec::Tiny => coded,
             })
         }
 
         #[cfg(not(feature = "zstd"))]
-        fn decode_payload(&self, coded: Vec<u8>) -> Result<Vec<u8>> {
+        fn decode_codec(&self, coded: Vec<u8>, _source: &[u8]) -> Result<Vec<u8>> {
             match self.op.header.codec {
                 Codec::Zstd | Codec::Lzma => Err(FormatError::PayloadCodec {
                     op_index: self.op.index,

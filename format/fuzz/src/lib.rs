@@ -205,8 +205,9 @@ fn check_op(m: &Manifest, op: &Op<'_>) {
         #[cfg(feature = "lzma")]
         (OpKind::Patch | OpKind::New, Codec::Lzma) => {
             let (decoded_len, dst_len) = (h.decoded_len as usize, h.dst_len as usize);
+            // No source image here: a dictionary window is refused.
             let decoded =
-                fota_format::lzma_payload::decode(op.index, op.payload, decoded_len, dst_len);
+                fota_format::lzma_payload::decode(op.index, op.payload, decoded_len, dst_len, &[]);
             if let Ok(d) = decoded {
                 assert_eq!(d.len(), decoded_len, "an accepted payload has its length");
                 if h.kind == OpKind::Patch {
@@ -1080,10 +1081,11 @@ fn stream_table_of(table: &[u8], src: u64, dst: u64) -> bool {
 
 /// The `lzma_payload` target: `decoded_len u32 | dst_len u32` (both taken
 /// modulo [`MAX_FUZZ_DST_LEN`] + 1), then an LZMA op payload (`SPEC.md`
-/// §5e). Decodes it; an accepted payload must have exactly `decoded_len`
-/// bytes, and a refusal must be one of the payload errors naming op 7 (a
-/// malformed one with an offset inside the payload). `Some(true)` when
-/// accepted.
+/// §5e), decoded over a fixed 4 KiB op source (so layout 2's dictionary
+/// windows and distances into them are reachable). An accepted payload
+/// must have exactly `decoded_len` bytes, and a refusal must be one of the
+/// payload errors naming op 7 (a malformed one with an offset inside the
+/// payload). `Some(true)` when accepted.
 #[cfg(feature = "lzma")]
 pub fn lzma_payload(data: &[u8]) -> Option<bool> {
     let (head, coded) = data.split_at_checked(8)?;
@@ -1092,7 +1094,10 @@ pub fn lzma_payload(data: &[u8]) -> Option<bool> {
         Some((u64::from(v) % (MAX_FUZZ_DST_LEN + 1)) as usize)
     };
     let (decoded_len, dst_len) = (field(0)?, field(4)?);
-    match fota_format::lzma_payload::decode(7, coded, decoded_len, dst_len) {
+    let source: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    match fota_format::lzma_payload::decode(7, coded, decoded_len, dst_len, &source) {
         Ok(out) => {
             assert_eq!(out.len(), decoded_len, "an accepted payload has its length");
             Some(true)

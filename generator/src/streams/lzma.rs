@@ -118,15 +118,40 @@ impl Sink for ParseWriter {
 /// or more than `max_data` bytes.
 pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> Result<Decoded> {
     let limit = size.unwrap_or(u64::MAX).min(max_data);
-    let mut rc = RangeDecoder::new(input)?;
-    let mut m = Model::new(props);
     // Room for the declared size, but no more than a typical ratio of the
     // input: a false match's header may declare a gigabyte.
     let room = size
         .unwrap_or(0)
         .min(max_data)
         .min((input.len() as u64).saturating_mul(8).saturating_add(4096));
-    let mut data: Vec<u8> = Vec::with_capacity(room as usize);
+    decode_onto(input, props, Vec::with_capacity(room as usize), size, limit)
+}
+
+/// [`decode`] of a stream that continues after `dict` (a preset
+/// dictionary, as `fota_format::lzma::decode_after` decodes it), up to its
+/// end marker or `max_data` bytes: the data holds `dict` first, the parse
+/// only the stream's own decisions.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_after(input: &[u8], props: Props, dict: &[u8], max_data: u64) -> Result<Decoded> {
+    let limit = (dict.len() as u64).saturating_add(max_data);
+    let mut data: Vec<u8> = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
+    data.extend_from_slice(dict);
+    decode_onto(input, props, data, None, limit)
+}
+
+/// Decodes `input` onto the end of `data` (up to `size` bytes of data in
+/// all, or the end marker; never past `limit`), recording the parse.
+fn decode_onto(
+    input: &[u8],
+    props: Props,
+    mut data: Vec<u8>,
+    size: Option<u64>,
+    limit: u64,
+) -> Result<Decoded> {
+    let mut rc = RangeDecoder::new(input)?;
+    let mut m = Model::new(props);
     let mut w = ParseWriter {
         parse: Vec::new(),
         literals: 0,
@@ -520,10 +545,21 @@ pub fn splice(pieces: &[Piece<'_>]) -> Result<Vec<u8>> {
 /// A parse that is malformed, does not cover `data` exactly, or copies
 /// bytes that differ from the data (so it could not decode to it).
 pub fn encode(data: &[u8], parse: &[u8], props: Props) -> Result<Vec<u8>> {
+    encode_after(data, 0, parse, props)
+}
+
+/// Codes `data[start..]` as the LZMA stream `parse` describes, continuing
+/// after `data[..start]`: a preset dictionary that distances may reach
+/// into, counted in the positions `lp` and `pb` read (as
+/// `fota_format::lzma::decode_after` decodes it).
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_after(data: &[u8], start: usize, parse: &[u8], props: Props) -> Result<Vec<u8>> {
     let mut rc = RangeEncoder::new();
     let mut m = Model::new(props);
     let mut r = ParseReader { parse, pos: 0 };
-    let mut pos = 0usize;
+    let mut pos = start.min(data.len());
     symbols_out(&mut rc, &mut m, data, &mut r, &mut pos, false)?;
     if pos != data.len() {
         return Err(r.error("a parse that covers all the data"));
