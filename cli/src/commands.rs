@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use fota_format::streams::StreamTable;
-use fota_format::{Codec, Error as FormatError, Label, Manifest, Mode, OpKind, Package};
+use fota_format::{Error as FormatError, Label, Manifest, Mode, OpKind, Package};
 use fota_generator::mmap::MappedFile;
 use fota_generator::{keys, DeviceIdentity, DiffOptions};
 use serde_json::json;
@@ -381,9 +381,7 @@ fn inspect(a: InspectArgs) -> Result<()> {
     let mut after_source = 0u64;
     for op in pkg.ops_unverified().map_err(blame_pkg)? {
         let op = op.map_err(blame_pkg)?;
-        if op.header.codec == Codec::Lzma
-            && op.payload.first() == Some(&fota_format::lzma_payload::LAYOUT_PATCH_DICT)
-        {
+        if fota_format::lzma_payload::literals_follow_source(op.header.codec, op.payload) {
             after_source += 1;
         }
         if op.header.kind == OpKind::Streams {

@@ -35,6 +35,7 @@ use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
 use crate::lzma::{self, Props};
+use crate::op::Codec;
 use crate::patch::{read_varint, write_varint, MAX_VARINT_LEN};
 
 /// Layout: the decoded payload is the streams back to back.
@@ -76,12 +77,19 @@ pub fn write_table(layout: u8, entries: &[StreamEntry], out: &mut Vec<u8>) {
 }
 
 /// Appends the table of a [`LAYOUT_PATCH_DICT`] payload to `out`: its
-/// three entries, then the window `dict` (offset and length in the op's
-/// source) that its literal stream continues.
-pub fn write_dict_table(entries: &[StreamEntry; 3], dict: DictWindow, out: &mut Vec<u8>) {
+/// entries (three: control, diff, literals), then the window `dict`
+/// (offset and length in the op's source) that its literal stream
+/// continues.
+pub fn write_dict_table(entries: &[StreamEntry], dict: DictWindow, out: &mut Vec<u8>) {
     write_table(LAYOUT_PATCH_DICT, entries, out);
     push_varint(out, dict.offset);
     push_varint(out, dict.len);
+}
+
+/// Whether an op's payload `payload` of `codec` is an LZMA PATCH payload
+/// whose literals follow a window of the op's source ([`LAYOUT_PATCH_DICT`]).
+pub fn literals_follow_source(codec: Codec, payload: &[u8]) -> bool {
+    codec == Codec::Lzma && payload.first() == Some(&LAYOUT_PATCH_DICT)
 }
 
 /// The bytes of an op's source (its extents' bytes concatenated, as the

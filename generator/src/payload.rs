@@ -218,15 +218,20 @@ pub fn code_patch(
                 },
             );
             let (c, d, e) = (c?, d?, e?);
-            let lens = [ctrl.len(), diff.len(), extra.len()];
-            let plain = patch_table(&[c.clone(), d.clone(), e], lens, None);
+            let streams = [
+                (c.0, &c.1[..], ctrl.len()),
+                (d.0, &d.1[..], diff.len()),
+                (e.0, &e.1[..], extra.len()),
+            ];
+            let plain = table_payload(Table::Layout(LAYOUT_PATCH), &streams);
             Ok(match (after?, source) {
                 (Some(a), Some(s)) => {
                     let window = DictWindow {
                         offset: 0,
                         len: s.len(),
                     };
-                    let with = patch_table(&[c, d, a], lens, Some(window));
+                    let after = [streams[0], streams[1], (a.0, &a.1[..], extra.len())];
+                    let with = table_payload(Table::PatchAfter(window), &after);
                     if with.len() < plain.len() {
                         with
                     } else {
@@ -275,8 +280,13 @@ pub fn code_literal_patch(ctrl: &[u8], literals: &[u8], source: &[u8]) -> Result
         offset: 0,
         len: source.len(),
     };
-    let lens = [ctrl.len(), 0, literals.len()];
-    let payload = patch_table(&[c?, (None, Vec::new()), e?], lens, Some(window));
+    let (c, e) = (c?, e?);
+    let streams = [
+        (c.0, &c.1[..], ctrl.len()),
+        (None, &[][..], 0),
+        (e.0, &e.1[..], literals.len()),
+    ];
+    let payload = table_payload(Table::PatchAfter(window), &streams);
     Ok(Some(Coded {
         codec: Codec::Lzma,
         payload,
@@ -284,25 +294,32 @@ pub fn code_literal_patch(ctrl: &[u8], literals: &[u8], source: &[u8]) -> Result
     }))
 }
 
-/// An LZMA PATCH payload of the coded control, diff and literal streams
-/// `coded` (unpacked lengths `lens`), the literals following `window` of
-/// the op's source when given.
-fn patch_table(
-    coded: &[(Option<Props>, Vec<u8>); 3],
-    lens: [usize; 3],
-    window: Option<DictWindow>,
-) -> Vec<u8> {
-    let entries = [0, 1, 2].map(|i| StreamEntry {
-        props: coded[i].0,
-        unpacked_len: lens[i],
-        packed_len: coded[i].1.len(),
-    });
+/// What the table of an LZMA payload announces.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    /// A layout without dictionary.
+    Layout(u8),
+    /// The patch layout whose literals follow this window of the op's source.
+    PatchAfter(DictWindow),
+}
+
+/// An LZMA payload: the table of `table` over `streams` (each its props,
+/// its packed bytes and its unpacked length), then the packed bytes.
+fn table_payload(table: Table, streams: &[(Option<Props>, &[u8], usize)]) -> Vec<u8> {
+    let entries: Vec<StreamEntry> = streams
+        .iter()
+        .map(|&(props, packed, unpacked_len)| StreamEntry {
+            props,
+            unpacked_len,
+            packed_len: packed.len(),
+        })
+        .collect();
     let mut out = Vec::new();
-    match window {
-        Some(w) => write_dict_table(&entries, w, &mut out),
-        None => write_table(LAYOUT_PATCH, &entries, &mut out),
+    match table {
+        Table::Layout(layout) => write_table(layout, &entries, &mut out),
+        Table::PatchAfter(window) => write_dict_table(&entries, window, &mut out),
     }
-    for (_, packed) in coded {
+    for (_, packed, _) in streams {
         out.extend_from_slice(packed);
     }
     out
@@ -372,21 +389,12 @@ fn lzma_streams(layout: u8, streams: &[&[u8]], dicts: &[u32]) -> Result<Vec<u8>>
             best_stream(s, dict)
         })
         .collect::<Result<_>>()?;
-    let entries: Vec<StreamEntry> = coded
+    let streams: Vec<(Option<Props>, &[u8], usize)> = coded
         .iter()
         .zip(streams)
-        .map(|((props, packed), s)| StreamEntry {
-            props: *props,
-            unpacked_len: s.len(),
-            packed_len: packed.len(),
-        })
+        .map(|((props, packed), s)| (*props, &packed[..], s.len()))
         .collect();
-    let mut out = Vec::new();
-    write_table(layout, &entries, &mut out);
-    for (_, packed) in &coded {
-        out.extend_from_slice(packed);
-    }
-    Ok(out)
+    Ok(table_payload(Table::Layout(layout), &streams))
 }
 
 /// The smallest of `data` stored and coded with each of [`PROPS_TRIED`]

@@ -8,7 +8,7 @@
 //! Under the tiny profile ([`Coding::Tiny`]) PATCH and NEW segments are
 //! tiny streams instead (see [`crate::tiny`]), or NEW stored.
 
-use fota_format::lzma_payload::{self, LAYOUT_PATCH_DICT};
+use fota_format::lzma_payload;
 use fota_format::op::{max_patch_decoded_len, Codec, Extent, OpKind, MAX_EXTENTS};
 use fota_format::patch::{varint_len, write_varint, zigzag, MAX_VARINT_LEN};
 use fota_format::Mode;
@@ -406,7 +406,7 @@ pub fn plan_segment(
         let (parts, diff) = streams.into_coding_parts();
         let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let coded = payload::code_patch(&parts, &diff, level, quick, dict)?;
-        let extents = match follows_source(&coded) {
+        let extents = match lzma_payload::literals_follow_source(coded.codec, &coded.payload) {
             true => whole_source(),
             false => extents,
         };
@@ -472,12 +472,6 @@ pub fn plan_segment(
 /// Most segments whose literals are coded after the source, counted as
 /// how many times the source is longer than the segment.
 const DICT_SEGMENTS_MAX: usize = 4;
-
-/// Whether `coded` is an LZMA PATCH payload whose literals follow the op's
-/// source (so the op must read all of it).
-fn follows_source(coded: &payload::Coded) -> bool {
-    coded.codec == Codec::Lzma && coded.payload.first() == Some(&LAYOUT_PATCH_DICT)
-}
 
 /// Profile tiny, once FILL and COPY did not apply: the smaller of a PATCH
 /// tiny stream (blocks and source matches) and NEW (a tiny stream without
