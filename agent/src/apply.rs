@@ -4,14 +4,15 @@
 //! this again: there is no second recovery path.
 //!
 //! ```text
-//! header+manifest ─ signature ─ device ─ layout fit ─ journal scan
+//! header+manifest ─ (format v3: every op read and hashed) ─ signature
+//!   ─ device ─ layout fit ─ journal scan
 //!   fresh:  source sha256 ─ (in place: every op hashed and its reads
 //!           checked) ─ journal Begin        ← first write of any kind
 //!   resume: (A/B: source sha256) ─ (in place: replay op headers)
 //!           ─ journal restart in a fresh block
-//! per op:   read op, hash = chain? ─ rules ─ [resumed: segment already
-//!           right? skip] ─ source extents sha256 ─ erase ─ program
-//!           ─ read back sha256 ─ payload re-hashed = chain? ─ record
+//! per op:   read op, hash = chain? (v2) ─ rules ─ [resumed: segment
+//!           already right? skip] ─ source extents sha256 ─ erase ─ program
+//!           ─ read back sha256 ─ payload re-hashed = pass 1? ─ record
 //! end:      target sha256 ─ journal Finished
 //! ```
 //!
@@ -21,8 +22,10 @@
 
 use ed25519_dalek::VerifyingKey;
 use fota_format::{
-    Error as FormatError, Header, Label, Manifest, HEADER_LEN, MAX_MANIFEST_LEN, SIGNED_HEADER_LEN,
+    Error as FormatError, Header, Label, Manifest, OpAuth, HEADER_LEN, MAX_MANIFEST_LEN,
+    SIGNED_HEADER_LEN,
 };
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Region, Result};
 use crate::flash::Flash;
@@ -165,18 +168,35 @@ pub async fn read_manifest<P: PackageSource>(
     let n = package.len().min(hm.len() as u64) as usize;
     let part = hm.get_mut(..n).unwrap_or(&mut []);
     read_pkg(package, 0, part).await?;
-    let (manifest, id, _) = check_head(part, package.len(), trusted)?;
+    let header = check_framing(part, package.len())?;
+    let ops_sha256 = match header.op_auth {
+        OpAuth::Chain => None,
+        OpAuth::Signature => Some(ops_sha256(package, header.ops_offset()).await?),
+    };
+    let (manifest, id, _) = check_head(part, package.len(), trusted, ops_sha256.as_ref())?;
     Ok((manifest, id))
 }
 
-/// The checks of [`read_manifest`] on the package's first bytes (the
-/// header and the longest manifest, or the whole package when it is
-/// shorter); also gives the offset of op 0.
-pub(crate) fn check_head(
-    hm: &[u8],
-    package_len: u64,
-    trusted: &[VerifyingKey],
-) -> Result<(Manifest, [u8; 8], u64)> {
+/// sha256 of the op section, from `ops_offset` to the package's end (what
+/// a version-3 signature covers).
+async fn ops_sha256<P: PackageSource>(package: &mut P, ops_offset: u64) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut buf = [0u8; 256];
+    let mut at = ops_offset;
+    while at < package.len() {
+        let n = (package.len() - at).min(buf.len() as u64) as usize;
+        let part = buf.get_mut(..n).unwrap_or(&mut []);
+        read_pkg(package, at, part).await?;
+        h.update(&*part);
+        at += n as u64;
+    }
+    Ok(h.finalize().into())
+}
+
+/// The header, parsed from the package's first bytes, with the package's
+/// length checked against it (SPEC §2.5): what decides whether the op
+/// section must be hashed before the signature is checked.
+pub(crate) fn check_framing(hm: &[u8], package_len: u64) -> Result<Header> {
     let header = Header::parse(hm)?;
     let manifest_len = header.manifest_len as usize;
     if hm.len() < HEADER_LEN + manifest_len {
@@ -207,6 +227,22 @@ pub(crate) fn check_head(
         }
         .into());
     }
+    Ok(header)
+}
+
+/// The checks of [`read_manifest`] on the package's first bytes (the
+/// header and the longest manifest, or the whole package when it is
+/// shorter) and, for a version-3 package, the op section's sha256 (no
+/// such package verifies without it); also gives the offset of op 0.
+pub(crate) fn check_head(
+    hm: &[u8],
+    package_len: u64,
+    trusted: &[VerifyingKey],
+    ops_sha256: Option<&[u8; 32]>,
+) -> Result<(Manifest, [u8; 8], u64)> {
+    let header = check_framing(hm, package_len)?;
+    let manifest_len = header.manifest_len as usize;
+    let ops_sha256 = ops_sha256.filter(|_| header.op_auth == OpAuth::Signature);
     let (signed, manifest_bytes) = hm.split_at(HEADER_LEN);
     let manifest_bytes = manifest_bytes.get(..manifest_len).unwrap_or(&[]);
     let signed: &[u8; SIGNED_HEADER_LEN] = signed
@@ -223,10 +259,11 @@ pub(crate) fn check_head(
         &header.signature,
         signed,
         manifest_bytes,
+        ops_sha256,
     )?;
     Ok((
-        Manifest::parse(manifest_bytes)?,
-        journal::package_id(signed, manifest_bytes),
+        Manifest::parse_with(manifest_bytes, header.op_auth)?,
+        journal::package_id(signed, manifest_bytes, ops_sha256),
         header.ops_offset(),
     ))
 }

@@ -120,12 +120,16 @@ impl Record {
 }
 
 /// The id binding journal records to one package: the first 8 bytes of
-/// sha256 over its signed header and manifest.
-pub fn package_id(signed_header: &[u8], manifest: &[u8]) -> [u8; 8] {
+/// sha256 over its signed header and manifest, and in format version 3
+/// its op section's sha256 (there the manifest holds no op hash).
+pub fn package_id(signed_header: &[u8], manifest: &[u8], ops_sha256: Option<&[u8; 32]>) -> [u8; 8] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(signed_header);
     h.update(manifest);
+    if let Some(ops) = ops_sha256 {
+        h.update(ops);
+    }
     let d = h.finalize();
     let mut id = [0u8; 8];
     id.copy_from_slice(&d[..8]);

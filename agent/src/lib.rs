@@ -13,7 +13,9 @@
 //! * **Trust before touch**: signature, format version, device class,
 //!   security counter, fit in the layout and the whole source image's
 //!   sha256 are checked before the first erase or program; in place, every
-//!   op is also authenticated and its reads checked first.
+//!   op is also authenticated and its reads checked first. A format-v3
+//!   package (A/B) is read whole for its signature, which covers its ops;
+//!   a v2 package authenticates each op by its hash chain as it is read.
 //! * **Redoable ops**: each op erases and rewrites one segment (or scratch
 //!   slot); its inputs stay intact until a later op; a journal record
 //!   after each op is its commit point. Resume = scan the journal and

@@ -82,6 +82,32 @@ fn campaign(
     reports
 }
 
+/// A/B packages in both op authentications: signed whole (the default,
+/// format version 3: the device reads the op section before it writes) and
+/// hash-chained (version 2).
+#[test]
+fn ab_every_single_cut_resumes_bit_exact_either_way_ops_are_authenticated() {
+    for chain in [false, true] {
+        let o = fota_generator::DiffOptions {
+            chain,
+            ..opts(Mode::AB, 1024)
+        };
+        let (old, new) = pair(8 * 1024, 9);
+        let pkg = fota_generator::diff(&old, &new, &key(), &o)
+            .unwrap()
+            .package;
+        let version = fota_format::Package::parse(&pkg).unwrap().header().op_auth;
+        assert_eq!(version.version(), if chain { 2 } else { 3 });
+        let r = campaign(
+            if chain { "ab-chain" } else { "ab-signed" },
+            &o,
+            8 * 1024,
+            &[(1024, 4)],
+        );
+        assert!(r.iter().all(|r| r.max_erases_clean == 1));
+    }
+}
+
 #[test]
 fn tiny_ab_every_single_cut_resumes_bit_exact() {
     let r = campaign(

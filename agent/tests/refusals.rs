@@ -8,16 +8,35 @@ use fota_agent::Error;
 use fota_format::{Error as FormatError, Label, Mode};
 
 fn package() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    package_with(false)
+}
+
+/// An A/B package of several ops, signed whole (format version 3) or, with
+/// `chain`, hash-chained (version 2).
+fn package_with(chain: bool) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let (old, new) = pair(6 * 1024, 3);
-    let pkg = fota_generator::diff(&old, &new, &key(), &opts(Mode::AB, 1024))
+    let o = fota_generator::DiffOptions {
+        chain,
+        ..opts(Mode::AB, 1024)
+    };
+    let pkg = fota_generator::diff(&old, &new, &key(), &o)
         .unwrap()
         .package;
     (old, new, pkg)
 }
 
+/// A hash-chained package refuses a changed op when it reads it (the
+/// header and manifest before any write); one signed whole refuses any
+/// changed byte before any write.
 #[test]
 fn every_single_bit_flip_is_refused_before_any_write() {
-    let (old, new, pkg) = package();
+    for chain in [true, false] {
+        every_bit_flip_is_refused(chain);
+    }
+}
+
+fn every_bit_flip_is_refused(chain: bool) {
+    let (old, new, pkg) = package_with(chain);
     assert!(pkg.len() <= 64 * 1024);
     let keys = [key().verifying_key()];
     let mut writes_before_refusal = 0u64;
@@ -41,9 +60,16 @@ fn every_single_bit_flip_is_refused_before_any_write() {
         refused += 1;
         // The source slot is never written.
         assert_eq!(&flash.bytes()[..old.len()], &before[..]);
-        // Header/manifest flips fail before the journal's Begin.
-        if bit < ops_at * 8 {
+        // Header/manifest flips fail before the journal's Begin; without
+        // a chain, op flips too, at the signature.
+        if bit < ops_at * 8 || !chain {
             writes_before_refusal += flash.ops;
+        }
+        if bit >= ops_at * 8 && !chain {
+            assert!(
+                matches!(err, Error::Package(FormatError::BadSignature)),
+                "bit {bit}: {err:?}"
+            );
         }
     }
     assert_eq!(writes_before_refusal, 0);
@@ -127,4 +153,74 @@ fn an_ab_source_changed_before_a_resume_is_refused_with_no_write() {
     let err = setup.run(&mut flash).unwrap_err();
     assert_eq!(err, Error::Package(FormatError::SourceHashMismatch));
     assert_eq!(flash.ops, 0);
+}
+
+/// A package store that fails every read reaching `fail_from` or beyond.
+struct FailingPackage<'a> {
+    bytes: &'a [u8],
+    fail_from: u64,
+}
+
+impl fota_agent::PackageSource for FailingPackage<'_> {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    async fn read(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+        let end = offset + buf.len() as u64;
+        if end > self.fail_from || end > self.len() {
+            return false;
+        }
+        buf.copy_from_slice(&self.bytes[offset as usize..end as usize]);
+        true
+    }
+}
+
+/// A package signed whole (format version 3) is read to its end before
+/// its signature is checked: a read that fails there stops the update
+/// with the offset read, before the first program or erase; and
+/// `read_manifest` says the same.
+#[test]
+fn a_package_unreadable_in_its_op_section_is_refused_before_any_write() {
+    let (old, new, pkg) = package();
+    let parsed = fota_format::Package::parse(&pkg).unwrap();
+    assert_eq!(parsed.header().op_auth, fota_format::OpAuth::Signature);
+    // Past the header and manifest's one read (381 bytes at most).
+    let ops_at = parsed.header().ops_offset();
+    let fail_from = (ops_at + (pkg.len() as u64 - ops_at) / 2).max(400);
+    assert!(fail_from < pkg.len() as u64);
+    let keys = [key().verifying_key()];
+    let setup = ab_setup(&old, &new, &pkg, &keys, 1024, 4);
+    let mut flash = setup.fresh_flash();
+    let work_len = fota_agent::work_len_for(4, 1, 0);
+    let (mut work, mut w, mut o, mut s) = (vec![0u8; work_len], [0u8; 8], [0u8; 8], [0u32; 2]);
+    let mut source = FailingPackage {
+        bytes: &pkg,
+        fail_from,
+    };
+    let err = fota_agent::block_on(fota_agent::apply(
+        &mut flash,
+        &mut source,
+        &setup.config,
+        fota_agent::Buffers {
+            work: &mut work,
+            written: &mut w,
+            overwritten: &mut o,
+            slots: &mut s,
+        },
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::PackageRead { offset, .. } if (ops_at..fail_from).contains(&offset)),
+        "{err:?}"
+    );
+    assert_eq!(flash.ops, 0);
+    let err = fota_agent::block_on(fota_agent::read_manifest(&mut source, &keys)).unwrap_err();
+    assert!(matches!(err, Error::PackageRead { .. }), "{err:?}");
+    // Readable, the same package's manifest verifies.
+    let mut whole = FailingPackage {
+        bytes: &pkg,
+        fail_from: u64::MAX,
+    };
+    let (m, _) = fota_agent::block_on(fota_agent::read_manifest(&mut whole, &keys)).unwrap();
+    assert_eq!(m.op_auth, fota_format::OpAuth::Signature);
 }

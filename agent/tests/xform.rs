@@ -8,7 +8,7 @@ mod common;
 use common::{ab_setup, in_place_setup, key, opts, tiny_opts};
 use fota_agent::sim::SimFlash;
 use fota_agent::{Buffers, Error};
-use fota_format::{Error as FormatError, Mode, OpKind, Package};
+use fota_format::{Error as FormatError, Mode, OpAuth, OpKind, Package};
 use fota_generator::xform::synth::{aarch64_pair, firmware_pair, x86_64_pair};
 use fota_generator::{Arch, DiffOptions};
 
@@ -105,9 +105,27 @@ fn a_work_buffer_without_room_for_the_transform_is_refused_before_any_write() {
     assert_eq!(flash.ops, 0);
 }
 
+/// Both ways to authenticate the transform: its hash in the chain
+/// (`chain`), or the signature over the whole op section.
 #[test]
 fn a_changed_transform_is_refused_before_any_write() {
-    let (old, new, pkg) = package(&tiny_opts(Mode::AB, 1024));
+    for chain in [true, false] {
+        a_changed_transform_is_refused(chain);
+    }
+}
+
+fn a_changed_transform_is_refused(chain: bool) {
+    let (old, new, pkg) = package(&DiffOptions {
+        chain,
+        ..tiny_opts(Mode::AB, 1024)
+    });
+    let op_refused = |err: &Error| match chain {
+        true => matches!(
+            err,
+            Error::Package(FormatError::OpHashMismatch { op_index: 0, .. })
+        ),
+        false => matches!(err, Error::Package(FormatError::BadSignature)),
+    };
     let keys = [key().verifying_key()];
     let parsed = Package::parse(&pkg).unwrap();
     let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
@@ -129,29 +147,48 @@ fn a_changed_transform_is_refused_before_any_write() {
     for k in (0..payload_len).step_by(payload_len.div_ceil(24).max(1)) {
         for flip in [0x10, 0x80, 0xff] {
             let err = run(payload_at + k, flip);
-            assert!(
-                matches!(
-                    err,
-                    Error::Package(FormatError::OpHashMismatch { op_index: 0, .. })
-                ),
-                "payload byte {k} ^ {flip:#x}: {err:?}"
-            );
+            assert!(op_refused(&err), "payload byte {k} ^ {flip:#x}: {err:?}");
         }
     }
-    // A changed head may not even delimit the op: it is refused as a head.
+    // A changed head may not even delimit the op: it is refused as a head
+    // (with a chain; without one, the signature fails first).
     let err = run(op0.offset as usize + 20, 0x10);
     assert!(
-        matches!(
-            err,
-            Error::Package(
-                FormatError::OpHashMismatch { op_index: 0, .. }
-                    | FormatError::OpLayout { op_index: 0, .. }
-                    | FormatError::BadLength { .. }
-                    | FormatError::InvalidField { .. }
-            )
-        ),
+        op_refused(&err)
+            || matches!(
+                err,
+                Error::Package(
+                    FormatError::OpHashMismatch { op_index: 0, .. }
+                        | FormatError::OpLayout { op_index: 0, .. }
+                        | FormatError::BadLength { .. }
+                        | FormatError::InvalidField { .. }
+                )
+            ),
         "{err:?}"
     );
+}
+
+/// Signs an edited package again, so that only the edit is wrong with it:
+/// a hash-chained package's chain head becomes the hash of op 0's bytes
+/// `op0`; a version-3 signature covers the edited op section.
+fn sign_again(pkg: &mut [u8], op0: std::ops::Range<usize>) {
+    use sha2::{Digest, Sha256};
+    let (auth, ops_at) = {
+        let h = Package::parse(pkg).unwrap();
+        (h.header().op_auth, h.header().ops_offset() as usize)
+    };
+    let ops_sha256: Option<[u8; 32]> = match auth {
+        OpAuth::Chain => {
+            let mut m = fota_format::Manifest::parse_with(&pkg[96..ops_at], auth).unwrap();
+            m.first_op_sha256 = Sha256::digest(&pkg[op0]).into();
+            pkg[96..ops_at].copy_from_slice(m.to_bytes().as_slice());
+            None
+        }
+        OpAuth::Signature => Some(Sha256::digest(&pkg[ops_at..]).into()),
+    };
+    let signed: [u8; 24] = pkg[..24].try_into().unwrap();
+    let signature = fota_format::sign::sign(&key(), &signed, &pkg[96..ops_at], ops_sha256.as_ref());
+    pkg[32..96].copy_from_slice(&signature);
 }
 
 /// A transform that is signed (its hash is the manifest's chain head) but
@@ -159,11 +196,9 @@ fn a_changed_transform_is_refused_before_any_write() {
 /// offset, before anything is written: the hash is no excuse to act on it.
 #[test]
 fn a_signed_transform_the_agent_cannot_read_is_refused_before_any_write() {
-    use sha2::{Digest, Sha256};
     let (old, new, pkg) = package(&tiny_opts(Mode::AB, 1024));
     let keys = [key().verifying_key()];
     let parsed = Package::parse(&pkg).unwrap();
-    let ops_at = parsed.header().ops_offset() as usize;
     let op0 = parsed.ops_unverified().unwrap().next().unwrap().unwrap();
     let (start, payload_at) = (op0.offset as usize, op0.payload_offset as usize);
     let end = payload_at + op0.header.payload_len as usize;
@@ -173,12 +208,7 @@ fn a_signed_transform_the_agent_cannot_read_is_refused_before_any_write() {
     for k in payload_at..end {
         let mut probe = bad.clone();
         probe[k] = 0xff;
-        let mut m = parsed.manifest_unverified().unwrap();
-        m.first_op_sha256 = Sha256::digest(&probe[start..end]).into();
-        probe[96..ops_at].copy_from_slice(m.to_bytes().as_slice());
-        let signed: [u8; 24] = probe[..24].try_into().unwrap();
-        let signature = fota_format::sign::sign(&key(), &signed, &probe[96..ops_at]);
-        probe[32..96].copy_from_slice(&signature);
+        sign_again(&mut probe, start..end);
         let setup = ab_setup(&old, &new, &probe, &keys, 1024, 4);
         let mut flash = setup.fresh_flash();
         let err = setup.run(&mut flash).unwrap_err();
@@ -217,9 +247,7 @@ fn an_xform_payload_past_the_package_end_is_refused_as_truncated() {
     let cut = op0.payload_offset as usize + 1;
     let mut bad = pkg[..cut].to_vec();
     bad[16..24].copy_from_slice(&((cut - ops_at) as u64).to_le_bytes());
-    let signed: [u8; 24] = bad[..24].try_into().unwrap();
-    let signature = fota_format::sign::sign(&key(), &signed, &bad[96..ops_at]);
-    bad[32..96].copy_from_slice(&signature);
+    sign_again(&mut bad, op0.offset as usize..cut);
     let setup = ab_setup(&old, &new, &bad, &keys, 1024, 4);
     let mut flash = setup.fresh_flash();
     let err = setup.run(&mut flash).unwrap_err();

@@ -136,6 +136,14 @@ pub struct DiffArgs {
     /// needs the host applier (`fota apply`); on-device agents refuse it.
     #[arg(long)]
     pub no_decompress: bool,
+    /// Authenticate the ops of an A/B package with a hash chain (format
+    /// version 2), for a device that applies the package as it streams in,
+    /// without storing it. By default A/B packages are signed whole (version
+    /// 3: the device reads the package once to check it before it writes,
+    /// and the package is 32 bytes smaller per op); in-place packages
+    /// always keep the chain.
+    #[arg(long)]
+    pub chain: bool,
     /// Skip applying the package to OLD before writing it (faster, less safe).
     #[arg(long)]
     pub no_self_check: bool,

@@ -151,6 +151,7 @@ fn diff(a: DiffArgs) -> Result<()> {
         },
         xform_ram: a.xform_ram,
         decompress: !a.no_decompress,
+        chain: a.chain,
         ..DiffOptions::default()
     };
     let bar = Bar::new();
@@ -365,6 +366,14 @@ fn streams_json(t: &StreamTable<'_>) -> serde_json::Value {
     })
 }
 
+/// How `inspect` names a package's op authentication.
+fn op_auth_name(auth: fota_format::OpAuth) -> &'static str {
+    match auth {
+        fota_format::OpAuth::Chain => "hash chain",
+        fota_format::OpAuth::Signature => "signature",
+    }
+}
+
 fn inspect(a: InspectArgs) -> Result<()> {
     let bytes = MappedFile::open(&a.package)?;
     let blame_pkg = |e| blame(e, &a.package, None);
@@ -428,7 +437,8 @@ fn inspect(a: InspectArgs) -> Result<()> {
         println!(
             "{}",
             json!({
-                "package": a.package, "package_bytes": bytes.len(), "format_version": fota_format::FORMAT_VERSION,
+                "package": a.package, "package_bytes": bytes.len(), "format_version": h.op_auth.version(),
+                "ops_authenticated_by": op_auth_name(h.op_auth),
                 "key_id": human::hex(&h.key_id), "signature_checked": false,
                 "device_class": m.device_class.as_str(), "from_version": m.from_version.as_str(), "to_version": m.to_version.as_str(),
                 "security_counter": m.security_counter, "mode": format!("{:?}", m.mode), "profile": format!("{:?}", m.profile),
@@ -448,10 +458,11 @@ fn inspect(a: InspectArgs) -> Result<()> {
     }
     let p = PathBuf::from(&a.package);
     println!(
-        "package        {} ({} bytes, format v{})",
+        "package        {} ({} bytes, format v{}, ops authenticated by {})",
         p.display(),
         human::bytes(bytes.len() as u64),
-        fota_format::FORMAT_VERSION
+        h.op_auth.version(),
+        op_auth_name(h.op_auth)
     );
     println!(
         "key id         {} (signature not checked: use `fota verify`)",

@@ -628,3 +628,43 @@ fn inspect_counts_patches_whose_literals_follow_the_source() {
     ]);
     assert_eq!(std::fs::read(env.path("out")).unwrap(), new);
 }
+
+/// A/B packages are format v3 (the signature covers the ops) unless
+/// `--chain` asks for v2's hash chain: 32 bytes more per op, and both
+/// apply. `inspect` says which.
+#[test]
+fn chain_makes_a_hash_chained_v2_package() {
+    let env = Env::new();
+    env.diff();
+    let mut args = vec!["diff", "--key", "k/fota.key", "--device-class", "sensor-x"];
+    args.extend(["--to-version", "1.5.0", "--chain", "old", "new", "-o", "pc"]);
+    env.ok(&args);
+    let whole: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "p"])).unwrap();
+    let chained: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--json", "pc"])).unwrap();
+    assert_eq!(
+        (&whole["format_version"], &whole["ops_authenticated_by"]),
+        (&serde_json::json!(3), &serde_json::json!("signature"))
+    );
+    assert_eq!(
+        (&chained["format_version"], &chained["ops_authenticated_by"]),
+        (&serde_json::json!(2), &serde_json::json!("hash chain"))
+    );
+    let ops = whole["op_count"].as_u64().unwrap();
+    assert_eq!(
+        chained["package_bytes"].as_u64().unwrap(),
+        whole["package_bytes"].as_u64().unwrap() + 32 * ops,
+        "the chain head and a link per op but the last"
+    );
+    assert!(env
+        .ok(&["inspect", "pc"])
+        .contains("format v2, ops authenticated by hash chain"));
+    for pkg in ["p", "pc"] {
+        env.ok(&["apply", "--pubkey", "k/fota.pub", "old", pkg, "-o", "out"]);
+        assert_eq!(
+            std::fs::read(env.path("out")).unwrap(),
+            std::fs::read(env.path("new")).unwrap()
+        );
+    }
+}

@@ -16,7 +16,7 @@ files named `crash-*` / `regress-*` (regression inputs from fuzzing).
 `--tiny-only` regenerates only the tiny-profile seeds (`pkg-*-tiny` and
 corpus/tiny_decoder/).
 
-Packages are read with a small parser of format version 2 (`parse_package`
+Packages are read with a small parser of format versions 2 and 3 (`parse_package`
 below: the fixed header, the varint manifest, variable-length op heads),
 which follows the field layout of `Manifest::parse` and `OpHead::parse` of
 src/ (the structure only: it leaves the value rules to them); the `mut-*`
@@ -44,7 +44,7 @@ FOTA = ARGS[0] if ARGS else os.path.join(ROOT, "target", "release", "fota")
 KEY_SEED = bytes.fromhex("237257ed17f4951c0630fea0f00534fe48aa86a5de17095f1621e65548a7b8c0")
 
 MAGIC = b"\x89FOTA\r\n\x1a"
-FORMAT_VERSION = 2
+FORMAT_VERSIONS = (2, 3)  # 2: ops in a hash chain; 3: ops covered by the signature
 HEADER_LEN = 96  # fixed; the manifest and op heads that follow are varint-coded
 LABEL_LEN = 32
 MAX_VARINT_LEN = 10
@@ -162,16 +162,16 @@ class Cursor:
 
 
 def parse_header(pkg):
-    """The fixed header (src/header.rs): (manifest_len, ops_len)."""
+    """The fixed header (src/header.rs): (manifest_len, ops_len, version)."""
     if len(pkg) < HEADER_LEN or pkg[:8] != MAGIC:
         raise Malformed("no package header")
     version, header_len, manifest_len, ops_len = struct.unpack_from("<HHIQ", pkg, 8)
-    if version != FORMAT_VERSION or header_len != HEADER_LEN:
+    if version not in FORMAT_VERSIONS or header_len != HEADER_LEN:
         raise Malformed("format version %d, header length %d" % (version, header_len))
-    return manifest_len, ops_len
+    return manifest_len, ops_len, version
 
 
-def parse_manifest(m):
+def parse_manifest(m, version):
     """The manifest's fields (the layout of `Manifest::parse`,
     src/manifest.rs, not its value rules), given its
     `manifest_len` bytes. Field values, plus `*_at`: offsets inside the
@@ -206,8 +206,11 @@ def parse_manifest(m):
     seg = out["segment_size"]
     if not (256 <= seg <= 1 << 28) or seg % 256:
         raise Malformed("segment size %d" % seg)
-    # An empty target has no ops, so no chain head either.
-    out["first_op_sha256"] = r.take(32) if out["op_count"] else bytes(32)
+    # An empty target has no ops, so no chain head either; nor has a
+    # version-3 package, whose signature covers its ops.
+    out["version"] = version
+    chained = version == 2
+    out["first_op_sha256"] = r.take(32) if out["op_count"] and chained else bytes(32)
     out["release_notes_sha256"] = r.take(32) if flags & FLAG_RELEASE_NOTES else bytes(32)
     if flags & FLAG_RELEASE_NOTES and out["release_notes_sha256"] == bytes(32):
         raise Malformed("release notes flag with an all-zero hash")
@@ -264,7 +267,7 @@ def parse_op_head(pkg, pos, manifest, index):
     else:
         dst_sha256 = r.take(32)
     src_sha256 = r.take(32) if mode == IN_PLACE and kind in (COPY, PATCH) else bytes(32)
-    next_op_sha256 = bytes(32) if last else r.take(32)
+    next_op_sha256 = bytes(32) if last or manifest["version"] != 2 else r.take(32)
     ext_at = r.pos
     extents, prev_end = [], 0
     for _ in range(extent_count):
@@ -303,10 +306,10 @@ def parse_op_head(pkg, pos, manifest, index):
 
 def parse_package(pkg):
     """(manifest, ops, manifest offset) of a whole, well-framed package."""
-    manifest_len, ops_len = parse_header(pkg)
+    manifest_len, ops_len, version = parse_header(pkg)
     if HEADER_LEN + manifest_len + ops_len != len(pkg):
         raise Malformed("package length %d, header says %d" % (len(pkg), HEADER_LEN + manifest_len + ops_len))
-    m = parse_manifest(pkg[HEADER_LEN : HEADER_LEN + manifest_len])
+    m = parse_manifest(pkg[HEADER_LEN : HEADER_LEN + manifest_len], version)
     pos, out = HEADER_LEN + manifest_len, []
     for index in range(m["op_count"]):
         op = parse_op_head(pkg, pos, m, index)
@@ -359,6 +362,12 @@ def make_packages(tmp, key):
                 continue
             out = os.path.join(tmp, "%s-s%d-l%d.fota" % (name, seg, level))
             made[os.path.basename(out)[: -len(".fota")]] = fota_diff(key, o, n, out, seg, ["--level", str(level)])
+        # A/B packages are format v3 by default; the same with the hash
+        # chain (v2).
+        out = os.path.join(tmp, "%s-s1024-l19-chain.fota" % name)
+        made[os.path.basename(out)[: -len(".fota")]] = fota_diff(
+            key, o, n, out, 1024, ["--level", "19", "--chain"]
+        )
     return made
 
 
@@ -411,7 +420,7 @@ def decode_payload(codec, payload):
 def variants(name, pkg):
     """Hand-made mutants of a real package, each aimed at one field."""
     m, pkg_ops = parse_package(pkg)
-    manifest_len, _ = parse_header(pkg)
+    manifest_len, _, version = parse_header(pkg)
     v = {}
     v["trunc-header"] = pkg[:50]
     v["trunc-manifest"] = pkg[: HEADER_LEN + manifest_len // 2]
@@ -440,7 +449,7 @@ def variants(name, pkg):
     assert m["op_count"] >= 2, name
     flip = bytearray(pkg)
     flip[HEADER_LEN + m["op_count_at"]] ^= 1
-    flipped = parse_manifest(bytes(flip[HEADER_LEN : HEADER_LEN + manifest_len]))
+    flipped = parse_manifest(bytes(flip[HEADER_LEN : HEADER_LEN + manifest_len]), version)
     assert abs(flipped["op_count"] - m["op_count"]) == 1, name
     v["flip-op-count"] = bytes(flip)
     return {"%s-%s" % (name, k): d for k, d in v.items()}
@@ -658,6 +667,10 @@ def main():
                 label = "patch" if kind == PATCH else "new"
                 lzma_payloads.setdefault(hashlib.sha1(seed).hexdigest(), ("%s-op%d-%s" % (name, i, label), seed))
             if kind != PATCH:
+                continue
+            # Layout 2 codes literals after the op's source (a preset
+            # dictionary), which Python's lzma cannot take.
+            if codec == LZMA and payload[0] == 2:
                 continue
             decoded = decode_payload(codec, payload)
             seed = patch_seed(0, i * 37 % 256, op.dst_off, op.dst_len, op.extents, decoded)

@@ -33,12 +33,12 @@ pub enum Error {
     },
     /// The package uses a format version this decoder does not implement.
     #[error(
-        "unsupported format version {found} at offset 8: this decoder reads version {supported}"
+        "unsupported format version {found} at offset 8: this decoder reads versions 2 to {supported}"
     )]
     UnsupportedVersion {
         /// Version in the header.
         found: u16,
-        /// Version this decoder reads.
+        /// Newest version this decoder reads (it reads every one from 2).
         supported: u16,
     },
     /// A length or count field does not hold the value the layout requires.

@@ -8,10 +8,52 @@ use crate::manifest::{MAX_MANIFEST_LEN, MIN_MANIFEST_LEN};
 /// transfers, CR LF catches line-ending conversion (the PNG trick).
 pub const MAGIC: [u8; 8] = *b"\x89FOTA\r\n\x1a";
 
-/// The format version this crate reads and writes. Version 2 has the
-/// compact framing (varint manifest and op heads); the fixed-record
-/// version 1 was a draft withdrawn before any release.
+/// The format version of hash-chained packages ([`OpAuth::Chain`]). Version
+/// 2 has the compact framing (varint manifest and op heads); the
+/// fixed-record version 1 was a draft withdrawn before any release.
 pub const FORMAT_VERSION: u16 = 2;
+
+/// The format version of packages whose signature covers their ops
+/// ([`OpAuth::Signature`]): version 2's framing without op hashes.
+pub const FORMAT_VERSION_SIGNED_OPS: u16 = 3;
+
+/// How a package authenticates its ops, which its format version says
+/// (SPEC §6): a header field at a fixed offset, so an applier knows what
+/// the signature covers before it reads anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpAuth {
+    /// Version 2: a hash chain. The manifest carries op 0's sha256 and each
+    /// op but the last its successor's, so an applier checks every op as it
+    /// streams it, keeping 32 bytes of state; the package need not be
+    /// stored first.
+    Chain,
+    /// Version 3: the signature also covers the sha256 of the whole op
+    /// section, and no op hash is on the wire (32 bytes fewer per op, one
+    /// more for the manifest's chain head). An applier reads the op section
+    /// once to check it before it writes anything, and again to apply it.
+    /// A/B packages only: their target slot is checked whole before it is
+    /// used, so bytes changed between the two reads cannot get further.
+    Signature,
+}
+
+impl OpAuth {
+    /// The format version that carries this authentication.
+    pub const fn version(self) -> u16 {
+        match self {
+            OpAuth::Chain => FORMAT_VERSION,
+            OpAuth::Signature => FORMAT_VERSION_SIGNED_OPS,
+        }
+    }
+
+    /// The authentication of a format version this crate implements.
+    pub fn of_version(version: u16) -> Option<OpAuth> {
+        match version {
+            FORMAT_VERSION => Some(OpAuth::Chain),
+            FORMAT_VERSION_SIGNED_OPS => Some(OpAuth::Signature),
+            _ => None,
+        }
+    }
+}
 
 /// Length of the signed part of the header (magic to `ops_len`).
 pub const SIGNED_HEADER_LEN: usize = 24;
@@ -24,6 +66,8 @@ pub const HEADER_LEN: usize = SIGNED_HEADER_LEN + 8 + 64;
 /// choosing among trusted keys, so altering it can only make the check fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
+    /// How the ops are authenticated: the format version.
+    pub op_auth: OpAuth,
     /// Length of the manifest that follows the header (from
     /// [`MIN_MANIFEST_LEN`] to [`MAX_MANIFEST_LEN`]).
     pub manifest_len: u32,
@@ -48,12 +92,10 @@ impl Header {
             return Err(Error::BadMagic { found: magic });
         }
         let version = r.u16("format version")?;
-        if version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        let op_auth = OpAuth::of_version(version).ok_or(Error::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION_SIGNED_OPS,
+        })?;
         let header_len = r.u16("header length")?;
         if usize::from(header_len) != HEADER_LEN {
             return Err(Error::BadLength {
@@ -87,6 +129,7 @@ impl Header {
         let key_id = r.array("key id")?;
         let signature = r.array("signature")?;
         Ok(Header {
+            op_auth,
             manifest_len,
             ops_len,
             key_id,
@@ -99,7 +142,7 @@ impl Header {
         let mut out = [0u8; HEADER_LEN];
         let mut w = Writer::new(&mut out);
         w.bytes(&MAGIC);
-        w.u16(FORMAT_VERSION);
+        w.u16(self.op_auth.version());
         w.u16(HEADER_LEN as u16);
         w.u32(self.manifest_len);
         w.u64(self.ops_len);

@@ -66,7 +66,9 @@ pub mod zstd_payload;
 pub use bytes::Encoded;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{Error, Result};
-pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC, SIGNED_HEADER_LEN};
+pub use header::{
+    Header, OpAuth, FORMAT_VERSION, FORMAT_VERSION_SIGNED_OPS, HEADER_LEN, MAGIC, SIGNED_HEADER_LEN,
+};
 pub use inplace::{InPlaceTracker, SourcePiece};
 pub use label::{Label, LabelError, LABEL_LEN};
 pub use manifest::{Manifest, Mode, Profile, MAX_MANIFEST_LEN, MIN_MANIFEST_LEN};

@@ -3,7 +3,7 @@
 use crate::bytes::Encoded;
 use crate::bytes::Reader;
 use crate::error::{Error, Result};
-use crate::header::HEADER_LEN;
+use crate::header::{OpAuth, HEADER_LEN};
 use crate::label::{Label, LABEL_LEN};
 
 /// Shortest manifest: empty labels, one-byte varints, no op (so no chain
@@ -109,7 +109,11 @@ pub struct Manifest {
     pub target_sha256: [u8; 32],
     /// Number of ops in the op section.
     pub op_count: u32,
-    /// sha256 of op 0 (header, extents, payload): the head of the hash chain.
+    /// How the ops are authenticated: the header's format version, not a
+    /// manifest field on the wire (it says whether the chain head is).
+    pub op_auth: OpAuth,
+    /// sha256 of op 0 (header, extents, payload): the head of the hash
+    /// chain. Not on the wire with [`OpAuth::Signature`] (all zero there).
     pub first_op_sha256: [u8; 32],
     /// sha256 of the release notes shown to the user, all zero when none.
     pub release_notes_sha256: [u8; 32],
@@ -172,16 +176,27 @@ impl Manifest {
         segment_len(self.source_size, self.segment_size, index)
     }
 
+    /// Parses and checks the manifest of a hash-chained package (format
+    /// version 2): [`Manifest::parse_with`] and [`OpAuth::Chain`].
+    ///
+    /// # Errors
+    /// As [`Manifest::parse_with`].
+    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+        Manifest::parse_with(bytes, OpAuth::Chain)
+    }
+
     /// Parses and checks a manifest: `bytes` are exactly the header's
-    /// `manifest_len` bytes; offsets in errors are package offsets.
+    /// `manifest_len` bytes, `op_auth` what the header's version says;
+    /// offsets in errors are package offsets.
     ///
     /// Call this only on a manifest whose signature has been verified when
     /// acting on it; parsing itself is safe on any bytes.
     ///
     /// # Errors
-    /// `Truncated`, `InvalidText`, `InvalidField`, `NonZeroReserved`,
-    /// `BadLength`, `TrailingBytes`.
-    pub fn parse(bytes: &[u8]) -> Result<Manifest> {
+    /// `Truncated`, `InvalidText`, `InvalidField` (an in-place manifest in
+    /// a package whose signature covers its ops, among others),
+    /// `NonZeroReserved`, `BadLength`, `TrailingBytes`.
+    pub fn parse_with(bytes: &[u8], op_auth: OpAuth) -> Result<Manifest> {
         let base = HEADER_LEN as u64;
         let mut r = Reader::new(bytes, base);
         let label = |r: &mut Reader<'_>, what: &'static str| -> Result<Label> {
@@ -212,6 +227,16 @@ impl Manifest {
             what: "mode (0 = A/B, 1 = in-place)",
             found: mode_byte.into(),
         })?;
+        // Between the check of a version-3 op section and its apply, the
+        // package is read twice: only an A/B target, checked whole before
+        // it is used, may come from bytes read after the check.
+        if op_auth == OpAuth::Signature && mode != Mode::AB {
+            return Err(Error::InvalidField {
+                offset,
+                what: "mode (0 = A/B: a package whose signature covers its ops, format version 3, is A/B only)",
+                found: mode_byte.into(),
+            });
+        }
         let offset = r.offset();
         let profile_byte = r.u8("codec profile")?;
         let profile = Profile::from_u8(profile_byte).ok_or(Error::InvalidField {
@@ -265,10 +290,11 @@ impl Manifest {
                 offset: flags_offset,
             });
         }
-        // An empty target has no ops, so no chain head either.
-        let first_op_sha256 = match op_count {
-            0 => [0; 32],
-            _ => r.array("first op sha256")?,
+        // An empty target has no ops, so no chain head either; nor has a
+        // package whose signature covers its ops.
+        let first_op_sha256 = match (op_auth, op_count) {
+            (OpAuth::Chain, 1..) => r.array("first op sha256")?,
+            _ => [0; 32],
         };
         let notes_at = r.offset();
         let release_notes_sha256 = match flags & FLAG_RELEASE_NOTES {
@@ -302,6 +328,7 @@ impl Manifest {
             target_size,
             target_sha256,
             op_count,
+            op_auth,
             first_op_sha256,
             release_notes_sha256,
             scratch_slots,
@@ -337,7 +364,8 @@ impl Manifest {
 
     /// Encodes the manifest. A chain head with no op, or a label, cannot be
     /// out of range, so every manifest has an encoding; a non-zero
-    /// `first_op_sha256` with `op_count` 0 is not written (it has no field).
+    /// `first_op_sha256` with `op_count` 0 or [`OpAuth::Signature`] is not
+    /// written (it has no field).
     pub fn to_bytes(&self) -> Encoded<MAX_MANIFEST_LEN> {
         Encoded::build(|w| {
             for label in [&self.device_class, &self.from_version, &self.to_version] {
@@ -359,7 +387,7 @@ impl Manifest {
             w.varint(self.scratch_slots.into());
             let notes = self.release_notes_sha256 != [0; 32];
             w.u8(if notes { FLAG_RELEASE_NOTES } else { 0 });
-            if self.op_count != 0 {
+            if self.op_count != 0 && self.op_auth == OpAuth::Chain {
                 w.bytes(&self.first_op_sha256);
             }
             if notes {

@@ -197,6 +197,9 @@ pub struct OpContext {
     pub target_sha256: [u8; 32],
     /// Whether this is the last op, which has no next-op hash.
     pub last: bool,
+    /// Whether ops carry their successor's hash ([`crate::OpAuth::Chain`]);
+    /// without a chain ([`crate::OpAuth::Signature`]) no op does.
+    pub chained: bool,
 }
 
 impl OpContext {
@@ -215,6 +218,7 @@ impl OpContext {
             target_size: manifest.target_size,
             target_sha256: manifest.target_sha256,
             last: false,
+            chained: manifest.op_auth == crate::OpAuth::Chain,
         }
     }
 
@@ -224,6 +228,11 @@ impl OpContext {
             last: index.saturating_add(1) >= op_count,
             ..self
         }
+    }
+
+    /// Whether the op's head carries the next op's hash.
+    fn links_next(&self) -> bool {
+        self.chained && !self.last
     }
 
     /// Whether the segment at `dst_offset` is the whole target, so that its
@@ -385,9 +394,9 @@ impl OpHead {
             true => r.array("source sha256")?,
             false => [0; 32],
         };
-        let next_op_sha256 = match ctx.last {
-            false => r.array("next op sha256")?,
-            true => [0; 32],
+        let next_op_sha256 = match ctx.links_next() {
+            true => r.array("next op sha256")?,
+            false => [0; 32],
         };
         let mut extents = Extents::default();
         let mut prev_end = 0u64;
@@ -482,7 +491,8 @@ impl OpHeader {
     /// multiple of the segment size, `dst_len` the segment's length (for a
     /// STASH, its extent's), `dst_sha256` the target's when the segment is
     /// the whole target, `decoded_len` what the kind and codec imply,
-    /// `src_sha256` zero in A/B, `next_op_sha256` zero for the last op; and
+    /// `src_sha256` zero in A/B, `next_op_sha256` zero for the last op and
+    /// without a chain; and
     /// the extents only those of the kind (COPY and PATCH up to 16, STASH
     /// one). An encoder checks this by parsing the head back.
     pub fn encode(&self, extents: &[Extent], ctx: &OpContext) -> Encoded<MAX_OP_HEAD_LEN> {
@@ -510,7 +520,7 @@ impl OpHeader {
             if Fields::src_sha256(self.kind, ctx) {
                 w.bytes(&self.src_sha256);
             }
-            if !ctx.last {
+            if ctx.links_next() {
                 w.bytes(&self.next_op_sha256);
             }
             let on_wire = match self.kind {

@@ -14,7 +14,7 @@ use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::header::{Header, HEADER_LEN, SIGNED_HEADER_LEN};
+use crate::header::{Header, OpAuth, HEADER_LEN, SIGNED_HEADER_LEN};
 use crate::label::Label;
 use crate::manifest::{segment_len, Manifest, Mode, Profile};
 use crate::op::{Codec, Extent, Extents, OpContext, OpHead, OpHeader, OpKind};
@@ -86,19 +86,25 @@ impl<'a> Package<'a> {
         &self.header
     }
 
-    /// Checks the signature with the trusted keys, then parses the manifest.
+    /// Checks the signature with the trusted keys (in format version 3 over
+    /// the op section too), then parses the manifest.
     ///
     /// # Errors
     /// `UnknownKey`, `BadSignature`, then manifest errors.
     pub fn verify(&self, trusted: &[VerifyingKey]) -> Result<VerifiedPackage<'a>> {
+        let ops_sha256: Option<[u8; 32]> = match self.header.op_auth {
+            OpAuth::Chain => None,
+            OpAuth::Signature => Some(Sha256::digest(self.ops).into()),
+        };
         crate::sign::verify(
             trusted,
             self.header.key_id,
             &self.header.signature,
             &self.signed_header,
             self.manifest,
+            ops_sha256.as_ref(),
         )?;
-        let manifest = Manifest::parse(self.manifest)?;
+        let manifest = Manifest::parse_with(self.manifest, self.header.op_auth)?;
         Ok(VerifiedPackage {
             manifest,
             ops: self.ops,
@@ -112,16 +118,17 @@ impl<'a> Package<'a> {
     /// # Errors
     /// Manifest errors.
     pub fn manifest_unverified(&self) -> Result<Manifest> {
-        Manifest::parse(self.manifest)
+        Manifest::parse_with(self.manifest, self.header.op_auth)
     }
 
     /// Walks the ops of a package whose signature has not been checked, for
-    /// inspection tools. The hash chain is still checked from the manifest.
+    /// inspection tools. The hash chain, when the package has one, is still
+    /// checked from the manifest.
     ///
     /// # Errors
     /// Manifest errors.
     pub fn ops_unverified(&self) -> Result<OpIter<'a>> {
-        let manifest = Manifest::parse(self.manifest)?;
+        let manifest = self.manifest_unverified()?;
         Ok(OpIter::new(manifest, self.ops, self.header.ops_offset()))
     }
 }
@@ -214,6 +221,9 @@ pub struct OpChain {
 /// chain for the whole update, so it does not carry labels and hashes.
 #[derive(Debug, Clone, Copy)]
 struct ChainLimits {
+    /// Whether ops are checked against the chain's hashes (format version
+    /// 2); in version 3 the signature covered them all.
+    chained: bool,
     mode: Mode,
     profile: Profile,
     segment_size: u32,
@@ -228,6 +238,7 @@ struct ChainLimits {
 impl ChainLimits {
     fn of(m: &Manifest) -> Self {
         ChainLimits {
+            chained: m.op_auth == OpAuth::Chain,
             mode: m.mode,
             profile: m.profile,
             segment_size: m.segment_size,
@@ -283,12 +294,17 @@ impl OpChain {
         }
     }
 
+    /// Whether ops carry hashes to check (format version 2).
+    pub fn is_chained(&self) -> bool {
+        self.manifest.chained
+    }
+
     /// Index the next op must have.
     pub fn next_index(&self) -> u32 {
         self.next_index
     }
 
-    /// The hash the next op must have.
+    /// The hash the next op must have (all zero without a chain).
     pub fn expected_hash(&self) -> &[u8; 32] {
         &self.expected_hash
     }
@@ -299,7 +315,10 @@ impl OpChain {
     }
 
     /// Checks the next op: its hash (of header, extents and payload as on
-    /// the wire) against the chain, then its layout against the manifest.
+    /// the wire) against the chain when the package has one, then its
+    /// layout against the manifest. Without a chain (format version 3)
+    /// `op_sha256` is not read: the caller checked the signature over the
+    /// whole op section.
     ///
     /// In-place packages may write segments in any order; this check keeps
     /// no per-segment state, so an applier of in-place packages MUST also
@@ -335,7 +354,7 @@ impl OpChain {
                 u64::from(index) + 1,
             );
         }
-        if *op_sha256 != self.expected_hash {
+        if self.manifest.chained && *op_sha256 != self.expected_hash {
             return Err(Error::OpHashMismatch {
                 op_index: index,
                 offset,

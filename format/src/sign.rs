@@ -1,8 +1,9 @@
-//! Signing and verifying the header and manifest.
+//! Signing and verifying the header and manifest (and in format version 3
+//! the op section, by its sha256).
 //!
 //! The signature is Ed25519ph (RFC 8032, SHA-512 prehash) with the context
 //! [`SIGNATURE_CONTEXT`], over the signed header bytes followed by the
-//! manifest. The prehash lets a device verify while streaming with a few
+//! manifest and, in version 3, the sha256 of the op section. The prehash lets a device verify while streaming with a few
 //! hundred bytes of state; the context string keeps a signature made for a
 //! package from being valid for anything else signed with the same key.
 
@@ -17,11 +18,21 @@ use crate::header::SIGNED_HEADER_LEN;
 /// bytes, so a signature never verifies across versions.
 pub const SIGNATURE_CONTEXT: &[u8] = b"fota-package-v1";
 
-/// The prehash of the signed bytes: signed header, then manifest.
-pub fn signed_digest(signed_header: &[u8; SIGNED_HEADER_LEN], manifest: &[u8]) -> Sha512 {
+/// The prehash of the signed bytes: signed header, then manifest, then
+/// (format version 3, [`crate::OpAuth::Signature`]) the op section's
+/// sha256. The version is among the signed header bytes, so a version-2
+/// signature never covers an op hash and a version-3 one always does.
+pub fn signed_digest(
+    signed_header: &[u8; SIGNED_HEADER_LEN],
+    manifest: &[u8],
+    ops_sha256: Option<&[u8; 32]>,
+) -> Sha512 {
     let mut h = Sha512::new();
     h.update(signed_header);
     h.update(manifest);
+    if let Some(ops) = ops_sha256 {
+        h.update(ops);
+    }
     h
 }
 
@@ -35,20 +46,23 @@ pub fn key_id(key: &VerifyingKey) -> [u8; 8] {
     id
 }
 
-/// Signs the header and manifest bytes.
+/// Signs the header and manifest bytes, and the op section's sha256 when
+/// given (format version 3).
 pub fn sign(
     key: &SigningKey,
     signed_header: &[u8; SIGNED_HEADER_LEN],
     manifest: &[u8],
+    ops_sha256: Option<&[u8; 32]>,
 ) -> [u8; 64] {
-    let digest = signed_digest(signed_header, manifest);
+    let digest = signed_digest(signed_header, manifest, ops_sha256);
     #[allow(clippy::expect_used)]
     key.sign_prehashed(digest, Some(SIGNATURE_CONTEXT))
         .expect("only a context over 255 bytes fails, and ours is a 15-byte constant")
         .to_bytes()
 }
 
-/// Verifies `signature` with the trusted key whose id is `key_id`.
+/// Verifies `signature` with the trusted key whose id is `key_id`, over
+/// the bytes [`signed_digest`] takes.
 ///
 /// # Errors
 /// `UnknownKey` when no trusted key has that id; `BadSignature` when the
@@ -60,6 +74,7 @@ pub fn verify(
     signature: &[u8; 64],
     signed_header: &[u8; SIGNED_HEADER_LEN],
     manifest: &[u8],
+    ops_sha256: Option<&[u8; 32]>,
 ) -> Result<()> {
     let key = trusted
         .iter()
@@ -69,7 +84,7 @@ pub fn verify(
         })?;
     let sig = Signature::from_bytes(signature);
     key.verify_prehashed_strict(
-        signed_digest(signed_header, manifest),
+        signed_digest(signed_header, manifest, ops_sha256),
         Some(SIGNATURE_CONTEXT),
         &sig,
     )

@@ -185,6 +185,7 @@ fn manifest_rules_raise_their_errors() {
     let empty = Manifest {
         target_size: 0,
         op_count: 0,
+        op_auth: fota_format::OpAuth::Chain,
         first_op_sha256: [0; 32],
         ..m
     };
@@ -258,6 +259,7 @@ fn manifest_rules_raise_their_errors() {
     let notes = Manifest {
         target_size: 0,
         op_count: 0,
+        op_auth: fota_format::OpAuth::Chain,
         first_op_sha256: [0; 32],
         release_notes_sha256: [5; 32],
         ..m
@@ -277,6 +279,7 @@ fn manifest_rules_raise_their_errors() {
         ),
     ] {
         let h = fota_format::Header {
+            op_auth: fota_format::OpAuth::Chain,
             manifest_len: len as u32,
             ops_len: 0,
             key_id: [0; 8],
@@ -337,6 +340,7 @@ fn op_heads_raise_their_errors() {
         target_size: 1 << 20,
         target_sha256: [0; 32],
         last: true,
+        chained: true,
     };
     let parse = |b: &[u8]| OpHead::parse(b, 1000, &ctx);
     // Unknown kind (low nibble), unknown codec (high nibble), a codec on
@@ -478,6 +482,7 @@ fn parsers_take_any_base_offset_without_overflow() {
         target_size: 1 << 20,
         target_sha256: [0; 32],
         last: false,
+        chained: true,
     };
     for at in [u64::MAX, u64::MAX - 3, u64::MAX - 127] {
         assert!(OpHead::parse(&[1, 9], at, &ctx).is_err());
@@ -496,6 +501,7 @@ fn op_chain_state_moves_only_when_an_op_passes() {
         source_size: 0,
         target_size: 256,
         op_count: 1,
+        op_auth: fota_format::OpAuth::Chain,
         first_op_sha256: [7; 32],
         ..manifest()
     };
@@ -548,6 +554,7 @@ fn manifest() -> fota_format::Manifest {
         target_size: 8192,
         target_sha256: [0; 32],
         op_count: 2,
+        op_auth: fota_format::OpAuth::Chain,
         first_op_sha256: [1; 32],
         release_notes_sha256: [0; 32],
         scratch_slots: 0,

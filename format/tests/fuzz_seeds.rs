@@ -84,10 +84,33 @@ fn repair_makes_a_mutated_package_verify() {
     // The `parse_package` target re-signs and re-chains mutated packages so
     // that mutations reach the op rules; check that repair works on a
     // package whose op bytes were changed.
-    let (_, pkg) = seeds("parse_package")
-        .into_iter()
-        .find(|(name, _)| name.starts_with("pkg-moved-block"))
-        .expect("a pkg-moved-block seed");
+    let seed = |wanted: &str| {
+        seeds("parse_package")
+            .into_iter()
+            .find(|(name, _)| name == wanted)
+            .unwrap_or_else(|| panic!("a {wanted} seed"))
+            .1
+    };
+    // Format v3: the signature covers the ops, so a changed payload byte
+    // breaks only the signature.
+    let pkg = seed("pkg-moved-block-s1024-l19");
+    assert_eq!(&pkg[8..10], &[3, 0]);
+    let payload_at = fota_format::Package::parse(&pkg)
+        .unwrap()
+        .ops_unverified()
+        .unwrap()
+        .map(|op| op.unwrap())
+        .find(|op| !op.payload.is_empty())
+        .expect("an op with a payload")
+        .payload_offset as usize;
+    let mut mutated = pkg.clone();
+    mutated[payload_at] ^= 0x55;
+    assert_eq!(exercise::parse_package(&mutated), Some(false));
+    let fixed = exercise::repair(&mutated).unwrap();
+    assert_eq!(exercise::parse_package(&fixed), Some(true));
+    assert_eq!(exercise::repair(&pkg).unwrap(), pkg);
+    // Format v2, hash-chained.
+    let pkg = seed("pkg-moved-block-s1024-l19-chain");
     let mut mutated = pkg.clone();
     // A byte of op 0's next_op_sha256: breaks only the hash chain. Op
     // heads vary in length, so find it from op 0's head: that hash ends

@@ -55,6 +55,10 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 };
                 let op_count =
                     segments + stashes + u32::from(xform_len != 0) + u32::from(streams_len != 0);
+                let op_auth = match mode == Mode::AB && f[1] & 1 == 1 {
+                    true => fota_format::OpAuth::Signature,
+                    false => fota_format::OpAuth::Chain,
+                };
                 let profile = if f[0] & 1 == 0 {
                     Profile::Zstd
                 } else {
@@ -73,7 +77,13 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     target_size,
                     target_sha256: t,
                     op_count,
-                    first_op_sha256: if op_count == 0 { [0; 32] } else { f },
+                    // A/B packages are often signed whole (version 3: no
+                    // chain head on the wire).
+                    op_auth,
+                    first_op_sha256: match op_auth {
+                        fota_format::OpAuth::Chain if op_count != 0 => f,
+                        _ => [0; 32],
+                    },
                     release_notes_sha256: r,
                     scratch_slots,
                     xform_len,
@@ -95,7 +105,7 @@ fn op_head() -> impl Strategy<Value = (OpHeader, Vec<Extent>, OpContext)> {
             0u64..(1 << 40),
             any::<u32>(),
         ),
-        (any::<bool>(), any::<bool>(), any::<bool>()),
+        (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
         (
             any::<[u8; 32]>(),
             any::<[u8; 32]>(),
@@ -108,7 +118,7 @@ fn op_head() -> impl Strategy<Value = (OpHeader, Vec<Extent>, OpContext)> {
             |(
                 (kind, codec, fill, n_extents),
                 (payload, decoded, seg, target_size, slot),
-                (ab, last, one_segment),
+                (ab, last, one_segment, chained),
                 (d, s, n, t),
                 raw_extents,
             )| {
@@ -125,6 +135,7 @@ fn op_head() -> impl Strategy<Value = (OpHeader, Vec<Extent>, OpContext)> {
                     target_size,
                     target_sha256: t,
                     last,
+                    chained,
                 };
                 let codec = match kind {
                     OpKind::Patch | OpKind::New => Codec::from_u8(codec).unwrap(),
@@ -196,7 +207,7 @@ fn op_head() -> impl Strategy<Value = (OpHeader, Vec<Extent>, OpContext)> {
                         OpKind::Copy | OpKind::Patch if !ab => s,
                         _ => [0; 32],
                     },
-                    next_op_sha256: if last { [0; 32] } else { n },
+                    next_op_sha256: if last || !chained { [0; 32] } else { n },
                 };
                 (header, extents, ctx)
             },
@@ -205,15 +216,16 @@ fn op_head() -> impl Strategy<Value = (OpHeader, Vec<Extent>, OpContext)> {
 
 proptest! {
     #[test]
-    fn header_round_trips(ops_len in any::<u64>(), key_id in any::<[u8; 8]>(), sig in proptest::collection::vec(any::<u8>(), 64)) {
+    fn header_round_trips(ops_len in any::<u64>(), key_id in any::<[u8; 8]>(), sig in proptest::collection::vec(any::<u8>(), 64), chained in any::<bool>()) {
         let manifest_len = (MIN_MANIFEST_LEN + (ops_len as usize) % (MAX_MANIFEST_LEN - MIN_MANIFEST_LEN + 1)) as u32;
-        let h = Header { manifest_len, ops_len, key_id, signature: sig.try_into().unwrap() };
+        let op_auth = if chained { fota_format::OpAuth::Chain } else { fota_format::OpAuth::Signature };
+        let h = Header { op_auth, manifest_len, ops_len, key_id, signature: sig.try_into().unwrap() };
         prop_assert_eq!(Header::parse(&h.to_bytes()).unwrap(), h);
     }
 
     #[test]
     fn manifest_round_trips(m in manifest()) {
-        prop_assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+        prop_assert_eq!(Manifest::parse_with(&m.to_bytes(), m.op_auth).unwrap(), m);
     }
 
     #[test]
@@ -258,14 +270,15 @@ proptest! {
     #[test]
     fn parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..700)) {
         let _ = Header::parse(&bytes);
-        let _ = Manifest::parse(&bytes);
         // What parses has one encoding: it encodes back to its own bytes.
-        if let Ok(m) = Manifest::parse(&bytes) {
-            prop_assert_eq!(&m.to_bytes()[..], &bytes[..]);
+        for auth in [fota_format::OpAuth::Chain, fota_format::OpAuth::Signature] {
+            if let Ok(m) = Manifest::parse_with(&bytes, auth) {
+                prop_assert_eq!(&m.to_bytes()[..], &bytes[..]);
+            }
         }
-        for mode in [Mode::AB, Mode::InPlace] {
+        for (mode, chained) in [(Mode::AB, true), (Mode::InPlace, true), (Mode::AB, false)] {
             for (last, target_size) in [(false, 1 << 20), (true, 1 << 20), (true, 4000)] {
-                let ctx = OpContext { mode, segment_size: 4096, target_size, target_sha256: [0; 32], last };
+                let ctx = OpContext { mode, segment_size: 4096, target_size, target_sha256: [0; 32], last, chained };
                 if let Ok(head) = OpHead::parse(&bytes, 0, &ctx) {
                     let wire = head.header.encode(head.extents.as_slice(), &ctx);
                     prop_assert_eq!(&wire[..], &bytes[..head.len]);
@@ -285,7 +298,7 @@ proptest! {
 
     #[test]
     fn package_parse_survives_a_valid_header_before_garbage(ops_len in 0u64..600, tail in proptest::collection::vec(any::<u8>(), 0..900)) {
-        let h = Header { manifest_len: MIN_MANIFEST_LEN as u32 + 50, ops_len, key_id: [1; 8], signature: [2; 64] };
+        let h = Header { op_auth: fota_format::OpAuth::Chain, manifest_len: MIN_MANIFEST_LEN as u32 + 50, ops_len, key_id: [1; 8], signature: [2; 64] };
         let mut bytes = h.to_bytes().to_vec();
         bytes.extend_from_slice(&tail);
         if let Ok(p) = Package::parse(&bytes) {
@@ -330,6 +343,7 @@ proptest! {
 #[test]
 fn op_head_lengths() {
     let ctx = |mode, last| OpContext {
+        chained: true,
         mode,
         segment_size: 4096,
         target_size: 1 << 30,

@@ -7,8 +7,8 @@
 use fota_format::op::{Codec, Extent, OpContext, OpHeader, OpKind};
 use fota_format::sign::{key_id, sign};
 use fota_format::{
-    Error, Header, Label, Manifest, Mode, Package, PatchDecoder, PatchStep, Profile, SigningKey,
-    VerifyingKey, HEADER_LEN, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN, MIN_MANIFEST_LEN,
+    Error, Header, Label, Manifest, Mode, OpAuth, Package, PatchDecoder, PatchStep, Profile,
+    SigningKey, VerifyingKey, HEADER_LEN, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN, MIN_MANIFEST_LEN,
     SIGNED_HEADER_LEN,
 };
 use sha2::{Digest, Sha256};
@@ -167,6 +167,7 @@ fn manifest() -> Manifest {
         target_size: 268,
         target_sha256: sha256(&target()),
         op_count: 2,
+        op_auth: fota_format::OpAuth::Chain,
         first_op_sha256: [0; 32],
         release_notes_sha256: [0; 32],
         scratch_slots: 0,
@@ -178,7 +179,17 @@ fn manifest() -> Manifest {
 /// Builds the vector: ops last to first (each carries the next one's
 /// hash), then the manifest with the chain head, then the signed header.
 fn build() -> Vec<u8> {
-    let mut m = manifest();
+    build_with(OpAuth::Chain)
+}
+
+/// The vector's ops, authenticated by `auth`: with [`OpAuth::Signature`]
+/// (format version 3) no op hash is on the wire and the signature covers
+/// the op section's sha256.
+fn build_with(auth: OpAuth) -> Vec<u8> {
+    let mut m = Manifest {
+        op_auth: auth,
+        ..manifest()
+    };
     let target = target();
     let op1_header = OpHeader {
         kind: OpKind::Patch,
@@ -217,6 +228,7 @@ fn build() -> Vec<u8> {
     let manifest = m.to_bytes();
     let key = key();
     let mut header = Header {
+        op_auth: auth,
         manifest_len: manifest.len() as u32,
         ops_len: (op0.len() + op1.len()) as u64,
         key_id: key_id(&key.verifying_key()),
@@ -224,7 +236,11 @@ fn build() -> Vec<u8> {
     };
     let signed: [u8; SIGNED_HEADER_LEN] =
         header.to_bytes()[..SIGNED_HEADER_LEN].try_into().unwrap();
-    header.signature = sign(&key, &signed, &manifest);
+    let ops_sha256 = match auth {
+        OpAuth::Chain => None,
+        OpAuth::Signature => Some(sha256(&[&op0[..], &op1[..]].concat())),
+    };
+    header.signature = sign(&key, &signed, &manifest, ops_sha256.as_ref());
     let mut out = header.to_bytes().to_vec();
     out.extend_from_slice(&manifest);
     out.extend_from_slice(&op0);
@@ -290,6 +306,7 @@ fn vector_verifies_and_applies_to_the_target() {
     assert_eq!(m.first_op_sha256, unhex(OP0_SHA256)[..]);
     assert_eq!(
         Manifest {
+            op_auth: fota_format::OpAuth::Chain,
             first_op_sha256: [0; 32],
             ..m
         },
@@ -379,12 +396,15 @@ fn altered_vectors_are_refused_as_the_appendix_says() {
     let refusal = |bytes: &[u8]| check(bytes).expect_err("accepted");
     assert_eq!(check(&good), Ok(()));
     assert_eq!(
-        refusal(&flip(8, 0)),
+        refusal(&flip(8, 2)),
         Error::UnsupportedVersion {
-            found: 3,
-            supported: 2
+            found: 6,
+            supported: 3
         }
     );
+    // Version 3 is read, but the version is signed: a version-2 package
+    // made to say 3 fails its signature, which then covers the op section.
+    assert_eq!(refusal(&flip(8, 0)), Error::BadSignature);
     assert!(matches!(refusal(&flip(24, 0)), Error::UnknownKey { .. }));
     assert_eq!(refusal(&flip(40, 0)), Error::BadSignature);
     // Mode (package offset 121): signed.
@@ -494,6 +514,7 @@ fn one_op_framing_sizes() {
     assert_eq!(manifest_bytes.len(), 134);
     let key = key();
     let mut header = Header {
+        op_auth: fota_format::OpAuth::Chain,
         manifest_len: manifest_bytes.len() as u32,
         ops_len: op.len() as u64,
         key_id: key_id(&key.verifying_key()),
@@ -501,7 +522,7 @@ fn one_op_framing_sizes() {
     };
     let signed: [u8; SIGNED_HEADER_LEN] =
         header.to_bytes()[..SIGNED_HEADER_LEN].try_into().unwrap();
-    header.signature = sign(&key, &signed, &manifest_bytes);
+    header.signature = sign(&key, &signed, &manifest_bytes, None);
     let mut package = header.to_bytes().to_vec();
     package.extend_from_slice(&manifest_bytes);
     package.extend_from_slice(&op);
@@ -557,4 +578,59 @@ fn one_op_framing_sizes() {
         ..m
     };
     assert_eq!(smallest.to_bytes().len(), MIN_MANIFEST_LEN + 32);
+}
+
+/// The vector signed whole (format version 3): the same ops without the
+/// chain's two hashes, 64 bytes shorter; it verifies and applies, and a
+/// change to any byte of its op section, or of its version, is refused.
+#[test]
+fn the_vector_signed_whole_is_64_bytes_shorter_and_every_op_byte_is_signed() {
+    let chained = build();
+    let whole = build_with(OpAuth::Signature);
+    assert_eq!(whole.len() + 64, chained.len());
+    assert_eq!(&whole[8..10], &[3, 0]);
+    let trusted = [public_key()];
+    let check = |bytes: &[u8]| -> Result<(), Error> {
+        let verified = Package::parse(bytes)?.verify(&trusted)?;
+        for op in verified.ops() {
+            op?;
+        }
+        Ok(())
+    };
+    assert_eq!(check(&whole), Ok(()));
+    let p = Package::parse(&whole).unwrap();
+    let m = p.verify(&trusted).unwrap().manifest().to_owned();
+    assert_eq!((m.op_auth, m.first_op_sha256), (OpAuth::Signature, [0; 32]));
+    let ops_at = p.header().ops_offset() as usize;
+    for at in ops_at..whole.len() {
+        let mut bad = whole.clone();
+        bad[at] ^= 0x01;
+        assert_eq!(check(&bad), Err(Error::BadSignature), "byte {at}");
+    }
+    // Read as version 2, its manifest and ops would lack their hashes;
+    // the version is signed, so it never gets that far.
+    let mut v2 = whole.clone();
+    v2[8] = 2;
+    assert_eq!(check(&v2), Err(Error::BadSignature));
+}
+
+/// A version-3 manifest must be A/B: the op section is read once to be
+/// checked and again to be applied, and only an A/B target is checked
+/// whole before it is used. Refused at the mode field.
+#[test]
+fn a_package_signed_whole_is_a_b_only() {
+    let m = Manifest {
+        op_auth: OpAuth::Signature,
+        mode: Mode::InPlace,
+        op_count: 3,
+        ..manifest()
+    };
+    // The labels (1 + 11, 1 + 5, 1 + 5) and the counter come first.
+    let mode_at = (HEADER_LEN + 12 + 6 + 6 + 1) as u64;
+    let bytes = m.to_bytes();
+    assert_eq!(bytes[mode_at as usize - HEADER_LEN], Mode::InPlace as u8);
+    assert!(matches!(
+        Manifest::parse_with(&bytes, OpAuth::Signature),
+        Err(Error::InvalidField { offset, .. }) if offset == mode_at
+    ));
 }

@@ -118,6 +118,12 @@ pub struct DiffOptions {
     /// needs the host applier: ignored for the tiny profile, whose
     /// microcontroller agents cannot re-encode a stream.
     pub decompress: bool,
+    /// Authenticate the ops of an A/B package with a hash chain (format
+    /// version 2), for an applier that streams the package without storing
+    /// it and so cannot check the whole op section before it writes. By
+    /// default A/B packages are signed whole (version 3, 32 bytes fewer per
+    /// op); in-place packages always have the chain.
+    pub chain: bool,
 }
 
 impl Default for DiffOptions {
@@ -140,6 +146,7 @@ impl Default for DiffOptions {
             arch: Arch::Auto,
             xform_ram: None,
             decompress: true,
+            chain: false,
         }
     }
 }
@@ -633,6 +640,10 @@ fn build(
         release_notes_sha256: opts.release_notes_sha256,
         profile: opts.profile,
         scratch_slots: in_place.map_or(0, |p| p.scratch_slots),
+        op_auth: match opts.chain {
+            true => fota_format::OpAuth::Chain,
+            false => write::default_op_auth(opts.mode),
+        },
         ..write::image_manifest(old, new, segment_size, opts.mode)
     };
     if let Some(stats) = in_place.as_mut() {

@@ -2,7 +2,7 @@
 
 use ed25519_dalek::SigningKey;
 use fota_format::op::{OpContext, OpHead, OpHeader, OpKind};
-use fota_format::{Header, Label, Manifest, Mode, Profile, HEADER_LEN, SIGNED_HEADER_LEN};
+use fota_format::{Header, Label, Manifest, Mode, OpAuth, Profile, HEADER_LEN, SIGNED_HEADER_LEN};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -11,6 +11,7 @@ use crate::plan::PlannedOp;
 /// A manifest describing `source` and `target` (sizes and sha256) for the
 /// given segment size and mode, with empty labels, counter 0 and no
 /// release notes; `write_package` fills in the op count and chain head.
+/// Its ops are authenticated as [`default_op_auth`] says for the mode.
 pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mode) -> Manifest {
     Manifest {
         device_class: Label::EMPTY,
@@ -25,6 +26,7 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
         target_size: target.len() as u64,
         target_sha256: Sha256::digest(target).into(),
         op_count: 0,
+        op_auth: default_op_auth(mode),
         first_op_sha256: [0; 32],
         release_notes_sha256: [0; 32],
         scratch_slots: 0,
@@ -33,9 +35,21 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
     }
 }
 
-/// Assembles the package: ops are hashed last to first so each can carry
-/// the hash of its successor, the manifest gets the head of the chain, and
-/// the header and manifest are signed.
+/// How a package of `mode` authenticates its ops unless asked otherwise:
+/// A/B packages are signed whole (format version 3: no op hashes, 32 bytes
+/// fewer per op and for the manifest), in-place ones keep the hash chain,
+/// which lets the device check every op again as it reads it to apply it.
+pub fn default_op_auth(mode: Mode) -> OpAuth {
+    match mode {
+        Mode::AB => OpAuth::Signature,
+        Mode::InPlace => OpAuth::Chain,
+    }
+}
+
+/// Assembles the package: with a hash chain ([`OpAuth::Chain`]) ops are
+/// hashed last to first so each can carry the hash of its successor and
+/// the manifest gets the head of the chain; the header and manifest are
+/// signed, and without a chain the op section's sha256 with them.
 ///
 /// `manifest.first_op_sha256` and `op_count` are filled in here; `source`
 /// and `target` are read only to hash what each op reads and writes.
@@ -55,6 +69,12 @@ pub fn write_package(
         value,
         limit: limit as u64,
     };
+    if manifest.op_auth == OpAuth::Signature && manifest.mode != Mode::AB {
+        return Err(Error::Option {
+            option: "--chain",
+            reason: "an in-place package keeps the op hash chain: its device checks every op again as it applies it".into(),
+        });
+    }
     manifest.op_count = ops.len() as u32;
     let mut encoded: Vec<Vec<u8>> = Vec::with_capacity(ops.len());
     let mut next = [0u8; 32];
@@ -119,13 +139,26 @@ pub fn write_package(
         let mut bytes = Vec::with_capacity(head.len() + op.payload.len());
         bytes.extend_from_slice(&head);
         bytes.extend_from_slice(&op.payload);
-        next = Sha256::digest(&bytes).into();
+        if ctx.chained {
+            next = Sha256::digest(&bytes).into();
+        }
         encoded.push(bytes);
     }
     manifest.first_op_sha256 = next;
+    let ops_sha256: Option<[u8; 32]> = match manifest.op_auth {
+        OpAuth::Chain => None,
+        OpAuth::Signature => {
+            let mut h = Sha256::new();
+            for bytes in encoded.iter().rev() {
+                h.update(bytes);
+            }
+            Some(h.finalize().into())
+        }
+    };
     let manifest_bytes = manifest.to_bytes();
     let ops_len: u64 = encoded.iter().map(|b| b.len() as u64).sum();
     let mut header = Header {
+        op_auth: manifest.op_auth,
         manifest_len: manifest_bytes.len() as u32,
         ops_len,
         key_id: fota_format::sign::key_id(&key.verifying_key()),
@@ -133,7 +166,7 @@ pub fn write_package(
     };
     let mut signed = [0u8; SIGNED_HEADER_LEN];
     signed.copy_from_slice(&header.to_bytes()[..SIGNED_HEADER_LEN]);
-    header.signature = fota_format::sign::sign(key, &signed, &manifest_bytes);
+    header.signature = fota_format::sign::sign(key, &signed, &manifest_bytes, ops_sha256.as_ref());
     let mut out = Vec::with_capacity(HEADER_LEN + manifest_bytes.len() + ops_len as usize);
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&manifest_bytes);

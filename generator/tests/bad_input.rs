@@ -5,7 +5,7 @@ mod common;
 
 use common::{firmware_pair, key, small_opts};
 use fota_format::op::{Codec, Extent, OpKind};
-use fota_format::{Error, Label, Manifest, Mode, Package};
+use fota_format::{Error, Label, Manifest, Mode, OpAuth, Package};
 use fota_generator::plan::PlannedOp;
 use fota_generator::write::write_package;
 use fota_generator::{apply, diff, DeviceIdentity, DiffOptions};
@@ -16,15 +16,22 @@ struct Fixture {
     package: Vec<u8>,
 }
 
-fn fixture() -> Fixture {
+/// A package of several ops, signed whole (format version 3) or, with
+/// `chain`, hash-chained (version 2).
+fn fixture_with(chain: bool) -> Fixture {
     let (old, new) = firmware_pair(6000, 3);
     let opts = DiffOptions {
         device_class: Label::new("acme-sensor-v2").unwrap(),
         security_counter: 5,
+        chain,
         ..small_opts()
     };
     let package = diff(&old, &new, &key(1), &opts).unwrap().package;
     Fixture { old, new, package }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(false)
 }
 
 fn device() -> DeviceIdentity {
@@ -69,7 +76,13 @@ fn truncation_at_every_length_is_refused_as_truncated() {
 
 #[test]
 fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
-    let f = fixture();
+    for chain in [true, false] {
+        every_bit_flip_is_refused(chain);
+    }
+}
+
+fn every_bit_flip_is_refused(chain: bool) {
+    let f = fixture_with(chain);
     let header = *Package::parse(&f.package).unwrap().header();
     let ops_start = header.ops_offset() as usize;
     let mut counts = std::collections::BTreeMap::<&str, usize>::new();
@@ -80,7 +93,9 @@ fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
             let err = try_apply(&f, &p).expect_err("a flipped package must be refused");
             let ok = match byte {
                 0..8 => matches!(err, Error::BadMagic { .. }),
-                8..10 => matches!(err, Error::UnsupportedVersion { .. }),
+                // Versions 2 and 3 are one bit apart; the version is
+                // signed.
+                8..10 => matches!(err, Error::UnsupportedVersion { .. } | Error::BadSignature),
                 10..12 => matches!(err, Error::BadLength { .. }),
                 // The manifest length moves where the op section starts.
                 12..16 => matches!(
@@ -94,6 +109,9 @@ fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
                 24..32 => matches!(err, Error::UnknownKey { .. }),
                 32..96 => matches!(err, Error::BadSignature),
                 b if b < ops_start => matches!(err, Error::BadSignature),
+                // Op bytes signed whole: the signature catches it before
+                // any op is parsed.
+                _ if !chain => matches!(err, Error::BadSignature),
                 // Op bytes: the chain catches it, or the head no longer
                 // parses (a kind or codec unknown, a length out of bounds
                 // or running past the op section).
@@ -110,14 +128,17 @@ fn every_single_bit_flip_is_refused_by_the_check_for_its_region() {
         }
     }
     // Every region was exercised.
+    let chain_check = ["OpHashMismatch"].into_iter().filter(|_| chain);
     for v in [
         "BadMagic",
         "UnsupportedVersion",
         "BadLength",
         "UnknownKey",
         "BadSignature",
-        "OpHashMismatch",
-    ] {
+    ]
+    .into_iter()
+    .chain(chain_check)
+    {
         assert!(counts.contains_key(v), "{v} never raised: {counts:?}");
     }
 }
@@ -204,10 +225,14 @@ fn another_device_class_and_a_rollback_are_refused() {
 }
 
 // Packages below are signed and chained correctly but break one layout or
-// content rule, so only that rule's check can refuse them.
+// content rule, so only that rule's check can refuse them. They keep the
+// hash chain (format version 2), whose links are among the rules.
 
 fn manifest(old: &[u8], new: &[u8], segment_size: u32, mode: Mode) -> Manifest {
-    fota_generator::write::image_manifest(old, new, segment_size, mode)
+    Manifest {
+        op_auth: OpAuth::Chain,
+        ..fota_generator::write::image_manifest(old, new, segment_size, mode)
+    }
 }
 
 fn new_op(dst_offset: u64, bytes: &[u8]) -> PlannedOp {
@@ -577,5 +602,29 @@ fn in_place_ops_read_the_image_as_it_is_now() {
     assert!(
         matches!(e, Error::OpLayout { op_index: 3, what, .. } if what.contains("stashed")),
         "{e:?}"
+    );
+}
+
+/// An in-place package keeps the hash chain: asked to sign its ops whole
+/// (format version 3, A/B only), the writer refuses and names the option.
+#[test]
+fn an_in_place_package_signed_whole_is_refused() {
+    let old = vec![1u8; 512];
+    let new = vec![2u8; 512];
+    let m = Manifest {
+        op_auth: OpAuth::Signature,
+        ..manifest(&old, &new, 256, Mode::InPlace)
+    };
+    let ops = [new_op(0, &new[..256]), new_op(256, &new[256..])];
+    let e = write_package(m, &ops, &old, &new, &key(1)).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            fota_generator::Error::Option {
+                option: "--chain",
+                ..
+            }
+        ),
+        "{e}"
     );
 }

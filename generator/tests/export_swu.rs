@@ -370,7 +370,10 @@ fn empty_paths_and_bad_flash_values_are_refused() {
 
 #[test]
 fn setups_fota_flash_would_refuse_are_refused() {
-    let in_place = package(|m| m.mode = Mode::InPlace);
+    let in_place = package(|m| {
+        m.mode = Mode::InPlace;
+        m.op_auth = fota_format::OpAuth::Chain;
+    });
     let streams = package(|m| {
         m.streams_len = 40;
         m.op_count = 1;

@@ -378,7 +378,12 @@ fn stray_light_reads_do_not_blow_up_the_plan() {
         new[at..at + 24].copy_from_slice(&piece);
     }
     let k = key(5);
-    let ab = diff(&old, &new, &k, &small_opts()).unwrap();
+    // Both keep the op hash chain, so only the mode differs.
+    let ab_opts = DiffOptions {
+        chain: true,
+        ..small_opts()
+    };
+    let ab = diff(&old, &new, &k, &ab_opts).unwrap();
     let ip = round_trip(&old, &new, &in_place(Some(2)));
     let s = ip.in_place.unwrap();
     println!(

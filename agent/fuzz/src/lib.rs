@@ -179,9 +179,18 @@ fn build(in_place: bool) -> Fixture {
     }
     op_offsets.push(package.len() as u64);
     let manifest_end = HEADER_LEN + pkg.header().manifest_len as usize;
+    // A version-3 package's id covers its op section's hash too.
+    let ops_sha256: Option<[u8; 32]> = match pkg.header().op_auth {
+        fota_format::OpAuth::Chain => None,
+        fota_format::OpAuth::Signature => {
+            use sha2::Digest;
+            Some(sha2::Sha256::digest(&package[manifest_end..]).into())
+        }
+    };
     let package_id = journal::package_id(
         &package[..fota_format::SIGNED_HEADER_LEN],
         &package[HEADER_LEN..manifest_end],
+        ops_sha256.as_ref(),
     );
     Fixture {
         setup,

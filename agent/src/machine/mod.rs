@@ -29,12 +29,12 @@ mod op;
 mod xform;
 
 use fota_format::{
-    Error as FormatError, Extent, InPlaceTracker, Mode, OpChain, OpContext, OpHead, OpHeader,
-    Profile, EXTENT_LEN, HEADER_LEN, MAX_EXTENTS, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN,
+    Error as FormatError, Extent, InPlaceTracker, Mode, OpAuth, OpChain, OpContext, OpHead,
+    OpHeader, Profile, EXTENT_LEN, HEADER_LEN, MAX_EXTENTS, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN,
 };
 use sha2::{Digest, Sha256};
 
-use crate::apply::{check_head, chunk_len, Buffers, Config, Report};
+use crate::apply::{check_framing, check_head, chunk_len, Buffers, Config, Report};
 use crate::error::{Error, Region, Result};
 use crate::flash::{Block, Flash};
 use crate::journal::{self, Journal, Record, RecordKind, Scan};
@@ -174,6 +174,7 @@ impl Goal {
             target_size: 0,
             target_sha256: [0; 32],
             last: false,
+            chained: true,
         },
         source_size: 0,
         source_sha256: [0; 32],
@@ -244,15 +245,29 @@ enum Wait {
     Plain,
 }
 
+/// The caller's buffers for the in-place tracker, until the manifest
+/// says whether one is needed.
+struct TrackerBufs<'b> {
+    written: &'b mut [u8],
+    overwritten: &'b mut [u8],
+    slots: &'b mut [u32],
+}
+
 /// Where the update is.
 enum Phase<'b> {
     /// Reading the header and manifest (the in-place buffers wait here
-    /// for the tracker).
+    /// for the tracker); `ops_sha256` once [`Phase::SignedOps`] took it.
     Manifest {
-        written: &'b mut [u8],
-        overwritten: &'b mut [u8],
-        slots: &'b mut [u32],
+        bufs: TrackerBufs<'b>,
         requested: bool,
+        ops_sha256: Option<[u8; 32]>,
+    },
+    /// Format version 3: the op section hashed, `pending` bytes read at
+    /// `at`, before the signature that covers its sha256 is checked.
+    SignedOps {
+        bufs: TrackerBufs<'b>,
+        at: u64,
+        pending: usize,
     },
     /// Reading the XFORM op (op 0), expanding its payload into the work
     /// buffer: its header (`len` 0), then `pending` payload bytes at
@@ -352,10 +367,13 @@ impl<'b> Agent<'b> {
             chunk,
             package_len,
             phase: Phase::Manifest {
-                written,
-                overwritten,
-                slots,
+                bufs: TrackerBufs {
+                    written,
+                    overwritten,
+                    slots,
+                },
                 requested: false,
+                ops_sha256: None,
             },
             wait: Wait::Nothing,
             io_ok: false,
@@ -576,22 +594,32 @@ impl<'b> Agent<'b> {
         let layout = self.config.layout;
         match core::mem::replace(&mut self.phase, Phase::Done) {
             Phase::Manifest {
-                written,
-                overwritten,
-                slots,
+                bufs,
                 requested,
+                ops_sha256,
             } => {
+                let n = (self.package_len.min((HEADER_LEN + MAX_MANIFEST_LEN) as u64)) as usize;
                 if !requested {
                     self.phase = Phase::Manifest {
-                        written,
-                        overwritten,
-                        slots,
+                        bufs,
                         requested: true,
+                        ops_sha256,
                     };
-                    let n = (self.package_len.min((HEADER_LEN + MAX_MANIFEST_LEN) as u64)) as usize;
                     return Ok(self.read_package(0, 0, n));
                 }
-                self.manifest_read(flash, written, overwritten, slots)?;
+                let header = check_framing(self.work.get(..n).unwrap_or(&[]), self.package_len)?;
+                if header.op_auth == OpAuth::Signature && ops_sha256.is_none() {
+                    // The signature covers the op section's sha256: every op
+                    // is read once before anything is trusted.
+                    self.hash = Sha256::new();
+                    self.phase = Phase::SignedOps {
+                        bufs,
+                        at: header.ops_offset(),
+                        pending: 0,
+                    };
+                    return Ok(None);
+                }
+                self.manifest_read(flash, bufs, ops_sha256.as_ref())?;
                 if self.goal.xform_len > 0 {
                     self.phase = Phase::LoadXform {
                         want: *self.chain()?.expected_hash(),
@@ -605,6 +633,29 @@ impl<'b> Agent<'b> {
                     return Ok(None);
                 }
                 self.begin_scan(flash)?;
+                Ok(None)
+            }
+            Phase::SignedOps { bufs, at, pending } => {
+                let p = self.pkg_at();
+                self.hash
+                    .update(self.work.get(p..p + pending).unwrap_or(&[]));
+                let at = at + pending as u64;
+                if at < self.package_len {
+                    let n = (self.chunk as u64).min(self.package_len - at) as usize;
+                    self.phase = Phase::SignedOps {
+                        bufs,
+                        at,
+                        pending: n,
+                    };
+                    return Ok(self.read_package(at, p, n));
+                }
+                // The header and manifest are read again: the op section
+                // went through the same buffer.
+                self.phase = Phase::Manifest {
+                    bufs,
+                    requested: false,
+                    ops_sha256: Some(self.digest()),
+                };
                 Ok(None)
             }
             Phase::LoadXform {
@@ -881,7 +932,7 @@ impl<'b> Agent<'b> {
             };
             return Ok(self.read_package(payload_at + u64::from(done), p, n as usize));
         }
-        if self.digest() != want {
+        if self.digest() != want && self.chain()?.is_chained() {
             return Err(FormatError::OpHashMismatch {
                 op_index: 0,
                 offset: at,
@@ -917,13 +968,17 @@ impl<'b> Agent<'b> {
     fn manifest_read<F: Flash>(
         &mut self,
         flash: &F,
-        written: &'b mut [u8],
-        overwritten: &'b mut [u8],
-        slots: &'b mut [u32],
+        bufs: TrackerBufs<'b>,
+        ops_sha256: Option<&[u8; 32]>,
     ) -> Result<()> {
+        let TrackerBufs {
+            written,
+            overwritten,
+            slots,
+        } = bufs;
         let n = (self.package_len.min((HEADER_LEN + MAX_MANIFEST_LEN) as u64)) as usize;
         let hm = self.work.get(..n).unwrap_or(&[]);
-        let (m, id, first_op) = check_head(hm, self.package_len, self.config.trusted)?;
+        let (m, id, first_op) = check_head(hm, self.package_len, self.config.trusted, ops_sha256)?;
         m.check_device(&self.config.device_class, self.config.security_counter)?;
         // Coding a compressed stream back needs all of its data at hand:
         // that is the host applier's work, never a streaming device's.

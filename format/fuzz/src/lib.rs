@@ -231,8 +231,8 @@ fn check_op(m: &Manifest, op: &Op<'_>) {
 }
 
 /// A copy of `data` (whose header must parse) with every op's
-/// `next_op_sha256`, the manifest's `first_op_sha256`, the key id and the
-/// signature recomputed with the fuzzing key. Ops are delimited by their
+/// `next_op_sha256`, the manifest's `first_op_sha256` (in a hash-chained
+/// package), the key id and the signature recomputed with the fuzzing key. Ops are delimited by their
 /// heads (SPEC §2.3) from the start of the op section up to the first head
 /// that does not parse; heads and manifest are re-encoded, which gives
 /// back their own bytes but for the hashes. When the manifest does not
@@ -242,7 +242,7 @@ pub fn repair(data: &[u8]) -> Option<Vec<u8>> {
     let ops_start = usize::try_from(header.ops_offset()).ok()?;
     let manifest = data.get(HEADER_LEN..ops_start)?;
     let mut out = data.to_vec();
-    if let Ok(mut m) = Manifest::parse(manifest) {
+    if let Ok(mut m) = Manifest::parse_with(manifest, header.op_auth) {
         let mut heads = Vec::new();
         let mut pos = ops_start;
         for index in 0..m.op_count {
@@ -263,7 +263,11 @@ pub fn repair(data: &[u8]) -> Option<Vec<u8>> {
         let mut next = [0u8; 32];
         for (start, end, head, ctx) in heads.iter().rev() {
             let h = fota_format::OpHeader {
-                next_op_sha256: if ctx.last { [0; 32] } else { next },
+                next_op_sha256: if ctx.last || !ctx.chained {
+                    [0; 32]
+                } else {
+                    next
+                },
                 ..head.header
             };
             // A parsed head encodes back to its own bytes but for the
@@ -288,7 +292,17 @@ pub fn repair(data: &[u8]) -> Option<Vec<u8>> {
     out[SIGNED_HEADER_LEN..SIGNED_HEADER_LEN + 8].copy_from_slice(&key_id(&key.verifying_key()));
     let mut signed_header = [0u8; SIGNED_HEADER_LEN];
     signed_header.copy_from_slice(&out[..SIGNED_HEADER_LEN]);
-    let signature = sign(key, &signed_header, &out[HEADER_LEN..ops_start]);
+    // A version-3 signature covers the op section's hash.
+    let ops_sha256: Option<[u8; 32]> = match header.op_auth {
+        fota_format::OpAuth::Chain => None,
+        fota_format::OpAuth::Signature => Some(Sha256::digest(out.get(ops_start..)?).into()),
+    };
+    let signature = sign(
+        key,
+        &signed_header,
+        &out[HEADER_LEN..ops_start],
+        ops_sha256.as_ref(),
+    );
     out[SIGNED_HEADER_LEN + 8..HEADER_LEN].copy_from_slice(&signature);
     Some(out)
 }

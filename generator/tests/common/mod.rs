@@ -91,6 +91,7 @@ pub fn diff_and_apply(
 pub fn framed(manifest: &fota_format::Manifest) -> Vec<u8> {
     let m = manifest.to_bytes();
     let header = fota_format::Header {
+        op_auth: manifest.op_auth,
         manifest_len: m.len() as u32,
         ops_len: 0,
         key_id: [0; 8],
