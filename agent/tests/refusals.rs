@@ -184,30 +184,24 @@ fn a_package_unreadable_in_its_op_section_is_refused_before_any_write() {
     let (old, new, pkg) = package();
     let parsed = fota_format::Package::parse(&pkg).unwrap();
     assert_eq!(parsed.header().op_auth, fota_format::OpAuth::Signature);
-    // Past the header and manifest's one read (381 bytes at most).
+    // Inside the op section, and past the first read of the header and
+    // manifest (381 bytes at most).
     let ops_at = parsed.header().ops_offset();
     let fail_from = (ops_at + (pkg.len() as u64 - ops_at) / 2).max(400);
     assert!(fail_from < pkg.len() as u64);
     let keys = [key().verifying_key()];
     let setup = ab_setup(&old, &new, &pkg, &keys, 1024, 4);
     let mut flash = setup.fresh_flash();
-    let work_len = fota_agent::work_len_for(4, 1, 0);
-    let (mut work, mut w, mut o, mut s) = (vec![0u8; work_len], [0u8; 8], [0u8; 8], [0u32; 2]);
     let mut source = FailingPackage {
         bytes: &pkg,
         fail_from,
     };
-    let err = fota_agent::block_on(fota_agent::apply(
+    let err = common::run_from(
+        &setup,
         &mut flash,
         &mut source,
-        &setup.config,
-        fota_agent::Buffers {
-            work: &mut work,
-            written: &mut w,
-            overwritten: &mut o,
-            slots: &mut s,
-        },
-    ))
+        fota_agent::work_len_for(4, 1, 0),
+    )
     .unwrap_err();
     assert!(
         matches!(err, Error::PackageRead { offset, .. } if (ops_at..fail_from).contains(&offset)),

@@ -7,7 +7,7 @@ mod common;
 
 use common::{ab_setup, in_place_setup, key, opts, tiny_opts};
 use fota_agent::sim::SimFlash;
-use fota_agent::{Buffers, Error};
+use fota_agent::Error;
 use fota_format::{Error as FormatError, Mode, OpAuth, OpKind, Package};
 use fota_generator::xform::synth::{aarch64_pair, firmware_pair, x86_64_pair};
 use fota_generator::{Arch, DiffOptions};
@@ -76,21 +76,8 @@ fn a_work_buffer_without_room_for_the_transform_is_refused_before_any_write() {
         need,
         fota_agent::work_len(4, 1) + 256 + m.xform_len as usize
     );
-    let mut work = vec![0u8; need - 1];
-    let (mut w, mut o, mut s) = (vec![0u8; 64], vec![0u8; 64], vec![0u32; 4]);
     let mut source = fota_agent::SlicePackage(&pkg);
-    let err = fota_agent::block_on(fota_agent::apply(
-        &mut flash,
-        &mut source,
-        &setup.config,
-        Buffers {
-            work: &mut work,
-            written: &mut w,
-            overwritten: &mut o,
-            slots: &mut s,
-        },
-    ))
-    .unwrap_err();
+    let err = common::run_from(&setup, &mut flash, &mut source, need - 1).unwrap_err();
     assert!(
         matches!(
             err,

@@ -129,3 +129,26 @@ pub fn setup_on<'a>(
         expected: new,
     }
 }
+
+/// Runs `setup`'s update on `flash` from any package source, with a work
+/// buffer of `work_len` bytes and tracker buffers for up to 512 segments.
+pub fn run_from<P: fota_agent::PackageSource>(
+    setup: &Setup<'_>,
+    flash: &mut fota_agent::sim::SimFlash,
+    package: &mut P,
+    work_len: usize,
+) -> fota_agent::Result<fota_agent::Report> {
+    let mut work = vec![0u8; work_len];
+    let (mut w, mut o, mut s) = (vec![0u8; 64], vec![0u8; 64], vec![0u32; 4]);
+    fota_agent::block_on(fota_agent::apply(
+        flash,
+        package,
+        &setup.config,
+        fota_agent::Buffers {
+            work: &mut work,
+            written: &mut w,
+            overwritten: &mut o,
+            slots: &mut s,
+        },
+    ))
+}
