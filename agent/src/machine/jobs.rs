@@ -470,6 +470,19 @@ impl Agent<'_> {
                     return Ok(None);
                 }
                 self.check_op_fits(&head, at)?;
+                if self.chain.as_ref().is_some_and(|c| !c.is_chained()) {
+                    // Format v3: the signature covered every op before
+                    // the first write, so pass 1 reads only the head; the
+                    // segment's hash and the target's catch a package that
+                    // changed since (A/B only, SPEC §6.3).
+                    self.op.index = index;
+                    self.adopt(&head, at);
+                    self.op.sha256 = [0; 32];
+                    self.chain()?
+                        .check(&head.header, head.extents.as_slice(), &[0; 32], at)?;
+                    self.job = Job::Idle;
+                    return Ok(None);
+                }
                 let mut h = Sha256::new();
                 h.update(raw.get(..head.len).unwrap_or(&[]));
                 self.hash = h;

@@ -389,7 +389,10 @@ impl Agent<'_> {
             Exec::Finishing => {
                 let payload = core::mem::replace(&mut self.payload_hash, Sha256::new());
                 let whole = self.payload_pos == self.op.at + self.op.total_len;
-                if !whole || payload.finalize().as_slice() != self.op.sha256 {
+                // Format v3 has no per-op hash from pass 1 to compare with
+                // (the signature covered the whole op section).
+                let chained = self.chain()?.is_chained();
+                if !whole || (chained && payload.finalize().as_slice() != self.op.sha256) {
                     // The package changed since pass 1: what was written
                     // is not trusted, and the op is not committed.
                     return Err(FormatError::OpHashMismatch {
