@@ -98,7 +98,9 @@ pub struct Report {
     pub resumed: bool,
     /// Ops executed in this run.
     pub ops_executed: u32,
-    /// Ops found already done on resume (their segment hashed right).
+    /// Ops found already done on resume (their segment hashed right) that
+    /// the journal did not record as done. (Resuming a format-v3 package,
+    /// the recorded ones are checked again too, and not counted here.)
     pub ops_found_done: u32,
     /// The journal already said this package was finished.
     pub already_finished: bool,
@@ -171,7 +173,10 @@ pub async fn read_manifest<P: PackageSource>(
     let header = check_framing(part, package.len())?;
     let ops_sha256 = match header.op_auth {
         OpAuth::Chain => None,
-        OpAuth::Signature => Some(ops_sha256(package, header.ops_offset()).await?),
+        OpAuth::Signature => {
+            check_key(&header, trusted)?;
+            Some(ops_sha256(package, header.ops_offset()).await?)
+        }
     };
     let (manifest, id, _) = check_head(part, package.len(), trusted, ops_sha256.as_ref())?;
     Ok((manifest, id))
@@ -191,6 +196,25 @@ async fn ops_sha256<P: PackageSource>(package: &mut P, ops_offset: u64) -> Resul
         at += n as u64;
     }
     Ok(h.finalize().into())
+}
+
+/// A trusted key has the header's key id: checked before a version-3
+/// package's op section is read for its signature, so that a package
+/// signed by nobody trusted costs no more than its header.
+///
+/// # Errors
+/// `UnknownKey`.
+pub(crate) fn check_key(header: &Header, trusted: &[VerifyingKey]) -> Result<()> {
+    if trusted
+        .iter()
+        .any(|k| fota_format::sign::key_id(k) == header.key_id)
+    {
+        return Ok(());
+    }
+    Err(FormatError::UnknownKey {
+        key_id: header.key_id,
+    }
+    .into())
 }
 
 /// The header, parsed from the package's first bytes, with the package's

@@ -50,7 +50,8 @@ pub struct Record {
     pub pkg_offset: u64,
     /// The package this record belongs to (see [`package_id`]).
     pub package_id: [u8; 8],
-    /// sha256 the op at `next_op` must have (the hash chain's state).
+    /// sha256 the op at `next_op` must have (the hash chain's state; all
+    /// zero for a format-v3 package, which has no chain).
     pub chain: [u8; 32],
 }
 

@@ -218,3 +218,34 @@ fn a_package_unreadable_in_its_op_section_is_refused_before_any_write() {
     let (m, _) = fota_agent::block_on(fota_agent::read_manifest(&mut whole, &keys)).unwrap();
     assert_eq!(m.op_auth, fota_format::OpAuth::Signature);
 }
+
+/// A version-3 package signed by no trusted key is refused at its key id,
+/// before its op section is read for the signature.
+#[test]
+fn a_v3_package_of_an_unknown_key_is_refused_before_its_ops_are_read() {
+    let (old, new, pkg) = package();
+    let ops_at = fota_format::Package::parse(&pkg)
+        .unwrap()
+        .header()
+        .ops_offset();
+    let others = [ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key()];
+    let setup = ab_setup(&old, &new, &pkg, &others, 1024, 4);
+    let mut flash = setup.fresh_flash();
+    // Any read of the op section fails: the refusal must come first.
+    let mut source = FailingPackage {
+        bytes: &pkg,
+        fail_from: ops_at.max(400) + 1,
+    };
+    let work = fota_agent::work_len_for(4, 1, 0);
+    let err = common::run_from(&setup, &mut flash, &mut source, work).unwrap_err();
+    assert!(
+        matches!(err, Error::Package(FormatError::UnknownKey { .. })),
+        "{err:?}"
+    );
+    let err = fota_agent::block_on(fota_agent::read_manifest(&mut source, &others)).unwrap_err();
+    assert!(
+        matches!(err, Error::Package(FormatError::UnknownKey { .. })),
+        "{err:?}"
+    );
+    assert_eq!(flash.ops, 0);
+}

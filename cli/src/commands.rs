@@ -310,10 +310,19 @@ fn verify(a: VerifyArgs) -> Result<()> {
             *pkg.manifest()
         }
     };
+    // A v3 signature covers the ops; a v2 package chains them.
+    let pkg_auth = Package::parse(&pkg_bytes)
+        .map_err(blame_pkg)?
+        .header()
+        .op_auth;
+    let ops = match pkg_auth {
+        fota_format::OpAuth::Chain => "op chain",
+        fota_format::OpAuth::Signature => "ops",
+    };
     let checked = if a.source.is_some() {
-        "signature, op chain and target"
+        format!("signature, {ops} and target")
     } else {
-        "signature and op chain"
+        format!("signature and {ops}")
     };
     if a.json {
         println!(

@@ -28,8 +28,8 @@ pub enum OpAuth {
     /// stored first.
     Chain,
     /// Version 3: the signature also covers the sha256 of the whole op
-    /// section, and no op hash is on the wire (32 bytes fewer per op, one
-    /// more for the manifest's chain head). An applier reads the op section
+    /// section, and no op hash is on the wire (32 bytes fewer per op: the
+    /// manifest's chain head and each op's link). An applier reads the op section
     /// once to check it before it writes anything, and again to apply it.
     /// A/B packages only: their target slot is checked whole before it is
     /// used, so bytes changed between the two reads cannot get further.

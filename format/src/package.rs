@@ -173,7 +173,8 @@ impl<'a> VerifiedPackage<'a> {
         Ok(())
     }
 
-    /// The ops, authenticated one by one through the hash chain.
+    /// The ops, authenticated one by one through the hash chain (format
+    /// version 2), or all at once by the signature (version 3).
     pub fn ops(&self) -> OpIter<'a> {
         OpIter::new(self.manifest, self.ops, self.ops_offset)
     }

@@ -4,7 +4,8 @@
 //!
 //! Order of checks ("trust before touch"): framing, signature, device class
 //! and security counter, the whole source image's size and sha256; then per
-//! op the hash chain, the source extents' sha256, the decoded payload and
+//! op the hash chain (format v2; a v3 signature covered every op), the
+//! source extents' sha256, the decoded payload and
 //! the segment's sha256; finally the target's sha256. Output reaches the
 //! file system only through [`write_atomically`], so a refused package
 //! leaves nothing behind.

@@ -37,7 +37,7 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
 
 /// How a package of `mode` authenticates its ops unless asked otherwise:
 /// A/B packages are signed whole (format version 3: no op hashes, 32 bytes
-/// fewer per op and for the manifest), in-place ones keep the hash chain,
+/// fewer per op), in-place ones keep the hash chain,
 /// which lets the device check every op again as it reads it to apply it.
 pub fn default_op_auth(mode: Mode) -> OpAuth {
     match mode {

@@ -34,7 +34,7 @@ use fota_format::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::apply::{check_framing, check_head, chunk_len, Buffers, Config, Report};
+use crate::apply::{check_framing, check_head, check_key, chunk_len, Buffers, Config, Report};
 use crate::error::{Error, Region, Result};
 use crate::flash::{Block, Flash};
 use crate::journal::{self, Journal, Record, RecordKind, Scan};
@@ -610,7 +610,9 @@ impl<'b> Agent<'b> {
                 let header = check_framing(self.work.get(..n).unwrap_or(&[]), self.package_len)?;
                 if header.op_auth == OpAuth::Signature && ops_sha256.is_none() {
                     // The signature covers the op section's sha256: every op
-                    // is read once before anything is trusted.
+                    // is read once before anything is trusted (by a key
+                    // that is trusted, or why read them).
+                    check_key(&header, self.config.trusted)?;
                     self.hash = Sha256::new();
                     self.phase = Phase::SignedOps {
                         bufs,
@@ -649,8 +651,8 @@ impl<'b> Agent<'b> {
                     };
                     return Ok(self.read_package(at, p, n));
                 }
-                // The header and manifest are read again: the op section
-                // went through the same buffer.
+                // The header and manifest are read again, so that the bytes
+                // verified are the ones parsed next (a few hundred bytes).
                 self.phase = Phase::Manifest {
                     bufs,
                     requested: false,
@@ -1076,9 +1078,19 @@ impl<'b> Agent<'b> {
             self.job = Job::read_op(at, false);
             return Ok(());
         }
+        let first_op = u64::from(self.goal.first_op);
         let chain = self.chain()?;
-        *chain = chain.resumed(r.next_op, r.chain);
-        self.start_journal(flash, &scan, RecordKind::Progress, r.next_op, r.pkg_offset);
+        // Format v3 (A/B): no op hash binds the journal's progress to the
+        // ops it was made from, so the run starts again at op 0 and skips
+        // each op whose segment already hashes right. Resuming at the
+        // record would trust segments a package changed since its check
+        // may have written, and fail at the target's hash on every run.
+        let (next_op, pkg_offset, expected) = match chain.is_chained() {
+            true => (r.next_op, r.pkg_offset, r.chain),
+            false => (0, first_op, [0; 32]),
+        };
+        *chain = chain.resumed(next_op, expected);
+        self.start_journal(flash, &scan, RecordKind::Progress, next_op, pkg_offset);
         Ok(())
     }
 

@@ -193,10 +193,12 @@ impl Agent<'_> {
                     t.record(index, at, &header, extents.as_slice())?;
                 }
                 // Skip work already done (only the op a cut may have
-                // interrupted can be): its destination already hashes
-                // right. A segment that cannot be read (a torn word on ECC
-                // flash) is not done.
-                if first {
+                // interrupted can be; resuming a format-v3 package, any
+                // op): its destination already hashes right. A segment
+                // that cannot be read (a torn word on ECC flash) is not
+                // done.
+                let resumed_v3 = self.report.resumed && !self.chain()?.is_chained();
+                if first || resumed_v3 {
                     let (region, addr) = self.destination();
                     self.job = Job::Hash {
                         what: Hashed::Region {
@@ -217,8 +219,14 @@ impl Agent<'_> {
                 let failed = core::mem::replace(&mut self.hash_failed, false);
                 let digest = self.digest();
                 if !failed && digest == self.op.header.dst_sha256 {
-                    self.report.ops_found_done += 1;
-                    self.commit();
+                    if self.op.index < self.report.started_at_op {
+                        // Format v3, resumed: an op the journal already
+                        // records as done, checked again; no new record.
+                        set(self, false, OpStep::Committing);
+                    } else {
+                        self.report.ops_found_done += 1;
+                        self.commit();
+                    }
                 } else {
                     set(self, false, OpStep::Exec(Exec::Start));
                 }
