@@ -249,3 +249,38 @@ fn a_v3_package_of_an_unknown_key_is_refused_before_its_ops_are_read() {
     );
     assert_eq!(flash.ops, 0);
 }
+
+/// A byte after the last op, inside a signed version-3 op section (so the
+/// signature holds), is refused with the offset after the last op, as the
+/// host applier refuses it.
+#[test]
+fn a_signed_byte_after_the_last_op_is_refused() {
+    use sha2::{Digest, Sha256};
+    let (old, new, pkg) = package();
+    let mut bad = pkg.clone();
+    bad.push(0);
+    let ops_len = u64::from_le_bytes(bad[16..24].try_into().unwrap()) + 1;
+    bad[16..24].copy_from_slice(&ops_len.to_le_bytes());
+    let ops_at = fota_format::Package::parse(&bad)
+        .unwrap()
+        .header()
+        .ops_offset() as usize;
+    let digest: [u8; 32] = Sha256::digest(&bad[ops_at..]).into();
+    let signed: [u8; 24] = bad[..24].try_into().unwrap();
+    let signature = fota_format::sign::sign(&key(), &signed, &bad[96..ops_at], Some(&digest));
+    bad[32..96].copy_from_slice(&signature);
+    let keys = [key().verifying_key()];
+    let setup = ab_setup(&old, &new, &bad, &keys, 1024, 4);
+    let mut flash = setup.fresh_flash();
+    let err = setup.run(&mut flash).unwrap_err();
+    let end = pkg.len() as u64;
+    assert!(
+        matches!(err, Error::Package(FormatError::TrailingBytes { offset, count: 1 }) if offset == end),
+        "{err:?}"
+    );
+    let host = fota_generator::apply(&old, &bad, &keys, &Default::default()).unwrap_err();
+    assert!(
+        matches!(host, FormatError::TrailingBytes { offset, count: 1 } if offset == end),
+        "{host:?}"
+    );
+}

@@ -819,6 +819,14 @@ impl<'b> Agent<'b> {
             Phase::Ops { first, step } => self.run_ops(flash, first, step),
             Phase::Final { hashed } => {
                 if !hashed {
+                    // SPEC §7 step 7: the last op ends the op section.
+                    if self.op.at != self.package_len {
+                        return Err(FormatError::TrailingBytes {
+                            offset: self.op.at,
+                            count: self.package_len.saturating_sub(self.op.at),
+                        }
+                        .into());
+                    }
                     self.phase = Phase::Final { hashed: true };
                     let t = layout.target();
                     self.job = Job::hash_region(Region::Target, t.start, self.goal.target_size());
