@@ -155,26 +155,6 @@ fn an_ab_source_changed_before_a_resume_is_refused_with_no_write() {
     assert_eq!(flash.ops, 0);
 }
 
-/// A package store that fails every read reaching `fail_from` or beyond.
-struct FailingPackage<'a> {
-    bytes: &'a [u8],
-    fail_from: u64,
-}
-
-impl fota_agent::PackageSource for FailingPackage<'_> {
-    fn len(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-    async fn read(&mut self, offset: u64, buf: &mut [u8]) -> bool {
-        let end = offset + buf.len() as u64;
-        if end > self.fail_from || end > self.len() {
-            return false;
-        }
-        buf.copy_from_slice(&self.bytes[offset as usize..end as usize]);
-        true
-    }
-}
-
 /// A package signed whole (format version 3) is read to its end before
 /// its signature is checked: a read that fails there stops the update
 /// with the offset read, before the first program or erase; and
@@ -192,10 +172,7 @@ fn a_package_unreadable_in_its_op_section_is_refused_before_any_write() {
     let keys = [key().verifying_key()];
     let setup = ab_setup(&old, &new, &pkg, &keys, 1024, 4);
     let mut flash = setup.fresh_flash();
-    let mut source = FailingPackage {
-        bytes: &pkg,
-        fail_from,
-    };
+    let mut source = common::TestPackage::failing_from(&pkg, fail_from);
     let err = common::run_from(
         &setup,
         &mut flash,
@@ -211,10 +188,7 @@ fn a_package_unreadable_in_its_op_section_is_refused_before_any_write() {
     let err = fota_agent::block_on(fota_agent::read_manifest(&mut source, &keys)).unwrap_err();
     assert!(matches!(err, Error::PackageRead { .. }), "{err:?}");
     // Readable, the same package's manifest verifies.
-    let mut whole = FailingPackage {
-        bytes: &pkg,
-        fail_from: u64::MAX,
-    };
+    let mut whole = common::TestPackage::new(&pkg);
     let (m, _) = fota_agent::block_on(fota_agent::read_manifest(&mut whole, &keys)).unwrap();
     assert_eq!(m.op_auth, fota_format::OpAuth::Signature);
 }
@@ -232,10 +206,7 @@ fn a_v3_package_of_an_unknown_key_is_refused_before_its_ops_are_read() {
     let setup = ab_setup(&old, &new, &pkg, &others, 1024, 4);
     let mut flash = setup.fresh_flash();
     // Any read of the op section fails: the refusal must come first.
-    let mut source = FailingPackage {
-        bytes: &pkg,
-        fail_from: ops_at.max(400) + 1,
-    };
+    let mut source = common::TestPackage::failing_from(&pkg, ops_at.max(400) + 1);
     let work = fota_agent::work_len_for(4, 1, 0);
     let err = common::run_from(&setup, &mut flash, &mut source, work).unwrap_err();
     assert!(

@@ -119,26 +119,6 @@ fn the_update_state_is_small() {
     assert!(state <= agent + 384, "{state}");
 }
 
-/// Counts the package bytes an update reads.
-struct CountingPackage<'a> {
-    bytes: &'a [u8],
-    read: u64,
-}
-
-impl fota_agent::PackageSource for CountingPackage<'_> {
-    fn len(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-    async fn read(&mut self, offset: u64, buf: &mut [u8]) -> bool {
-        let Some(part) = self.bytes.get(offset as usize..offset as usize + buf.len()) else {
-            return false;
-        };
-        buf.copy_from_slice(part);
-        self.read += buf.len() as u64;
-        true
-    }
-}
-
 /// A package signed whole (format v3) is read once for its signature and
 /// once to be applied: its ops are not hashed again before they are used,
 /// so it costs no more reads than a hash-chained one (whose ops are read to
@@ -158,10 +138,7 @@ fn a_package_signed_whole_is_read_about_twice_like_a_chained_one() {
             .package;
         let setup = common::ab_setup(&old, &new, &pkg, &keys, 1024, 4);
         let mut flash = setup.fresh_flash();
-        let mut source = CountingPackage {
-            bytes: &pkg,
-            read: 0,
-        };
+        let mut source = common::TestPackage::new(&pkg);
         common::run_from(&setup, &mut flash, &mut source, work_len(4, 1)).unwrap();
         assert!(setup.is_done(&flash));
         let ops = fota_format::Package::parse(&pkg).unwrap().header().ops_len;

@@ -152,3 +152,48 @@ pub fn run_from<P: fota_agent::PackageSource>(
         },
     ))
 }
+
+/// A package held in memory that counts the bytes read and fails every
+/// read reaching `fail_from` or beyond (`u64::MAX`: none fails).
+pub struct TestPackage<'a> {
+    pub bytes: &'a [u8],
+    pub fail_from: u64,
+    pub read: u64,
+}
+
+impl<'a> TestPackage<'a> {
+    /// Every read succeeds.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        TestPackage {
+            bytes,
+            fail_from: u64::MAX,
+            read: 0,
+        }
+    }
+
+    /// Reads reaching `fail_from` fail.
+    pub fn failing_from(bytes: &'a [u8], fail_from: u64) -> Self {
+        TestPackage {
+            fail_from,
+            ..TestPackage::new(bytes)
+        }
+    }
+}
+
+impl fota_agent::PackageSource for TestPackage<'_> {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+    async fn read(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+        let end = offset.saturating_add(buf.len() as u64);
+        let Some(part) = self.bytes.get(offset as usize..end as usize) else {
+            return false;
+        };
+        if end > self.fail_from {
+            return false;
+        }
+        buf.copy_from_slice(part);
+        self.read += buf.len() as u64;
+        true
+    }
+}
