@@ -178,8 +178,7 @@ pub async fn read_manifest<P: PackageSource>(
             Some(ops_sha256(package, header.ops_offset()).await?)
         }
     };
-    let (manifest, id, _) = check_head(part, package.len(), trusted, ops_sha256.as_ref())?;
-    Ok((manifest, id))
+    check_head(part, &header, trusted, ops_sha256.as_ref())
 }
 
 /// sha256 of the op section, from `ops_offset` to the package's end (what
@@ -254,22 +253,21 @@ pub(crate) fn check_framing(hm: &[u8], package_len: u64) -> Result<Header> {
     Ok(header)
 }
 
-/// The checks of [`read_manifest`] on the package's first bytes (the
-/// header and the longest manifest, or the whole package when it is
-/// shorter) and, for a version-3 package, the op section's sha256 (no
-/// such package verifies without it); also gives the offset of op 0.
+/// The checks of [`read_manifest`] after [`check_framing`] gave `header`:
+/// the signature over the package's first bytes `hm` (the header and the
+/// longest manifest, or the whole package when it is shorter) and, for a
+/// version-3 package, the op section's sha256 (no such package verifies
+/// without it); then the manifest, and the package's id.
 pub(crate) fn check_head(
     hm: &[u8],
-    package_len: u64,
+    header: &Header,
     trusted: &[VerifyingKey],
     ops_sha256: Option<&[u8; 32]>,
-) -> Result<(Manifest, [u8; 8], u64)> {
-    let header = check_framing(hm, package_len)?;
+) -> Result<(Manifest, [u8; 8])> {
     let manifest_len = header.manifest_len as usize;
     let ops_sha256 = ops_sha256.filter(|_| header.op_auth == OpAuth::Signature);
-    let (signed, manifest_bytes) = hm.split_at(HEADER_LEN);
-    let manifest_bytes = manifest_bytes.get(..manifest_len).unwrap_or(&[]);
-    let signed: &[u8; SIGNED_HEADER_LEN] = signed
+    let manifest_bytes = hm.get(HEADER_LEN..HEADER_LEN + manifest_len).unwrap_or(&[]);
+    let signed: &[u8; SIGNED_HEADER_LEN] = hm
         .get(..SIGNED_HEADER_LEN)
         .and_then(|s| s.try_into().ok())
         .ok_or(Error::Layout {
@@ -288,7 +286,6 @@ pub(crate) fn check_head(
     Ok((
         Manifest::parse_with(manifest_bytes, header.op_auth)?,
         journal::package_id(signed, manifest_bytes, ops_sha256),
-        header.ops_offset(),
     ))
 }
 

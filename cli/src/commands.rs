@@ -290,32 +290,27 @@ fn verify(a: VerifyArgs) -> Result<()> {
     let device = device(&a.device)?;
     let pkg_bytes = MappedFile::open(&a.package)?;
     let blame_pkg = |e| blame(e, &a.package, a.source.as_deref());
-    let manifest: Manifest = match &a.source {
+    let (manifest, op_auth): (Manifest, fota_format::OpAuth) = match &a.source {
         Some(src) => {
             let old = MappedFile::open(src)?;
             fota_generator::apply(&old, &pkg_bytes, &trusted, &device).map_err(blame_pkg)?;
-            Package::parse(&pkg_bytes)
-                .and_then(|p| p.manifest_unverified())
-                .map_err(blame_pkg)?
+            let parsed = Package::parse(&pkg_bytes).map_err(blame_pkg)?;
+            let manifest = parsed.manifest_unverified().map_err(blame_pkg)?;
+            (manifest, parsed.header().op_auth)
         }
         None => {
-            let pkg = Package::parse(&pkg_bytes)
-                .and_then(|p| p.verify(&trusted))
-                .map_err(blame_pkg)?;
+            let parsed = Package::parse(&pkg_bytes).map_err(blame_pkg)?;
+            let pkg = parsed.verify(&trusted).map_err(blame_pkg)?;
             pkg.check_device(&device.device_class, device.security_counter)
                 .map_err(blame_pkg)?;
             for op in pkg.ops() {
                 op.map_err(blame_pkg)?;
             }
-            *pkg.manifest()
+            (*pkg.manifest(), parsed.header().op_auth)
         }
     };
     // A v3 signature covers the ops; a v2 package chains them.
-    let pkg_auth = Package::parse(&pkg_bytes)
-        .map_err(blame_pkg)?
-        .header()
-        .op_auth;
-    let ops = match pkg_auth {
+    let ops = match op_auth {
         fota_format::OpAuth::Chain => "op chain",
         fota_format::OpAuth::Signature => "ops",
     };

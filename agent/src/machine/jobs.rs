@@ -476,12 +476,7 @@ impl Agent<'_> {
                     // segment's hash and the target's catch a package that
                     // changed since (A/B only, SPEC §6.3).
                     self.op.index = index;
-                    self.adopt(&head, at);
-                    self.op.sha256 = [0; 32];
-                    self.chain()?
-                        .check(&head.header, head.extents.as_slice(), &[0; 32], at)?;
-                    self.job = Job::Idle;
-                    return Ok(None);
+                    return self.accept_op(&head, at, [0; 32]);
                 }
                 let mut h = Sha256::new();
                 h.update(raw.get(..head.len).unwrap_or(&[]));
@@ -523,9 +518,7 @@ impl Agent<'_> {
                 let sha256 = self.digest();
                 let chain = self.chain()?;
                 let index = chain.next_index();
-                // Without a chain the signature covered every op, checked
-                // before the manifest was read.
-                if chain.is_chained() && sha256 != *chain.expected_hash() {
+                if sha256 != *chain.expected_hash() {
                     return Err(FormatError::OpHashMismatch {
                         op_index: index,
                         offset: at,
@@ -536,14 +529,21 @@ impl Agent<'_> {
                 // again now that its bytes are authenticated.
                 self.op.index = index;
                 let head = self.raw_head(at)?;
-                self.adopt(&head, at);
-                self.op.sha256 = sha256;
-                self.chain()?
-                    .check(&head.header, head.extents.as_slice(), &sha256, at)?;
-                self.job = Job::Idle;
-                Ok(None)
+                self.accept_op(&head, at, sha256)
             }
         }
+    }
+
+    /// Pass 1 is over for the current op (at `at`, with `head` and the
+    /// hash `sha256` it was read with): it becomes the current op and is
+    /// checked against the manifest.
+    fn accept_op(&mut self, head: &OpHead, at: u64, sha256: [u8; 32]) -> Result<Option<Request>> {
+        self.adopt(head, at);
+        self.op.sha256 = sha256;
+        self.chain()?
+            .check(&head.header, head.extents.as_slice(), &sha256, at)?;
+        self.job = Job::Idle;
+        Ok(None)
     }
 
     /// Makes `head` the current op: its fields, lengths and extents (as

@@ -29,7 +29,7 @@ mod op;
 mod xform;
 
 use fota_format::{
-    Error as FormatError, Extent, InPlaceTracker, Mode, OpAuth, OpChain, OpContext, OpHead,
+    Error as FormatError, Extent, Header, InPlaceTracker, Mode, OpAuth, OpChain, OpContext, OpHead,
     OpHeader, Profile, EXTENT_LEN, HEADER_LEN, MAX_EXTENTS, MAX_MANIFEST_LEN, MAX_OP_HEAD_LEN,
 };
 use sha2::{Digest, Sha256};
@@ -621,7 +621,7 @@ impl<'b> Agent<'b> {
                     };
                     return Ok(None);
                 }
-                self.manifest_read(flash, bufs, ops_sha256.as_ref())?;
+                self.manifest_read(flash, bufs, &header, ops_sha256.as_ref())?;
                 if self.goal.xform_len > 0 {
                     self.phase = Phase::LoadXform {
                         want: *self.chain()?.expected_hash(),
@@ -979,6 +979,7 @@ impl<'b> Agent<'b> {
         &mut self,
         flash: &F,
         bufs: TrackerBufs<'b>,
+        header: &Header,
         ops_sha256: Option<&[u8; 32]>,
     ) -> Result<()> {
         let TrackerBufs {
@@ -988,7 +989,7 @@ impl<'b> Agent<'b> {
         } = bufs;
         let n = (self.package_len.min((HEADER_LEN + MAX_MANIFEST_LEN) as u64)) as usize;
         let hm = self.work.get(..n).unwrap_or(&[]);
-        let (m, id, first_op) = check_head(hm, self.package_len, self.config.trusted, ops_sha256)?;
+        let (m, id) = check_head(hm, header, self.config.trusted, ops_sha256)?;
         m.check_device(&self.config.device_class, self.config.security_counter)?;
         // Coding a compressed stream back needs all of its data at hand:
         // that is the host applier's work, never a streaming device's.
@@ -1021,7 +1022,7 @@ impl<'b> Agent<'b> {
             op_count: m.op_count,
             xform_len: m.xform_len,
             // The header bounds the manifest, so op 0 starts below 2^16.
-            first_op: first_op as u16,
+            first_op: header.ops_offset() as u16,
         };
         self.check_xform_room(m.xform_len)?;
         self.chain = Some(OpChain::new(&m));
