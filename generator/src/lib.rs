@@ -353,7 +353,7 @@ fn diff_images(
         )
     });
     memory::release_freed();
-    let prepared = pool.install(|| {
+    let mut prepared = pool.install(|| {
         let blocks = raw_match.as_ref().map(|(_, b)| &b[..]);
         xform::prepare(
             old,
@@ -391,8 +391,14 @@ fn diff_images(
         })
         .inspect(|_| memory::release_freed())
     };
+    // The transform's blocks (of its images) go to the pipeline.
+    let x_blocks = prepared.as_mut().map(|p| std::mem::take(&mut p.blocks));
     if let Some(p) = prepared.as_ref().filter(|_| opts.arch != Arch::Auto) {
-        let (built, _) = build_one(Some(p), &mut stages, None, false)?;
+        let matched = Some(Matched {
+            index: None,
+            blocks: x_blocks.unwrap_or_default(),
+        });
+        let (built, _) = build_one(Some(p), &mut stages, matched, false)?;
         // The transformed images are not needed for the self-check.
         drop(prepared);
         memory::release_freed();
@@ -410,7 +416,11 @@ fn diff_images(
         None => (raw, None),
         Some(p) => {
             let mut x_stages = StageSeconds::default();
-            let (with, with_blocks) = build_one(Some(p), &mut x_stages, None, quick)?;
+            let matched = Some(Matched {
+                index: None,
+                blocks: x_blocks.unwrap_or_default(),
+            });
+            let (with, with_blocks) = build_one(Some(p), &mut x_stages, matched, quick)?;
             stages.index += x_stages.index;
             stages.matching += x_stages.matching;
             stages.coding += x_stages.coding;

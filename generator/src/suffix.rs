@@ -17,6 +17,14 @@ pub const MAX_MATCH: usize = 1 << 20;
 /// The suffix array of the old image with its two-byte bucket table.
 pub struct SuffixIndex<'a> {
     old: &'a [u8],
+    order: Order,
+    /// The array sorts the suffixes of `old` itself, not of a text it
+    /// was rebound to ([`SuffixIndex::rebind`]).
+    sorted: bool,
+}
+
+/// A suffix array and its bucket table, apart from the text they sort.
+pub struct Order {
     sa: Vec<i32>,
     /// `bucket[k]` is the first array index whose suffix starts with a
     /// two-byte prefix `>= k`; `bucket[65536] = sa.len()`.
@@ -67,7 +75,39 @@ impl<'a> SuffixIndex<'a> {
             bucket[k] = sa.len() as u32;
             k += 1;
         }
-        Ok(SuffixIndex { old, sa, bucket })
+        Ok(SuffixIndex {
+            old,
+            order: Order { sa, bucket },
+            sorted: true,
+        })
+    }
+
+    /// The array without its text, to [`rebind`](Self::rebind) it.
+    pub fn into_order(self) -> Order {
+        self.order
+    }
+
+    /// An index that searches `text` through the order of another text
+    /// of the same length, which differs from it in a few places (the
+    /// transform's T(old) of an earlier round): a third of the cost of a
+    /// new array. Every match it reports is real, measured on `text`;
+    /// near a changed byte the search can miss the longest one.
+    ///
+    /// # Errors
+    /// [`Error::Limit`] when `text` is not as long as the sorted one.
+    pub fn rebind(order: Order, text: &'a [u8]) -> Result<Self> {
+        if order.sa.len() != text.len() {
+            return Err(Error::Limit {
+                what: "rebound suffix array length",
+                value: text.len() as u64,
+                limit: order.sa.len() as u64,
+            });
+        }
+        Ok(SuffixIndex {
+            old: text,
+            order,
+            sorted: false,
+        })
     }
 
     /// The old image.
@@ -81,17 +121,18 @@ impl<'a> SuffixIndex<'a> {
     /// smaller suffix.
     pub fn longest_match(&self, target: &[u8]) -> (usize, usize) {
         let target = &target[..target.len().min(MAX_MATCH)];
-        if target.len() < 2 || self.sa.is_empty() {
+        let (sa, bucket) = (&self.order.sa, &self.order.bucket);
+        if target.len() < 2 || sa.is_empty() {
             return (0, 0);
         }
         let k = (usize::from(target[0]) << 8) | usize::from(target[1]);
-        let (mut lo, mut hi) = (self.bucket[k] as usize, self.bucket[k + 1] as usize);
+        let (mut lo, mut hi) = (bucket[k] as usize, bucket[k + 1] as usize);
         if lo == hi {
             return (0, 0);
         }
         // Binary search for the first suffix >= target, keeping the common
         // prefix lengths of both bounds so comparisons skip what is known.
-        let mut best = (self.sa[lo] as usize, lcp(self.suffix(lo), target));
+        let mut best = (sa[lo] as usize, lcp(self.suffix(lo), target));
         if best.1 == target.len() {
             return best;
         }
@@ -100,10 +141,15 @@ impl<'a> SuffixIndex<'a> {
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
             let suf = self.suffix(mid);
-            let skip = llcp.min(hlcp);
+            // Bytes both bounds share with the target are shared by the
+            // suffixes between them only in a sorted array.
+            let skip = match self.sorted {
+                true => llcp.min(hlcp),
+                false => 0,
+            };
             let l = skip + lcp(&suf[skip.min(suf.len())..], &target[skip..]);
             if l > best.1 {
-                best = (self.sa[mid] as usize, l);
+                best = (sa[mid] as usize, l);
                 if l == target.len() {
                     return best;
                 }
@@ -126,7 +172,7 @@ impl<'a> SuffixIndex<'a> {
     }
 
     fn suffix(&self, j: usize) -> &'a [u8] {
-        &self.old[self.sa[j] as usize..]
+        &self.old[self.order.sa[j] as usize..]
     }
 }
 
@@ -181,6 +227,48 @@ mod tests {
             if len > 0 {
                 prop_assert_eq!(&old[pos..pos + len], &target[..len]);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_rebound_index_reports_only_real_matches(
+            old in proptest::collection::vec(0u8..4, 2..300),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0u8..4), 0..12),
+            target in proptest::collection::vec(0u8..4, 0..40),
+        ) {
+            let mut text = old.clone();
+            for (at, b) in edits {
+                text[at.index(old.len())] = b;
+            }
+            let order = SuffixIndex::build(&old).unwrap().into_order();
+            let idx = SuffixIndex::rebind(order, &text).unwrap();
+            let (pos, len) = idx.longest_match(&target);
+            prop_assert!(len <= brute(&text, &target));
+            if len > 0 {
+                prop_assert!(len >= 2);
+                prop_assert_eq!(&text[pos..pos + len], &target[..len]);
+            }
+        }
+
+        #[test]
+        fn rebound_to_its_own_text_an_index_finds_a_longest_match(
+            old in proptest::collection::vec(0u8..4, 0..300),
+            target in proptest::collection::vec(0u8..4, 0..40),
+        ) {
+            let order = SuffixIndex::build(&old).unwrap().into_order();
+            let idx = SuffixIndex::rebind(order, &old).unwrap();
+            prop_assert_eq!(idx.longest_match(&target).1, brute(&old, &target));
+        }
+    }
+
+    #[test]
+    fn an_index_rebinds_only_to_a_text_of_the_same_length() {
+        let order = SuffixIndex::build(b"abcabc").unwrap().into_order();
+        match SuffixIndex::rebind(order, b"abcab") {
+            Err(Error::Limit { value, limit, .. }) => assert_eq!((value, limit), (5, 6)),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a shorter text was accepted"),
         }
     }
 
