@@ -23,6 +23,8 @@ pub mod map;
 mod raw;
 pub mod synth;
 
+use std::borrow::Cow;
+
 use fota_format::xform::{Breakpoint, XformParts, FLAG_BRANCHES, FLAG_POINTERS, MIN_BRANCH_BITS};
 use fota_format::Xform;
 
@@ -126,42 +128,55 @@ pub fn prepare(
     // T(old) of the latest round; the images being matched are the raw
     // ones before the first round, then T(old) and F(new).
     let mut transformed: Option<Vec<u8>> = None;
-    // The last round's blocks and suffix order (of the T(old) it matched).
-    let mut last: (Vec<Block>, Option<Order>) = (Vec::new(), None);
+    // The suffix order of the T(old) the latest round matched, and the
+    // latest blocks when no round sorted a T(old).
+    let mut order: Option<Order> = None;
+    let mut unsorted_blocks = Vec::new();
     for round in 0..ROUNDS {
         // The first round pairs references with the raw images' blocks,
         // which the caller has (it diffs the raw images too).
-        last = match raw_blocks.filter(|_| round == 0) {
-            Some(b) => (b.to_vec(), None),
+        let blocks: Cow<'_, [Block]> = match raw_blocks.filter(|_| round == 0) {
+            Some(b) => Cow::Borrowed(b),
             None => {
                 let (source, target) = match &transformed {
                     Some(t) => (&t[..], &forward[..]),
                     None => (old, new),
                 };
+                // The earlier round's array goes before this one is sorted.
+                drop(order.take());
                 let index = SuffixIndex::build(source)?;
                 let blocks = find_blocks(&index, target, params, &NoProgress);
-                (blocks, Some(index.into_order()))
+                order = Some(index.into_order());
+                Cow::Owned(blocks)
             }
         };
-        breakpoints = map::infer(new, &probe, &sites, &last.0, &ln.windows, max);
+        // This round's T(old) is matched: it goes before the votes are
+        // counted, while the suffix order is kept for the last match.
+        drop(transformed.take());
+        breakpoints = map::infer(new, &probe, &sites, &blocks, &ln.windows, max);
+        unsorted_blocks = match order {
+            None => blocks.into_owned(),
+            Some(_) => Vec::new(),
+        };
         let payload = payload_for(&breakpoints)?;
         let x = parse(&payload)?;
-        let mut t = transformed.take().unwrap_or_default();
-        t.clear();
-        t.extend_from_slice(old);
+        let mut t = old.to_vec();
         in_runs(&mut t, 0, true, |run, at| x.source(run, at));
         transformed = Some(t);
     }
     let transformed = transformed.unwrap_or_else(|| old.to_vec());
+    let (old_sites, new_sites) = (sites.old_count(), sites.new_count());
+    // The sites are a few bytes per reference: gone before the last match.
+    drop(sites);
     // The pipeline's blocks: F(new) against the final T(old), searched
     // through the last round's order, since the two T(old) differ only
     // where the map moved a reference.
-    let blocks = match last {
-        (_, Some(order)) => {
+    let blocks = match order {
+        Some(order) => {
             let index = SuffixIndex::rebind(order, &transformed)?;
             find_blocks(&index, &forward, params, &NoProgress)
         }
-        (blocks, None) => blocks,
+        None => unsorted_blocks,
     };
     let payload = payload_for(&breakpoints)?;
     let mut wire = vec![0u8; 2 * payload.len() + 16];
@@ -173,7 +188,6 @@ pub fn prepare(
             limit: fota_format::xform::MAX_XFORM_LEN.into(),
         })?;
     wire.truncate(n);
-    let (old_sites, new_sites) = (sites.old_count(), sites.new_count());
     Ok(Some(Prepared {
         payload,
         wire,
