@@ -305,6 +305,29 @@ pub fn diff_with_progress(
     Ok(out)
 }
 
+/// How close (in 1/1000 of the smaller) the fast estimates of the two ways
+/// to build a package must be for both to be coded in full: the estimate
+/// (zstd at a low level) can rank them wrongly when their sizes are near,
+/// as on small updates whose transform costs about what it saves.
+const CLOSE_CALL: usize = 100;
+
+/// Largest new image whose close calls are coded both ways: on larger ones
+/// the second full coding would cost as much time as the first.
+const CLOSE_CALL_MAX_IMAGE: usize = 1 << 20;
+
+/// Which ways to build a package of a `new_len`-byte image are coded in
+/// full after their fast estimates `with_xform` and `raw`: first the
+/// smaller (`true`: the one with the transform; a tie goes to the raw
+/// way, which the applier runs faster), then the other too when the
+/// estimates were a close call on a small image.
+fn full_codings(with_xform: usize, raw: usize, new_len: usize) -> (bool, bool) {
+    let x_first = with_xform < raw;
+    let (won, lost) = (with_xform.min(raw), with_xform.max(raw));
+    let close = new_len <= CLOSE_CALL_MAX_IMAGE
+        && lost.saturating_mul(1000) <= won.saturating_mul(1000 + CLOSE_CALL);
+    (x_first, close)
+}
+
 /// The stream stage of a package: its table and the real images the
 /// expanded ones stand for.
 struct Lead<'a> {
@@ -424,26 +447,40 @@ fn diff_images(
             stages.index += x_stages.index;
             stages.matching += x_stages.matching;
             stages.coding += x_stages.coding;
-            let (winner, blocks, loser_len) = if with.package.len() < raw.package.len() {
-                (Some(p), with_blocks, raw.package.len())
-            } else {
-                (None, raw_blocks, with.package.len())
+            let (x_first, close) = full_codings(with.package.len(), raw.package.len(), new.len());
+            let lost = with.package.len().max(raw.package.len());
+            // In full: the way that won the estimate, and the other one too
+            // when the estimates were a close call.
+            let (first, second) = match x_first {
+                true => ((true, with_blocks), (false, raw_blocks)),
+                false => ((false, raw_blocks), (true, with_blocks)),
             };
-            let fast = if winner.is_some() { with } else { raw };
-            let built = match quick {
-                false => fast,
-                true => {
-                    let matched = Some(Matched {
-                        index: None,
-                        blocks,
-                    });
-                    let (full, _) = build_one(winner, &mut x_stages, matched, false)?;
-                    stages.coding += x_stages.coding;
-                    full
+            let mut in_full = |(x, blocks): (bool, Vec<matcher::Block>)| -> Result<Built> {
+                let matched = Some(Matched {
+                    index: None,
+                    blocks,
+                });
+                let way = if x { Some(p) } else { None };
+                let (built, _) = build_one(way, &mut x_stages, matched, false)?;
+                stages.coding += x_stages.coding;
+                Ok(built)
+            };
+            // The other way's size is an estimate unless it was coded in full.
+            let (built, other_len) = match (quick, close) {
+                (false, _) => (if x_first { with } else { raw }, Some(lost)),
+                (true, false) => (in_full(first)?, Some(lost)),
+                (true, true) => {
+                    let (a, b) = (in_full(first)?, in_full(second)?);
+                    match b.package.len() < a.package.len() {
+                        true => (b, Some(a.package.len())),
+                        false => {
+                            let other = b.package.len();
+                            (a, Some(other))
+                        }
+                    }
                 }
             };
-            // The other way's size is an estimate when coded fast.
-            (built, Some(loser_len))
+            (built, other_len)
         }
     };
     drop(prepared);
@@ -735,4 +772,33 @@ fn check_options(opts: &DiffOptions) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_calls_on_small_images_are_coded_both_ways() {
+        // A small update whose transform costs about what it saves (the
+        // corpus-like zlib 1.3 -> 1.3.1 pair: 264 against 276 bytes fast,
+        // 264 against 251 in full).
+        assert_eq!(full_codings(264, 276, 32 << 10), (true, true));
+        assert_eq!(full_codings(276, 264, 32 << 10), (false, true));
+        // Exactly at the margin, and just past it.
+        assert_eq!(full_codings(1000, 1100, 32 << 10), (true, true));
+        assert_eq!(full_codings(1000, 1101, 32 << 10), (true, false));
+        // A transform that takes a third off: one full coding.
+        assert_eq!(full_codings(400, 600, 32 << 10), (true, false));
+        // A tie goes to the raw way.
+        assert_eq!(full_codings(500, 500, 32 << 10), (false, true));
+        // Large images are coded once, however close the call.
+        assert_eq!(full_codings(264, 276, CLOSE_CALL_MAX_IMAGE), (true, true));
+        assert_eq!(
+            full_codings(264, 276, CLOSE_CALL_MAX_IMAGE + 1),
+            (true, false)
+        );
+        // Estimates too large to scale do not overflow.
+        assert_eq!(full_codings(usize::MAX, usize::MAX - 1, 1), (false, true));
+    }
 }

@@ -97,6 +97,27 @@ fn a_package_without_gain_is_made_without_the_transform() {
 }
 
 #[test]
+fn a_close_call_is_coded_both_ways_and_the_smaller_kept() {
+    // A two-function AArch64 pair: the transform saves about its own cost,
+    // so the fast estimates are close and both ways are coded in full.
+    let (old, new) = aarch64_pair(2, 1, 0);
+    let key = common::key(4);
+    let out = diff(&old, &new, &key, &DiffOptions::default()).unwrap();
+    let only = |arch| {
+        let o = DiffOptions {
+            arch,
+            ..DiffOptions::default()
+        };
+        diff(&old, &new, &key, &o).unwrap().package.len()
+    };
+    let (raw, with) = (only(Arch::None), only(Arch::Aarch64));
+    assert_eq!(out.package.len(), raw.min(with));
+    assert_eq!(out.xform.is_some(), with < raw);
+    // The other way's size is exact, not an estimate.
+    assert_eq!(out.other_len, Some(raw.max(with)));
+}
+
+#[test]
 fn thread_count_does_not_change_the_package() {
     let (old, new) = firmware_pair(200, 3, 5);
     let key = common::key(2);
