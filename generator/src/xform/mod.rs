@@ -154,10 +154,13 @@ pub fn prepare(
         // counted, while the suffix order is kept for the last match.
         drop(transformed.take());
         breakpoints = map::infer(new, &probe, &sites, &blocks, &ln.windows, max);
-        unsorted_blocks = match order {
-            None => blocks.into_owned(),
-            Some(_) => Vec::new(),
-        };
+        // The last round's blocks serve the pipeline only when no round
+        // sorted a T(old) to search again.
+        if round + 1 == ROUNDS && order.is_none() {
+            unsorted_blocks = blocks.into_owned();
+        } else {
+            drop(blocks);
+        }
         let payload = payload_for(&breakpoints)?;
         let x = parse(&payload)?;
         let mut t = old.to_vec();
