@@ -204,16 +204,8 @@ async fn ops_sha256<P: PackageSource>(package: &mut P, ops_offset: u64) -> Resul
 /// # Errors
 /// `UnknownKey`.
 pub(crate) fn check_key(header: &Header, trusted: &[VerifyingKey]) -> Result<()> {
-    if trusted
-        .iter()
-        .any(|k| fota_format::sign::key_id(k) == header.key_id)
-    {
-        return Ok(());
-    }
-    Err(FormatError::UnknownKey {
-        key_id: header.key_id,
-    }
-    .into())
+    fota_format::sign::trusted_key(trusted, header.key_id)?;
+    Ok(())
 }
 
 /// The header, parsed from the package's first bytes, with the package's

@@ -61,6 +61,18 @@ pub fn sign(
         .to_bytes()
 }
 
+/// The trusted key whose id is `key_id`: an applier can refuse a package
+/// of an unknown signer before it reads more than the header.
+///
+/// # Errors
+/// `UnknownKey` when no trusted key has that id.
+pub fn trusted_key(trusted: &[VerifyingKey], key_id: [u8; 8]) -> Result<&VerifyingKey> {
+    trusted
+        .iter()
+        .find(|k| self::key_id(k) == key_id)
+        .ok_or(Error::UnknownKey { key_id })
+}
+
 /// Verifies `signature` with the trusted key whose id is `key_id`, over
 /// the bytes [`signed_digest`] takes.
 ///
@@ -76,12 +88,7 @@ pub fn verify(
     manifest: &[u8],
     ops_sha256: Option<&[u8; 32]>,
 ) -> Result<()> {
-    let key = trusted
-        .iter()
-        .find(|k| key_id(k) == key_id_in_package)
-        .ok_or(Error::UnknownKey {
-            key_id: key_id_in_package,
-        })?;
+    let key = trusted_key(trusted, key_id_in_package)?;
     let sig = Signature::from_bytes(signature);
     key.verify_prehashed_strict(
         signed_digest(signed_header, manifest, ops_sha256),
