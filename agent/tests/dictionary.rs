@@ -8,7 +8,7 @@ mod common;
 
 use common::{ab_setup, key, opts};
 use fota_agent::sim::Rng;
-use fota_format::lzma_payload::LAYOUT_PATCH_DICT;
+use fota_format::lzma_payload::literals_follow_source;
 use fota_format::{Codec, Mode, Package};
 
 /// Thumb-like code, and a newer build of it made of short pieces of the
@@ -31,16 +31,15 @@ fn rebuilt_code(words: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
     (old, new)
 }
 
-/// Indices of the ops whose LZMA payload has layout 2.
+/// Indices of the ops whose LZMA literals follow the op's source (layout
+/// 2, or 3 with a window).
 fn dictionary_ops(package: &[u8]) -> Vec<u32> {
     Package::parse(package)
         .unwrap()
         .ops_unverified()
         .unwrap()
         .map(|op| op.unwrap())
-        .filter(|op| {
-            op.header.codec == Codec::Lzma && op.payload.first() == Some(&LAYOUT_PATCH_DICT)
-        })
+        .filter(|op| literals_follow_source(op.header.codec, op.payload))
         .map(|op| op.index)
         .collect()
 }

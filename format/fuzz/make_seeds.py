@@ -591,6 +591,13 @@ def hand_lzma(real):
     ctrl, diff, extra = bytes([4, 1, 0]), bytes([0, 0, 7, 0]), b"x"
     body = bytes([1, 3, 0xFF, 3, 3, 0xFF, 4, 4, 0xFF, 1, 1]) + ctrl + diff + extra
     s["stored-patch"] = lens(len(encode_patch([(4, 1, 0)], diff, extra)), 5) + body
+    # The same patch with a gapped diff (layout 3): a gap of 2 zeros, then
+    # the value; the trailing zero is implicit. No dictionary window.
+    gaps, kept = bytes([0, 2]), bytes([7])
+    body = bytes([3, 4, 0xFF, 3, 3, 0xFF, 2, 2, 0xFF, 1, 1, 0xFF, 1, 1, 0, 0]) + ctrl + gaps + kept + extra
+    s["stored-gaps"] = lens(len(encode_patch([(4, 1, 0)], diff, extra)), 5) + body
+    # A gap list that takes 2 bytes of a 1-byte gapped diff.
+    s["bad-gaps"] = lens(len(encode_patch([(4, 1, 0)], diff, extra)), 5) + body.replace(ctrl + gaps, ctrl + bytes([2, 2]))
     s["bad-layout"] = lens(5, 5) + bytes([2]) + stored[1:]
     s["bad-count"] = lens(5, 5) + bytes([1, 2]) + stored[2:]
     s["bad-props-lc8"] = lens(5, 5) + bytes([0, 1, 8, 5, 5]) + b"abcde"

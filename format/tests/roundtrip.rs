@@ -436,8 +436,8 @@ fn op_head_lengths() {
 mod lzma {
     use fota_format::lzma::Props;
     use fota_format::lzma_payload::{
-        decode, patch_payload, sparse_diff, write_table, StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH,
-        STORED,
+        decode, gap_diff, patch_payload, sparse_diff, write_gaps_table, write_table, DictWindow,
+        StreamEntry, LAYOUT_BYTES, LAYOUT_PATCH, STORED,
     };
     use fota_format::patch::{write_varint, MAX_VARINT_LEN};
     use fota_format::Error;
@@ -470,14 +470,14 @@ mod lzma {
     /// LZMA decoder sees garbage.
     fn well_framed() -> impl Strategy<Value = Vec<u8>> {
         (
-            0u8..3,
+            0u8..4,
             prop::collection::vec(
                 (
                     prop::sample::select(vec![0x5d_u8, 0, 0x66, 0xff, 0xe1]),
                     0usize..2000,
                     prop::collection::vec(any::<u8>(), 0..120),
                 ),
-                1..4,
+                1..5,
             ),
         )
             .prop_map(|(layout, streams)| {
@@ -510,6 +510,55 @@ mod lzma {
             let coded = stored(LAYOUT_PATCH, &[ctrl.clone(), diff.clone(), extra.clone()]);
             let sparse = patch_payload(&ctrl, &diff, &extra);
             prop_assert_eq!(decode(3, &coded, sparse.len(), diff.len(), &[]).unwrap(), sparse);
+        }
+
+        /// A diff cut into gaps and kept bytes (any run length, gap
+        /// length and alignment) decodes to the same PATCH payload as the
+        /// whole diff, and no gap is shorter than asked or misaligned.
+        #[test]
+        fn gapped_diffs_decode_to_the_plain_patch(
+            runs in prop::collection::vec((0usize..300, prop::collection::vec(any::<u8>(), 0..6)), 0..30),
+            min_gap in 0usize..120,
+            align in 0usize..9,
+            ctrl in prop::collection::vec(any::<u8>(), 0..20),
+            extra in prop::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let mut diff = Vec::new();
+            for (zeros, values) in &runs {
+                diff.extend(std::iter::repeat_n(0u8, *zeros));
+                diff.extend_from_slice(values);
+            }
+            let (gaps, kept) = gap_diff(&diff, min_gap, align);
+            prop_assert!(kept.len() <= diff.len());
+            // Each gap: at least min_gap (and align) zeros, a multiple of align.
+            let mut values = Vec::new();
+            let (mut v, mut shift) = (0usize, 0);
+            for b in &gaps {
+                v |= usize::from(b & 0x7f) << shift;
+                shift += 7;
+                if b & 0x80 == 0 {
+                    values.push(v);
+                    (v, shift) = (0, 0);
+                }
+            }
+            prop_assert_eq!(values.len() % 2, 0);
+            let align = align.max(1);
+            for zeros in values.iter().skip(1).step_by(2) {
+                // From a run of at least min_gap (and align) zeros.
+                prop_assert!(*zeros >= align && zeros % align == 0);
+                prop_assert!(zeros + align > min_gap.max(align));
+            }
+            let entries: Vec<StreamEntry> = [&ctrl, &gaps, &kept, &extra]
+                .iter()
+                .map(|p| StreamEntry { props: None, unpacked_len: p.len(), packed_len: p.len() })
+                .collect();
+            let mut coded = Vec::new();
+            write_gaps_table(&entries, DictWindow::default(), &mut coded);
+            for p in [&ctrl, &gaps, &kept, &extra] {
+                coded.extend_from_slice(p);
+            }
+            let whole = patch_payload(&ctrl, &diff, &extra);
+            prop_assert_eq!(decode(1, &coded, whole.len(), diff.len(), &[]).unwrap(), whole);
         }
 
         #[test]

@@ -5,7 +5,7 @@
 //! also a differential test of that decoder.
 
 use fota_format::lzma_payload::patch_payload;
-use fota_format::lzma_payload::{LAYOUT_PATCH, LAYOUT_PATCH_DICT};
+use fota_format::lzma_payload::{LAYOUT_PATCH_DICT, LAYOUT_PATCH_GAPS};
 use fota_format::Codec;
 use fota_generator::apply::decode_coded;
 use fota_generator::payload::{code_bytes, code_literal_patch, code_patch, Coded};
@@ -195,10 +195,10 @@ fn new_code_coded_after_the_old_is_smaller() {
 }
 
 #[test]
-fn a_large_patch_takes_the_patch_layout() {
+fn a_large_patch_takes_the_gapped_patch_layout() {
     // Recompiled code: a changed byte in every word. Above the size where
     // every coding is tried (a sparse form over 256 KiB), the patch layout
-    // is the one used.
+    // with gaps is the one used (here with no gap: no long zero run).
     let diff: Vec<u8> = (0..400_000u32)
         .map(|i| match i % 4 {
             0 => (i / 4 % 7 + 1) as u8,
@@ -210,6 +210,6 @@ fn a_large_patch_takes_the_patch_layout() {
     let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
     let c = code_patch(&refs, &diff, 19, false, None).unwrap();
     assert_eq!(c.codec, Codec::Lzma);
-    assert_eq!(c.payload[0], LAYOUT_PATCH);
+    assert_eq!(c.payload[0], LAYOUT_PATCH_GAPS);
     assert_eq!(decode(&c, diff.len()), parts.concat());
 }
