@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{ab_setup, key, opts};
+use common::{ab_setup, assert_refused_before_writing, key, one_lzma_patch_package, opts};
 use fota_agent::sim::Rng;
 use fota_format::lzma_payload::literals_follow_source;
-use fota_format::{Codec, Mode, Package};
+use fota_format::{Mode, Package};
 
 /// Thumb-like code, and a newer build of it made of short pieces of the
 /// old (8 to 40 bytes from anywhere) between new instructions, as a
@@ -67,9 +67,6 @@ fn every_single_cut_resumes_bit_exact_with_literals_after_the_source() {
 #[test]
 fn a_dictionary_window_past_the_source_is_refused_before_the_segment_is_written() {
     use fota_format::lzma_payload::{patch_payload_len, write_dict_table, DictWindow, StreamEntry};
-    use fota_format::{Extent, Label, Manifest, OpKind};
-    use fota_generator::plan::PlannedOp;
-    use fota_generator::write::{image_manifest, write_package};
     const SEG: usize = 4096;
     let old: Vec<u8> = (0..SEG).map(|i| (i * 7 % 251) as u8).collect();
     let new: Vec<u8> = (0..SEG).map(|i| (i * 13 % 241) as u8).collect();
@@ -92,37 +89,18 @@ fn a_dictionary_window_past_the_source_is_refused_before_the_segment_is_written(
     );
     payload.extend_from_slice(&ctrl);
     payload.extend_from_slice(&new);
-    let op = PlannedOp {
-        kind: OpKind::Patch,
-        codec: Codec::Lzma,
-        fill_value: 0,
-        dst_offset: 0,
-        dst_len: SEG as u32,
-        extents: vec![Extent {
-            offset: 0,
-            len: SEG as u64,
-        }],
+    let pkg = one_lzma_patch_package(
+        &old,
+        &new,
         payload,
-        decoded_len: patch_payload_len(&ctrl, &[], &new) as u32,
-    };
-    let m = Manifest {
-        device_class: Label::new("test-board").unwrap(),
-        ..image_manifest(&old, &new, SEG as u32, Mode::AB)
-    };
-    let pkg = write_package(m, &[op], &old, &new, &key()).unwrap();
-    let keys = [key().verifying_key()];
-    let setup = ab_setup(&old, &new, &pkg, &keys, SEG as u64, 16);
-    let mut flash = setup.fresh_flash();
-    let err = setup.run(&mut flash).unwrap_err();
-    assert!(
-        format!("{err:?}").contains("a dictionary window inside the op's source"),
-        "{err:?}"
+        patch_payload_len(&ctrl, &[], &new),
+        SEG,
     );
-    assert!(!setup.is_done(&flash));
-    // The target slot was never programmed.
-    let target = &flash.bytes()[SEG..2 * SEG];
-    assert!(
-        target.iter().all(|&b| b == 0xff),
-        "the segment is not written"
+    assert_refused_before_writing(
+        &old,
+        &new,
+        &pkg,
+        SEG,
+        "a dictionary window inside the op's source",
     );
 }

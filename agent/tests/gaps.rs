@@ -6,15 +6,13 @@
 
 mod common;
 
-use common::{ab_setup, key};
+use common::{ab_setup, assert_refused_before_writing, key, one_lzma_patch_package};
 use fota_format::lzma_payload::{
     gap_diff, literals_follow_source, patch_payload_len, write_gaps_table, DictWindow, StreamEntry,
     LAYOUT_PATCH_GAPS,
 };
 use fota_format::patch::{write_varint, MAX_VARINT_LEN};
-use fota_format::{Codec, Extent, Label, Manifest, Mode, OpKind};
-use fota_generator::plan::PlannedOp;
-use fota_generator::write::{image_manifest, write_package};
+use fota_format::Codec;
 
 const SEG: usize = 4096;
 
@@ -61,24 +59,7 @@ fn package(old: &[u8], new: &[u8], gaps: &[u8], kept: &[u8], diff: &[u8]) -> Vec
     }
     assert_eq!(payload[0], LAYOUT_PATCH_GAPS);
     assert!(!literals_follow_source(Codec::Lzma, &payload));
-    let op = PlannedOp {
-        kind: OpKind::Patch,
-        codec: Codec::Lzma,
-        fill_value: 0,
-        dst_offset: 0,
-        dst_len: SEG as u32,
-        extents: vec![Extent {
-            offset: 0,
-            len: SEG as u64,
-        }],
-        payload,
-        decoded_len: patch_payload_len(&ctrl, diff, &[]) as u32,
-    };
-    let m = Manifest {
-        device_class: Label::new("test-board").unwrap(),
-        ..image_manifest(old, new, SEG as u32, Mode::AB)
-    };
-    write_package(m, &[op], old, new, &key()).unwrap()
+    one_lzma_patch_package(old, new, payload, patch_payload_len(&ctrl, diff, &[]), SEG)
 }
 
 fn diff_of(old: &[u8], new: &[u8]) -> Vec<u8> {
@@ -122,18 +103,11 @@ fn a_gap_list_past_its_bytes_is_refused_before_the_segment_is_written() {
         gaps.extend_from_slice(&buf[..n]);
     }
     let pkg = package(&old, &new, &gaps, &kept, &diff);
-    let keys = [key().verifying_key()];
-    let setup = ab_setup(&old, &new, &pkg, &keys, SEG as u64, 16);
-    let mut flash = setup.fresh_flash();
-    let err = setup.run(&mut flash).unwrap_err();
-    assert!(
-        format!("{err:?}").contains("a gap list of varint pairs within the gapped diff"),
-        "{err:?}"
-    );
-    assert!(!setup.is_done(&flash));
-    let target = &flash.bytes()[SEG..2 * SEG];
-    assert!(
-        target.iter().all(|&b| b == 0xff),
-        "the segment is not written"
+    assert_refused_before_writing(
+        &old,
+        &new,
+        &pkg,
+        SEG,
+        "a gap list of varint pairs within the gapped diff",
     );
 }

@@ -573,17 +573,21 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn stored(parts: &[&[u8]], layout: u8) -> Vec<u8> {
-        let entries: Vec<StreamEntry> = parts
+    /// Table entries of `parts` stored as they are.
+    fn stored_entries(parts: &[&[u8]]) -> Vec<StreamEntry> {
+        parts
             .iter()
             .map(|p| StreamEntry {
                 props: None,
                 unpacked_len: p.len(),
                 packed_len: p.len(),
             })
-            .collect();
+            .collect()
+    }
+
+    fn stored(parts: &[&[u8]], layout: u8) -> Vec<u8> {
         let mut out = Vec::new();
-        write_table(layout, &entries, &mut out);
+        write_table(layout, &stored_entries(parts), &mut out);
         for p in parts {
             out.extend_from_slice(p);
         }
@@ -617,18 +621,18 @@ mod tests {
         assert!(matches!(e, Error::LzmaPayload { op_index: 3, .. }), "{e:?}");
     }
 
+    /// What an `LzmaPayload` refusal says was expected.
+    fn what_of(e: &Error) -> &'static str {
+        match e {
+            Error::LzmaPayload { what, .. } => what,
+            other => panic!("not an LzmaPayload refusal: {other:?}"),
+        }
+    }
+
     /// A layout 3 payload with stored streams.
     fn stored_gaps(streams: [&[u8]; 4], window: DictWindow) -> Vec<u8> {
-        let entries: Vec<StreamEntry> = streams
-            .iter()
-            .map(|p| StreamEntry {
-                props: None,
-                unpacked_len: p.len(),
-                packed_len: p.len(),
-            })
-            .collect();
         let mut out = Vec::new();
-        write_gaps_table(&entries, window, &mut out);
+        write_gaps_table(&stored_entries(&streams), window, &mut out);
         for p in streams {
             out.extend_from_slice(p);
         }
@@ -669,16 +673,7 @@ mod tests {
         let p = patch_payload(&[9], &[], b"xy");
         assert_eq!(decode(0, &coded, p.len(), 0, b"abc").unwrap(), p);
         let e = decode(0, &coded, p.len(), 0, b"ab").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::LzmaPayload {
-                    what: "a dictionary window inside the op's source",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_eq!(what_of(&e), "a dictionary window inside the op's source");
         // A cut table follows nothing.
         assert!(!literals_follow_source(
             Codec::Lzma,
@@ -750,16 +745,7 @@ mod tests {
         let mut bad = coded[..table_end - 2].to_vec();
         bad.push(0x80);
         let e = decode(5, &bad, p.len(), 0, b"abcde").unwrap_err();
-        assert!(
-            matches!(
-                e,
-                Error::LzmaPayload {
-                    what: "a dictionary offset varint",
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert_eq!(what_of(&e), "a dictionary offset varint");
     }
 
     #[test]

@@ -79,6 +79,64 @@ pub fn ab_setup<'a>(
     setup_on(old, new, package, keys, geometry, layout)
 }
 
+/// A signed A/B package of `old` → `new` (one segment of `seg` bytes)
+/// made of one PATCH op with the LZMA payload `payload` (decoding to
+/// `decoded_len` bytes) over the whole source: for payloads written by
+/// hand.
+pub fn one_lzma_patch_package(
+    old: &[u8],
+    new: &[u8],
+    payload: Vec<u8>,
+    decoded_len: usize,
+    seg: usize,
+) -> Vec<u8> {
+    use fota_format::{Codec, Extent, Manifest, OpKind};
+    use fota_generator::plan::PlannedOp;
+    use fota_generator::write::{image_manifest, write_package};
+    let op = PlannedOp {
+        kind: OpKind::Patch,
+        codec: Codec::Lzma,
+        fill_value: 0,
+        dst_offset: 0,
+        dst_len: seg as u32,
+        extents: vec![Extent {
+            offset: 0,
+            len: seg as u64,
+        }],
+        payload,
+        decoded_len: decoded_len as u32,
+    };
+    let m = Manifest {
+        device_class: Label::new("test-board").unwrap(),
+        ..image_manifest(old, new, seg as u32, Mode::AB)
+    };
+    write_package(m, &[op], old, new, &key()).unwrap()
+}
+
+/// Runs the A/B update of `old` → `new` by `package` (one segment of
+/// `seg` bytes, erase blocks of the same size) and checks that the agent
+/// refuses it with an error whose text contains `expected`, before it
+/// programs anything in the target slot.
+pub fn assert_refused_before_writing(
+    old: &[u8],
+    new: &[u8],
+    package: &[u8],
+    seg: usize,
+    expected: &str,
+) {
+    let keys = [key().verifying_key()];
+    let setup = ab_setup(old, new, package, &keys, seg as u64, 16);
+    let mut flash = setup.fresh_flash();
+    let err = setup.run(&mut flash).unwrap_err();
+    assert!(format!("{err:?}").contains(expected), "{err:?}");
+    assert!(!setup.is_done(&flash));
+    let target = &flash.bytes()[seg..2 * seg];
+    assert!(
+        target.iter().all(|&b| b == 0xff),
+        "the segment is not written"
+    );
+}
+
 /// In-place layout on uniform blocks: the image, a scratch area of
 /// `scratch_blocks`, 2 journal blocks.
 pub fn in_place_setup<'a>(
