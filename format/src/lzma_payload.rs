@@ -34,7 +34,7 @@
 //!   a large segment's diff is zero runs where the source was copied
 //!   unchanged; LZMA spends most of its encoding time walking them, and
 //!   codes the rest a little better without them (on the corpus's large
-//!   pairs, the diff of a segment is 3 % smaller and coded several times
+//!   pairs, packages came out 0.8 % smaller and were made about a fifth
 //!   faster). Short runs stay, as they carry the column structure of
 //!   instruction words.
 //!

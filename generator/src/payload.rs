@@ -191,6 +191,9 @@ pub fn code_patch(
     let source = source.filter(|s| s.len() <= SOURCE_DICT_MAX && !extra.is_empty());
     let (gaps, kept) = gap_diff(diff, MIN_GAP, GAP_ALIGN);
     let plain_diff = Some(diff).filter(|d| d.len() <= TRY_ALL_LEN);
+    // Without a gap, the gapped layout is the plain one with a longer
+    // table: not worth coding when the plain one is coded.
+    let gapped = !gaps.is_empty() || plain_diff.is_none();
     let (bytes, streams) = rayon::join(
         || match sparse_len <= TRY_ALL_LEN {
             true => code_bytes(parts, level, false).map(Some),
@@ -198,11 +201,15 @@ pub fn code_patch(
         },
         || -> Result<[Option<CodedStream>; 6]> {
             let near = |s: &[u8]| best_stream(s, NEAR_DICT_MAX).map(Some);
+            let near_gapped = |s: &[u8]| match gapped {
+                true => near(s),
+                false => Ok(None),
+            };
             let ((c, (g, k)), (d, (e, after))) = rayon::join(
                 || {
                     rayon::join(
                         || near(ctrl),
-                        || rayon::join(|| near(&gaps), || near(&kept)),
+                        || rayon::join(|| near_gapped(&gaps), || near_gapped(&kept)),
                     )
                 },
                 || {
@@ -232,7 +239,7 @@ pub fn code_patch(
             Ok([c?, g?, k?, d?, e?, after?])
         },
     );
-    let [Some(c), Some(g), Some(k), d, Some(e), after] = streams? else {
+    let [Some(c), g, k, d, Some(e), after] = streams? else {
         return Err(liblzma_error("a stream not coded"));
     };
     let entry = |coded: &CodedStream, len: usize| (coded.0, coded.1.clone(), len);
@@ -253,13 +260,15 @@ pub fn code_patch(
         }
     };
     for (window, literals) in &literal_ways {
-        let gapped = [
-            ctrl_s.clone(),
-            entry(&g, gaps.len()),
-            entry(&k, kept.len()),
-            literals.clone(),
-        ];
-        keep(table_payload(Table::Gaps(*window), &gapped));
+        if let (Some(g), Some(k)) = (&g, &k) {
+            let streams = [
+                ctrl_s.clone(),
+                entry(g, gaps.len()),
+                entry(k, kept.len()),
+                literals.clone(),
+            ];
+            keep(table_payload(Table::Gaps(*window), &streams));
+        }
         if let (Some(d), Some(plain)) = (&d, plain_diff) {
             let table = match window.len {
                 0 => Table::Layout(LAYOUT_PATCH),
