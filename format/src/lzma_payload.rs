@@ -261,7 +261,6 @@ pub fn decode(
     }
     let count = usize::from(*coded.get(1).ok_or(err(1, "a stream count byte"))?);
     let patch = layout != LAYOUT_BYTES;
-    let gaps = layout == LAYOUT_PATCH_GAPS;
     match layout {
         LAYOUT_BYTES if (1..=MAX_STREAMS).contains(&count) => {}
         LAYOUT_PATCH_GAPS if count == 4 => {}
@@ -389,26 +388,23 @@ pub fn decode(
         what: "payload decodes to another length than declared",
     };
     match layout {
-        _ if gaps => {
-            let [ctrl, gap_list, kept, extra, ..] = &streams;
-            let diff_len = ungapped_len(gap_list, kept.len(), dst_len).ok_or(err(
-                gaps_at,
-                "a gap list of varint pairs within the gapped diff and the segment",
-            ))?;
-            let mut diff = Vec::new();
-            reserve(&mut diff, diff_len)?;
-            ungap(gap_list, kept, &mut diff);
-            let lens = stream_lens(ctrl, &diff, extra);
-            if payload_len_of(lens) != decoded_len {
-                return Err(wrong_length);
-            }
-            let mut out = Vec::new();
-            reserve(&mut out, decoded_len)?;
-            write_patch_payload(ctrl, &diff, extra, lens, &mut out);
-            Ok(out)
-        }
         _ if patch => {
-            let [ctrl, diff, extra, ..] = &streams;
+            let [ctrl, first, second, third, ..] = &streams;
+            // Layout 3: the plain diff is rebuilt from the gap list.
+            let mut rebuilt = Vec::new();
+            let (diff, extra) = match layout == LAYOUT_PATCH_GAPS {
+                true => {
+                    let (gap_list, kept) = (first, second);
+                    let diff_len = ungapped_len(gap_list, kept.len(), dst_len).ok_or(err(
+                        gaps_at,
+                        "a gap list of varint pairs within the gapped diff and the segment",
+                    ))?;
+                    reserve(&mut rebuilt, diff_len)?;
+                    ungap(gap_list, kept, &mut rebuilt);
+                    (&rebuilt, third)
+                }
+                false => (first, second),
+            };
             // Sized before it is built: a payload of the wrong length
             // costs no memory.
             let lens = stream_lens(ctrl, diff, extra);

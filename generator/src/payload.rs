@@ -194,58 +194,38 @@ pub fn code_patch(
     // Without a gap, the gapped layout is the plain one with a longer
     // table: not worth coding when the plain one is coded.
     let gapped = !gaps.is_empty() || plain_diff.is_none();
-    let (bytes, streams) = rayon::join(
-        || match sparse_len <= TRY_ALL_LEN {
-            true => code_bytes(parts, level, false).map(Some),
-            false => Ok(None),
-        },
-        || -> Result<[Option<CodedStream>; 6]> {
-            let near = |s: &[u8]| best_stream(s, NEAR_DICT_MAX).map(Some);
-            let near_gapped = |s: &[u8]| match gapped {
-                true => near(s),
-                false => Ok(None),
-            };
-            let ((c, (g, k)), (d, (e, after))) = rayon::join(
-                || {
-                    rayon::join(
-                        || near(ctrl),
-                        || rayon::join(|| near_gapped(&gaps), || near_gapped(&kept)),
-                    )
-                },
-                || {
-                    rayon::join(
-                        || {
-                            plain_diff
-                                .map(|d| best_stream(d, NEAR_DICT_MAX))
-                                .transpose()
-                        },
-                        || {
-                            rayon::join(
-                                || best_stream(extra, DICT_MAX).map(Some),
-                                // Position-free settings: the literals
-                                // between blocks are cut at any byte.
-                                || {
-                                    source
-                                        .map(|s| {
-                                            best_stream_after(extra, s, &PROPS_AFTER_TRIED[..1])
-                                        })
-                                        .transpose()
-                                },
-                            )
-                        },
-                    )
-                },
-            );
-            Ok([c?, g?, k?, d?, e?, after?])
-        },
-    );
-    let [Some(c), g, k, d, Some(e), after] = streams? else {
-        return Err(liblzma_error("a stream not coded"));
-    };
-    let entry = |coded: &CodedStream, len: usize| (coded.0, coded.1.clone(), len);
-    let (ctrl_s, extra_s) = (entry(&c, ctrl.len()), entry(&e, extra.len()));
+    let near = |s: &[u8]| best_stream(s, NEAR_DICT_MAX);
+    // The codings that only some payloads get run beside the control and
+    // literal streams, which every LZMA layout has.
+    let mut bytes: Result<Option<Coded>> = Ok(None);
+    let [mut g, mut k, mut d, mut after]: [Result<Option<CodedStream>>; 4] =
+        [Ok(None), Ok(None), Ok(None), Ok(None)];
+    let (c, e) = rayon::scope(|s| {
+        if sparse_len <= TRY_ALL_LEN {
+            s.spawn(|_| bytes = code_bytes(parts, level, false).map(Some));
+        }
+        if gapped {
+            s.spawn(|_| g = near(&gaps).map(Some));
+            s.spawn(|_| k = near(&kept).map(Some));
+        }
+        s.spawn(|_| d = plain_diff.map(near).transpose());
+        // Position-free settings: the literals between blocks are cut at
+        // any byte.
+        s.spawn(|_| {
+            after = source
+                .map(|src| best_stream_after(extra, src, &PROPS_AFTER_TRIED[..1]))
+                .transpose();
+        });
+        rayon::join(|| near(ctrl), || best_stream(extra, DICT_MAX))
+    });
+    let (c, e) = (c?, e?);
+    let (g, k, d, after) = (g?, k?, d?, after?);
+    fn entry(coded: &CodedStream, len: usize) -> (Option<Props>, &[u8], usize) {
+        (coded.0, &coded.1, len)
+    }
+    let ctrl_s = entry(&c, ctrl.len());
     // The literals alone, and after the source when it is at hand.
-    let mut literal_ways = vec![(DictWindow::default(), extra_s)];
+    let mut literal_ways = vec![(DictWindow::default(), entry(&e, extra.len()))];
     if let (Some(a), Some(s)) = (&after, source) {
         let window = DictWindow {
             offset: 0,
@@ -259,23 +239,20 @@ pub fn code_patch(
             best = Some(payload);
         }
     };
-    for (window, literals) in &literal_ways {
+    for &(window, literals) in &literal_ways {
         if let (Some(g), Some(k)) = (&g, &k) {
-            let streams = [
-                ctrl_s.clone(),
-                entry(g, gaps.len()),
-                entry(k, kept.len()),
-                literals.clone(),
-            ];
-            keep(table_payload(Table::Gaps(*window), &streams));
+            let streams = [ctrl_s, entry(g, gaps.len()), entry(k, kept.len()), literals];
+            keep(table_payload(Table::Gaps(window), &streams));
         }
         if let (Some(d), Some(plain)) = (&d, plain_diff) {
             let table = match window.len {
                 0 => Table::Layout(LAYOUT_PATCH),
-                _ => Table::PatchAfter(*window),
+                _ => Table::PatchAfter(window),
             };
-            let streams = [ctrl_s.clone(), entry(d, plain.len()), literals.clone()];
-            keep(table_payload(table, &streams));
+            keep(table_payload(
+                table,
+                &[ctrl_s, entry(d, plain.len()), literals],
+            ));
         }
     }
     let lzma = Coded {
@@ -366,13 +343,13 @@ enum Table {
 
 /// An LZMA payload: the table of `table` over `streams` (each its props,
 /// its packed bytes and its unpacked length), then the packed bytes.
-fn table_payload<B: AsRef<[u8]>>(table: Table, streams: &[(Option<Props>, B, usize)]) -> Vec<u8> {
+fn table_payload(table: Table, streams: &[(Option<Props>, &[u8], usize)]) -> Vec<u8> {
     let entries: Vec<StreamEntry> = streams
         .iter()
-        .map(|(props, packed, unpacked_len)| StreamEntry {
-            props: *props,
-            unpacked_len: *unpacked_len,
-            packed_len: packed.as_ref().len(),
+        .map(|&(props, packed, unpacked_len)| StreamEntry {
+            props,
+            unpacked_len,
+            packed_len: packed.len(),
         })
         .collect();
     let mut out = Vec::new();
@@ -382,7 +359,7 @@ fn table_payload<B: AsRef<[u8]>>(table: Table, streams: &[(Option<Props>, B, usi
         Table::Gaps(window) => write_gaps_table(&entries, window, &mut out),
     }
     for (_, packed, _) in streams {
-        out.extend_from_slice(packed.as_ref());
+        out.extend_from_slice(packed);
     }
     out
 }
