@@ -356,6 +356,11 @@ fn diff_images(
     };
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
+    // Every way of building hashes the same images and segments: once.
+    let hashed = pool.install(|| Hashed {
+        manifest: write::image_manifest(old, new, segment_size, opts.mode),
+        segments: write::SegmentHashes::new(new, segment_size),
+    });
     // The raw images' index and blocks serve the raw package and the
     // transform's first round alike.
     // Finding a raw image's layout reads all of it: once.
@@ -410,6 +415,7 @@ fn diff_images(
                 stages,
                 matched,
                 lead,
+                &hashed,
             )
         })
         .inspect(|_| memory::release_freed())
@@ -592,6 +598,13 @@ struct Plan {
     quick: bool,
 }
 
+/// What every package of one pair shares: the manifest's image hashes
+/// and the target's segment hashes.
+struct Hashed {
+    manifest: Manifest,
+    segments: write::SegmentHashes,
+}
+
 /// A package made one way, before its self-check.
 struct Built {
     package: Vec<u8>,
@@ -614,6 +627,7 @@ fn build(
     stages: &mut StageSeconds,
     matched: Option<Matched<'_>>,
     lead: Option<&Lead<'_>>,
+    hashed: &Hashed,
 ) -> Result<(Built, Vec<matcher::Block>)> {
     let Plan {
         segment_size,
@@ -691,7 +705,7 @@ fn build(
             true => fota_format::OpAuth::Chain,
             false => write::default_op_auth(opts.mode),
         },
-        ..write::image_manifest(old, new, segment_size, opts.mode)
+        ..hashed.manifest
     };
     if let Some(stats) = in_place.as_mut() {
         // The format's own rules, before anything is written.
@@ -707,7 +721,7 @@ fn build(
         manifest.streams_len = l.table.len() as u32;
         ops.insert(0, plan::PlannedOp::streams(l.table.to_vec()));
     }
-    let package = write::write_package(manifest, &ops, old, new, key)?;
+    let package = write::write_package_with(manifest, &ops, old, new, key, Some(&hashed.segments))?;
     let built = Built {
         package,
         ops,

@@ -532,20 +532,96 @@ pub fn plan_ops(
     progress: &dyn Progress,
 ) -> Result<Vec<PlannedOp>> {
     let starts: Vec<usize> = (0..new.len()).step_by(segment_size.max(1)).collect();
-    starts
+    let end_of = |s: usize| (s + segment_size).min(new.len());
+    // The costliest segments start first, so that the last to finish is a
+    // cheap one and no thread waits long for it.
+    let cost: Vec<usize> = starts
         .par_iter()
-        .map(|&s| {
-            let end = (s + segment_size).min(new.len());
+        .map(|&s| coding_cost(old, new, blocks, s, end_of(s)))
+        .collect();
+    let mut order: Vec<usize> = (0..starts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cost[i]));
+    let mut planned: Vec<(usize, PlannedOp)> = order
+        .par_iter()
+        .map(|&i| {
+            let (s, end) = (starts[i], end_of(starts[i]));
             let op = plan_segment(old, new, blocks, s, end, coding, rules);
             progress.advance((end - s) as u64);
-            op
+            op.map(|op| (i, op))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    planned.sort_unstable_by_key(|&(i, _)| i);
+    Ok(planned.into_iter().map(|(_, op)| op).collect())
+}
+
+/// The bytes of `new[start..end]` a patch cannot copy from the source as
+/// they are (literals, and bytes of blocks that differ): what its coding
+/// costs grows with them.
+fn coding_cost(old: &[u8], new: &[u8], blocks: &[Block], start: usize, end: usize) -> usize {
+    let first = blocks.partition_point(|b| b.new + b.len <= start);
+    let mut copied_as_is = 0;
+    for b in blocks[first..].iter().take_while(|b| b.new < end) {
+        let (s, e) = (b.new.max(start), (b.new + b.len).min(end));
+        let src = b.old + (s - b.new);
+        copied_as_is += agreement(&new[s..e], &old[src..src + (e - s)]);
+    }
+    (end - start) - copied_as_is
+}
+
+/// How many bytes of `a` equal those of `b` at the same offset.
+fn agreement(a: &[u8], b: &[u8]) -> usize {
+    // Per 8-byte word, the top bit of each byte of `a ^ b` that is zero.
+    const LOW: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = wa
+        .remainder()
+        .iter()
+        .zip(wb.remainder())
+        .filter(|(x, y)| x == y)
+        .count();
+    let words: usize = wa
+        .zip(wb)
+        .map(|(x, y)| {
+            let x = u64::from_le_bytes(x.try_into().unwrap_or([0; 8]));
+            let y = u64::from_le_bytes(y.try_into().unwrap_or([0; 8]));
+            let d = x ^ y;
+            (!(((d & LOW) + LOW) | d | LOW)).count_ones() as usize
+        })
+        .sum();
+    words + tail
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn agreement_counts_the_equal_bytes(
+            pairs in proptest::collection::vec((0u8..3, 0u8..3), 0..100),
+        ) {
+            let (a, b): (Vec<u8>, Vec<u8>) = pairs.into_iter().unzip();
+            let naive = a.iter().zip(&b).filter(|(x, y)| x == y).count();
+            prop_assert_eq!(agreement(&a, &b), naive);
+        }
+    }
+
+    #[test]
+    fn coding_cost_counts_literals_and_changed_block_bytes() {
+        let old = vec![7u8; 100];
+        let mut new = vec![7u8; 100];
+        new[10] = 1;
+        new[90] = 2;
+        // A block over 0..50 (one changed byte); 50..100 is literal.
+        let blocks = [Block {
+            new: 0,
+            old: 0,
+            len: 50,
+        }];
+        assert_eq!(coding_cost(&old, &new, &blocks, 0, 100), 51);
+        assert_eq!(coding_cost(&old, &new, &blocks, 20, 60), 10);
+    }
 
     #[test]
     fn extents_merge_to_the_limit_joining_closest_first() {

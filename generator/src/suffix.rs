@@ -59,21 +59,22 @@ impl<'a> SuffixIndex<'a> {
                 })?
                 .into_vec()
         };
+        // Suffixes sort by their two-byte prefix first (the last, one byte
+        // long, as if a zero followed), so a bucket starts after all the
+        // suffixes of smaller prefixes: counted in one pass over the text
+        // instead of a random read per array entry.
         let mut bucket = vec![0u32; 65537];
-        let mut k = 0usize;
-        for (j, &s) in sa.iter().enumerate() {
-            let s = s as usize;
-            let b0 = usize::from(old[s]);
-            let b1 = old.get(s + 1).map_or(0, |&b| usize::from(b));
-            let p = (b0 << 8) | b1;
-            while k <= p {
-                bucket[k] = j as u32;
-                k += 1;
-            }
+        for pair in old.windows(2) {
+            bucket[(usize::from(pair[0]) << 8) | usize::from(pair[1])] += 1;
         }
-        while k <= 65536 {
-            bucket[k] = sa.len() as u32;
-            k += 1;
+        if let Some(&last) = old.last() {
+            bucket[usize::from(last) << 8] += 1;
+        }
+        let mut start = 0u32;
+        for b in bucket.iter_mut() {
+            let count = *b;
+            *b = start;
+            start += count;
         }
         Ok(SuffixIndex {
             old,
@@ -226,6 +227,24 @@ mod tests {
             prop_assert_eq!(len, brute(&old, &target));
             if len > 0 {
                 prop_assert_eq!(&old[pos..pos + len], &target[..len]);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn buckets_start_where_the_array_reaches_their_prefix(
+            old in proptest::collection::vec(0u8..3, 0..300),
+        ) {
+            let idx = SuffixIndex::build(&old).unwrap();
+            let prefix = |s: usize| {
+                (usize::from(old[s]) << 8) | old.get(s + 1).map_or(0, |&b| usize::from(b))
+            };
+            let sa = &idx.order.sa;
+            prop_assert!(sa.windows(2).all(|w| prefix(w[0] as usize) <= prefix(w[1] as usize)));
+            for k in 0..=65536usize {
+                let first = sa.partition_point(|&s| prefix(s as usize) < k);
+                prop_assert_eq!(idx.order.bucket[k] as usize, first, "bucket {}", k);
             }
         }
     }

@@ -13,6 +13,8 @@ use crate::plan::PlannedOp;
 /// release notes; `write_package` fills in the op count and chain head.
 /// Its ops are authenticated as [`default_op_auth`] says for the mode.
 pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mode) -> Manifest {
+    let (source_sha256, target_sha256) =
+        rayon::join(|| Sha256::digest(source), || Sha256::digest(target));
     Manifest {
         device_class: Label::EMPTY,
         from_version: Label::EMPTY,
@@ -22,9 +24,9 @@ pub fn image_manifest(source: &[u8], target: &[u8], segment_size: u32, mode: Mod
         profile: Profile::Zstd,
         segment_size,
         source_size: source.len() as u64,
-        source_sha256: Sha256::digest(source).into(),
+        source_sha256: source_sha256.into(),
         target_size: target.len() as u64,
-        target_sha256: Sha256::digest(target).into(),
+        target_sha256: target_sha256.into(),
         op_count: 0,
         op_auth: default_op_auth(mode),
         first_op_sha256: [0; 32],
@@ -58,11 +60,63 @@ pub fn default_op_auth(mode: Mode) -> OpAuth {
 /// [`Error::Limit`] when an op's extents or segment lie outside `source` or
 /// `target` (a planning bug: refused rather than written).
 pub fn write_package(
+    manifest: Manifest,
+    ops: &[PlannedOp],
+    source: &[u8],
+    target: &[u8],
+    key: &SigningKey,
+) -> Result<Vec<u8>> {
+    write_package_with(manifest, ops, source, target, key, None)
+}
+
+/// The sha256 of every whole segment of a target, for packages of it that
+/// are written more than once (each way the generator builds one): hashed
+/// once, on all threads.
+pub struct SegmentHashes {
+    segment_size: usize,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl SegmentHashes {
+    /// Hashes the `segment_size`-byte segments of `target` (the last may
+    /// be shorter).
+    pub fn new(target: &[u8], segment_size: u32) -> Self {
+        use rayon::prelude::*;
+        let segment_size = (segment_size as usize).max(1);
+        let hashes = target
+            .par_chunks(segment_size)
+            .map(|s| Sha256::digest(s).into())
+            .collect();
+        SegmentHashes {
+            segment_size,
+            hashes,
+        }
+    }
+
+    /// The hash of `target[offset..offset + len]` if that is a segment.
+    fn get(&self, offset: u64, len: u64, target_len: usize) -> Option<[u8; 32]> {
+        let offset = usize::try_from(offset).ok()?;
+        let end = offset.checked_add(usize::try_from(len).ok()?)?;
+        let whole =
+            offset % self.segment_size == 0 && end == (offset + self.segment_size).min(target_len);
+        whole
+            .then(|| self.hashes.get(offset / self.segment_size).copied())
+            .flatten()
+    }
+}
+
+/// [`write_package`], taking the hash of each op's segment from `segments`
+/// when they hold it.
+///
+/// # Errors
+/// As [`write_package`].
+pub fn write_package_with(
     mut manifest: Manifest,
     ops: &[PlannedOp],
     source: &[u8],
     target: &[u8],
     key: &SigningKey,
+    segments: Option<&SegmentHashes>,
 ) -> Result<Vec<u8>> {
     let outside = |what, value: u64, limit: usize| Error::Limit {
         what,
@@ -109,7 +163,9 @@ pub fn write_package(
             let dst = target
                 .get(op.dst_offset as usize..dst_end as usize)
                 .ok_or(outside("op segment end", dst_end, target.len()))?;
-            Sha256::digest(dst).into()
+            segments
+                .and_then(|h| h.get(op.dst_offset, u64::from(op.dst_len), target.len()))
+                .unwrap_or_else(|| Sha256::digest(dst).into())
         };
         let header = OpHeader {
             kind: op.kind,
@@ -174,4 +230,44 @@ pub fn write_package(
         out.extend_from_slice(bytes);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fota_format::{Codec, Extent};
+
+    fn fill(dst_offset: u64, dst_len: u32, value: u8) -> PlannedOp {
+        PlannedOp {
+            kind: OpKind::Fill,
+            codec: Codec::Stored,
+            fill_value: value,
+            dst_offset,
+            dst_len,
+            extents: Vec::<Extent>::new(),
+            payload: Vec::new(),
+            decoded_len: 0,
+        }
+    }
+
+    #[test]
+    fn segment_hashes_give_the_package_hashing_each_segment_gives() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let old = vec![1u8; 2500];
+        let new: Vec<u8> = [vec![0u8; 1024], vec![5; 1024], vec![9; 452]].concat();
+        let ops = [fill(0, 1024, 0), fill(1024, 1024, 5), fill(2048, 452, 9)];
+        let m = image_manifest(&old, &new, 1024, Mode::AB);
+        let plain = write_package(m, &ops, &old, &new, &key).unwrap();
+        let hashes = SegmentHashes::new(&new, 1024);
+        let with = write_package_with(m, &ops, &old, &new, &key, Some(&hashes)).unwrap();
+        assert_eq!(plain, with);
+        // Only whole segments are taken from the table.
+        assert_eq!(
+            hashes.get(2048, 452, new.len()),
+            Some(Sha256::digest(&new[2048..]).into())
+        );
+        assert_eq!(hashes.get(0, 512, new.len()), None);
+        assert_eq!(hashes.get(512, 1024, new.len()), None);
+        assert_eq!(hashes.get(3072, 1024, new.len()), None);
+    }
 }
