@@ -356,21 +356,31 @@ fn diff_images(
     };
     let threads = pool.current_num_threads();
     let mut stages = StageSeconds::default();
-    // Every way of building hashes the same images and segments: once.
-    let hashed = pool.install(|| Hashed {
-        manifest: write::image_manifest(old, new, segment_size, opts.mode),
-        segments: write::SegmentHashes::new(new, segment_size),
-    });
     // The raw images' index and blocks serve the raw package and the
     // transform's first round alike.
     // Finding a raw image's layout reads all of it: once.
     let old_layout = xform::layout::detect(old, opts.arch);
-    let raw_match = match opts.arch {
-        Arch::Auto if old_layout.is_some() => {
-            Some(pool.install(|| index_and_match(old, new, opts, progress, &mut stages))?)
-        }
-        _ => None,
-    };
+    let match_raw = opts.arch == Arch::Auto && old_layout.is_some();
+    // Sorting the raw image's suffixes runs on one thread: the transform's
+    // probe and the hashes every way of building shares take the others.
+    let (raw_match, (probe, hashed)) = pool.install(|| {
+        rayon::join(
+            || {
+                match_raw
+                    .then(|| index_and_match(old, new, opts, progress, &mut stages))
+                    .transpose()
+            },
+            || {
+                let hashed = Hashed {
+                    manifest: write::image_manifest(old, new, segment_size, opts.mode),
+                    segments: write::SegmentHashes::new(new, segment_size),
+                };
+                let probe = xform::Probe::new(old, new, old_layout, opts.arch, opts.xform_ram);
+                (probe, hashed)
+            },
+        )
+    });
+    let (raw_match, probe) = (raw_match?, probe?);
     // Only the tiny coder reads the index after matching: without it, the
     // index (four bytes per old byte) is freed before the transform
     // builds its own.
@@ -383,15 +393,9 @@ fn diff_images(
     memory::release_freed();
     let mut prepared = pool.install(|| {
         let blocks = raw_match.as_ref().map(|(_, b)| &b[..]);
-        xform::prepare(
-            old,
-            new,
-            old_layout,
-            opts.arch,
-            opts.match_params,
-            opts.xform_ram,
-            blocks,
-        )
+        probe
+            .map(|p| p.prepare(old, new, opts.match_params, blocks))
+            .transpose()
     })?;
     memory::release_freed();
     // One package of `old` → `new`, with or without the transform.

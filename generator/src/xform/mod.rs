@@ -91,120 +91,195 @@ pub fn prepare(
     max_ram: Option<u32>,
     raw_blocks: Option<&[crate::matcher::Block]>,
 ) -> Result<Option<Prepared>> {
-    let Some(lo) = old_layout else {
-        return Ok(None);
-    };
-    let Some(ln) = layout::detect(new, arch) else {
-        return Ok(None);
-    };
-    if lo.isa != ln.isa {
-        return Ok(None);
+    match Probe::new(old, new, old_layout, arch, max_ram)? {
+        Some(probe) => probe.prepare(old, new, params, raw_blocks).map(Some),
+        None => Ok(None),
     }
-    // The device's RAM budget for the transform bounds the map.
-    let fixed = parts(&lo, &ln, MIN_BRANCH_BITS, &[]).encoded_len();
-    let max = match max_ram {
-        None => fota_format::xform::MAX_BREAKPOINTS as usize,
-        Some(ram) if (ram as usize) < fixed => return Ok(None),
-        Some(ram) => (ram as usize - fixed) / fota_format::xform::BREAKPOINT_LEN,
-    };
-    let branch_bits = branch_bits(&lo, &ln);
-    let payload_for = |breakpoints: &[Breakpoint]| -> Result<Vec<u8>> {
-        let parts = parts(&lo, &ln, branch_bits, breakpoints);
-        let mut out = vec![0u8; parts.encoded_len()];
-        let n = parts.encode(&mut out).ok_or(Error::Limit {
-            what: "xform payload records",
-            value: breakpoints.len() as u64,
-            limit: fota_format::xform::MAX_BREAKPOINTS.into(),
-        })?;
-        out.truncate(n);
-        Ok(out)
-    };
-    let probe_bytes = payload_for(&[])?;
-    let probe = parse(&probe_bytes)?;
-    let mut forward = new.to_vec();
-    in_runs(&mut forward, 0, true, |run, at| probe.forward(run, at));
-    let sites = map::ProbeSites::find(old, new, &probe);
-    let mut breakpoints: Vec<Breakpoint> = Vec::new();
-    // T(old) of the latest round; the images being matched are the raw
-    // ones before the first round, then T(old) and F(new).
-    let mut transformed: Option<Vec<u8>> = None;
-    // The suffix order of the T(old) the latest round matched, and the
-    // latest blocks when no round sorted a T(old).
-    let mut order: Option<Order> = None;
-    let mut unsorted_blocks = Vec::new();
-    for round in 0..ROUNDS {
-        // The first round pairs references with the raw images' blocks,
-        // which the caller has (it diffs the raw images too).
-        let blocks: Cow<'_, [Block]> = match raw_blocks.filter(|_| round == 0) {
-            Some(b) => Cow::Borrowed(b),
-            None => {
-                let (source, target) = match &transformed {
-                    Some(t) => (&t[..], &forward[..]),
-                    None => (old, new),
-                };
-                // The earlier round's array goes before this one is sorted.
-                drop(order.take());
-                let index = SuffixIndex::build(source)?;
-                let blocks = find_blocks(&index, target, params, &NoProgress);
-                order = Some(index.into_order());
-                Cow::Owned(blocks)
-            }
+}
+
+/// What the transform of a pair finds before any matching: both layouts,
+/// F(new) and the reference sites of both images. The caller may find it
+/// while it matches the raw images, which the first round needs.
+pub struct Probe {
+    old_layout: Layout,
+    new_layout: Layout,
+    /// Most breakpoints the RAM budget holds.
+    max: usize,
+    branch_bits: u8,
+    /// F(new).
+    forward: Vec<u8>,
+    sites: map::ProbeSites,
+}
+
+impl Probe {
+    /// The probe of `old` → `new` for `arch` (see [`prepare`]); `None`
+    /// when the pair has no transform.
+    ///
+    /// # Errors
+    /// As [`prepare`].
+    pub fn new(
+        old: &[u8],
+        new: &[u8],
+        old_layout: Option<Layout>,
+        arch: Arch,
+        max_ram: Option<u32>,
+    ) -> Result<Option<Probe>> {
+        let Some(lo) = old_layout else {
+            return Ok(None);
         };
-        // This round's T(old) is matched: it goes before the votes are
-        // counted, while the suffix order is kept for the last match.
-        drop(transformed.take());
-        breakpoints = map::infer(new, &probe, &sites, &blocks, &ln.windows, max);
-        // The last round's blocks serve the pipeline only when no round
-        // sorted a T(old) to search again.
-        if round + 1 == ROUNDS && order.is_none() {
-            unsorted_blocks = blocks.into_owned();
-        } else {
-            drop(blocks);
+        let Some(ln) = layout::detect(new, arch) else {
+            return Ok(None);
+        };
+        if lo.isa != ln.isa {
+            return Ok(None);
         }
-        let payload = payload_for(&breakpoints)?;
-        let x = parse(&payload)?;
-        let mut t = old.to_vec();
-        in_runs(&mut t, 0, true, |run, at| x.source(run, at));
-        transformed = Some(t);
+        // The device's RAM budget for the transform bounds the map.
+        let fixed = parts(&lo, &ln, MIN_BRANCH_BITS, &[]).encoded_len();
+        let max = match max_ram {
+            None => fota_format::xform::MAX_BREAKPOINTS as usize,
+            Some(ram) if (ram as usize) < fixed => return Ok(None),
+            Some(ram) => (ram as usize - fixed) / fota_format::xform::BREAKPOINT_LEN,
+        };
+        let branch_bits = branch_bits(&lo, &ln);
+        let probe_bytes = payload(&lo, &ln, branch_bits, &[])?;
+        let probe = parse(&probe_bytes)?;
+        let mut forward = new.to_vec();
+        in_runs(&mut forward, 0, true, |run, at| probe.forward(run, at));
+        let sites = map::ProbeSites::find(old, new, &probe);
+        Ok(Some(Probe {
+            old_layout: lo,
+            new_layout: ln,
+            max,
+            branch_bits,
+            forward,
+            sites,
+        }))
     }
-    let transformed = transformed.unwrap_or_else(|| old.to_vec());
-    let (old_sites, new_sites) = (sites.old_count(), sites.new_count());
-    // The sites are a few bytes per reference: gone before the last match.
-    drop(sites);
-    // The pipeline's blocks: F(new) against the final T(old), searched
-    // through the last round's order, since the two T(old) differ only
-    // where the map moved a reference.
-    let blocks = match order {
-        Some(order) => {
-            let index = SuffixIndex::rebind(order, &transformed)?;
-            find_blocks(&index, &forward, params, &NoProgress)
+
+    /// The transform (see [`prepare`]), its first round starting from
+    /// `raw_blocks` when the caller has them.
+    ///
+    /// # Errors
+    /// As [`prepare`].
+    pub fn prepare(
+        self,
+        old: &[u8],
+        new: &[u8],
+        params: MatchParams,
+        raw_blocks: Option<&[crate::matcher::Block]>,
+    ) -> Result<Prepared> {
+        let Probe {
+            old_layout: lo,
+            new_layout: ln,
+            max,
+            branch_bits,
+            forward,
+            sites,
+        } = self;
+        let payload_for = |breakpoints: &[Breakpoint]| payload(&lo, &ln, branch_bits, breakpoints);
+        let probe_bytes = payload_for(&[])?;
+        let probe = parse(&probe_bytes)?;
+        let mut breakpoints: Vec<Breakpoint> = Vec::new();
+        // T(old) of the latest round; the images being matched are the raw
+        // ones before the first round, then T(old) and F(new).
+        let mut transformed: Option<Vec<u8>> = None;
+        // The suffix order of the T(old) the latest round matched, and the
+        // latest blocks when no round sorted a T(old).
+        let mut order: Option<Order> = None;
+        let mut unsorted_blocks = Vec::new();
+        for round in 0..ROUNDS {
+            // The first round pairs references with the raw images' blocks,
+            // which the caller has (it diffs the raw images too).
+            let blocks: Cow<'_, [Block]> = match raw_blocks.filter(|_| round == 0) {
+                Some(b) => Cow::Borrowed(b),
+                None => {
+                    let (source, target) = match &transformed {
+                        Some(t) => (&t[..], &forward[..]),
+                        None => (old, new),
+                    };
+                    // The earlier round's array goes before this one is sorted.
+                    drop(order.take());
+                    let index = SuffixIndex::build(source)?;
+                    let blocks = find_blocks(&index, target, params, &NoProgress);
+                    order = Some(index.into_order());
+                    Cow::Owned(blocks)
+                }
+            };
+            // This round's T(old) is matched: it goes before the votes are
+            // counted, while the suffix order is kept for the last match.
+            drop(transformed.take());
+            breakpoints = map::infer(new, &probe, &sites, &blocks, &ln.windows, max);
+            // The last round's blocks serve the pipeline only when no round
+            // sorted a T(old) to search again.
+            if round + 1 == ROUNDS && order.is_none() {
+                unsorted_blocks = blocks.into_owned();
+            } else {
+                drop(blocks);
+            }
+            let payload = payload_for(&breakpoints)?;
+            let x = parse(&payload)?;
+            let mut t = old.to_vec();
+            in_runs(&mut t, 0, true, |run, at| x.source(run, at));
+            transformed = Some(t);
         }
-        None => unsorted_blocks,
-    };
-    let payload = payload_for(&breakpoints)?;
-    let mut wire = vec![0u8; 2 * payload.len() + 16];
-    let n = parts(&lo, &ln, branch_bits, &breakpoints)
-        .encode_wire(&mut wire)
-        .ok_or(Error::Limit {
-            what: "xform wire payload",
-            value: payload.len() as u64,
-            limit: fota_format::xform::MAX_XFORM_LEN.into(),
-        })?;
-    wire.truncate(n);
-    Ok(Some(Prepared {
-        payload,
-        wire,
-        old: transformed,
-        new: forward,
-        blocks,
-        stats: XformStats {
-            isa: lo.isa,
-            layout: lo.source,
-            breakpoints: breakpoints.len(),
-            old_sites,
-            new_sites,
-        },
-    }))
+        let transformed = transformed.unwrap_or_else(|| old.to_vec());
+        let (old_sites, new_sites) = (sites.old_count(), sites.new_count());
+        // The sites are a few bytes per reference: gone before the last match.
+        drop(sites);
+        // The pipeline's blocks: F(new) against the final T(old), searched
+        // through the last round's order, since the two T(old) differ only
+        // where the map moved a reference.
+        let blocks = match order {
+            Some(order) => {
+                let index = SuffixIndex::rebind(order, &transformed)?;
+                find_blocks(&index, &forward, params, &NoProgress)
+            }
+            None => unsorted_blocks,
+        };
+        let payload = payload_for(&breakpoints)?;
+        let mut wire = vec![0u8; 2 * payload.len() + 16];
+        let n = parts(&lo, &ln, branch_bits, &breakpoints)
+            .encode_wire(&mut wire)
+            .ok_or(Error::Limit {
+                what: "xform wire payload",
+                value: payload.len() as u64,
+                limit: fota_format::xform::MAX_XFORM_LEN.into(),
+            })?;
+        wire.truncate(n);
+        Ok(Prepared {
+            payload,
+            wire,
+            old: transformed,
+            new: forward,
+            blocks,
+            stats: XformStats {
+                isa: lo.isa,
+                layout: lo.source,
+                breakpoints: breakpoints.len(),
+                old_sites,
+                new_sites,
+            },
+        })
+    }
+}
+
+/// The transform's payload (as the applier holds it) for these layouts,
+/// branch window and map.
+fn payload(
+    lo: &Layout,
+    ln: &Layout,
+    branch_bits: u8,
+    breakpoints: &[Breakpoint],
+) -> Result<Vec<u8>> {
+    let parts = parts(lo, ln, branch_bits, breakpoints);
+    let mut out = vec![0u8; parts.encoded_len()];
+    let n = parts.encode(&mut out).ok_or(Error::Limit {
+        what: "xform payload records",
+        value: breakpoints.len() as u64,
+        limit: fota_format::xform::MAX_BREAKPOINTS.into(),
+    })?;
+    out.truncate(n);
+    Ok(out)
 }
 
 /// Bytes of an image one thread transforms: whole transform blocks, so
