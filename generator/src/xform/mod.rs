@@ -168,14 +168,9 @@ impl Probe {
         params: MatchParams,
         raw_blocks: Option<&[crate::matcher::Block]>,
     ) -> Result<Prepared> {
-        let Probe {
-            old_layout: lo,
-            new_layout: ln,
-            max,
-            branch_bits,
-            forward,
-            sites,
-        } = self;
+        let (lo, ln, max, branch_bits) =
+            (self.old_layout, self.new_layout, self.max, self.branch_bits);
+        let (forward, sites) = (self.forward, self.sites);
         let payload_for = |breakpoints: &[Breakpoint]| payload(&lo, &ln, branch_bits, breakpoints);
         let probe_bytes = payload_for(&[])?;
         let probe = parse(&probe_bytes)?;
