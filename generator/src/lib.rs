@@ -604,9 +604,9 @@ struct Plan {
 
 /// What every package of one pair shares: the manifest's image hashes
 /// and the target's segment hashes.
-struct Hashed {
+struct Hashed<'a> {
     manifest: Manifest,
-    segments: write::SegmentHashes,
+    segments: write::SegmentHashes<'a>,
 }
 
 /// A package made one way, before its self-check.
@@ -631,7 +631,7 @@ fn build(
     stages: &mut StageSeconds,
     matched: Option<Matched<'_>>,
     lead: Option<&Lead<'_>>,
-    hashed: &Hashed,
+    hashed: &Hashed<'_>,
 ) -> Result<(Built, Vec<matcher::Block>)> {
     let Plan {
         segment_size,

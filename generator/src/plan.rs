@@ -533,8 +533,10 @@ pub fn plan_ops(
 ) -> Result<Vec<PlannedOp>> {
     let starts: Vec<usize> = (0..new.len()).step_by(segment_size.max(1)).collect();
     let end_of = |s: usize| (s + segment_size).min(new.len());
-    // The costliest segments start first, so that the last to finish is a
-    // cheap one and no thread waits long for it.
+    // The costliest segments start first and each thread takes the next
+    // one when it is free, so that the last to finish is a cheap one and
+    // no thread waits long for it (rayon's splitting of a list would hand
+    // one thread a run of the costliest).
     let cost: Vec<usize> = starts
         .par_iter()
         .map(|&s| coding_cost(old, new, blocks, s, end_of(s)))
@@ -542,8 +544,9 @@ pub fn plan_ops(
     let mut order: Vec<usize> = (0..starts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(cost[i]));
     let mut planned: Vec<(usize, PlannedOp)> = order
-        .par_iter()
-        .map(|&i| {
+        .into_iter()
+        .par_bridge()
+        .map(|i| {
             let (s, end) = (starts[i], end_of(starts[i]));
             let op = plan_segment(old, new, blocks, s, end, coding, rules);
             progress.advance((end - s) as u64);
@@ -558,6 +561,10 @@ pub fn plan_ops(
 /// they are (literals, and bytes of blocks that differ): what its coding
 /// costs grows with them.
 fn coding_cost(old: &[u8], new: &[u8], blocks: &[Block], start: usize, end: usize) -> usize {
+    // A segment of one byte value is a FILL, planned at once.
+    if new[start..end].windows(2).all(|w| w[0] == w[1]) {
+        return 0;
+    }
     let first = blocks.partition_point(|b| b.new + b.len <= start);
     let mut copied_as_is = 0;
     for b in blocks[first..].iter().take_while(|b| b.new < end) {
@@ -565,11 +572,12 @@ fn coding_cost(old: &[u8], new: &[u8], blocks: &[Block], start: usize, end: usiz
         let src = b.old + (s - b.new);
         copied_as_is += agreement(&new[s..e], &old[src..src + (e - s)]);
     }
-    (end - start) - copied_as_is
+    (end - start).saturating_sub(copied_as_is)
 }
 
 /// How many bytes of `a` equal those of `b` at the same offset.
 fn agreement(a: &[u8], b: &[u8]) -> usize {
+    debug_assert_eq!(a.len(), b.len());
     // Per 8-byte word, the top bit of each byte of `a ^ b` that is zero.
     const LOW: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -620,7 +628,9 @@ mod tests {
             len: 50,
         }];
         assert_eq!(coding_cost(&old, &new, &blocks, 0, 100), 51);
-        assert_eq!(coding_cost(&old, &new, &blocks, 20, 60), 10);
+        assert_eq!(coding_cost(&old, &new, &blocks, 5, 95), 46);
+        // One byte value throughout: a FILL, which costs nothing to code.
+        assert_eq!(coding_cost(&old, &new, &blocks, 20, 60), 0);
     }
 
     #[test]

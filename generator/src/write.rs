@@ -71,16 +71,17 @@ pub fn write_package(
 
 /// The sha256 of every whole segment of a target, for packages of it that
 /// are written more than once (each way the generator builds one): hashed
-/// once, on all threads.
-pub struct SegmentHashes {
+/// once, on all threads. It answers only for the very slice it hashed.
+pub struct SegmentHashes<'a> {
+    target: &'a [u8],
     segment_size: usize,
     hashes: Vec<[u8; 32]>,
 }
 
-impl SegmentHashes {
+impl<'a> SegmentHashes<'a> {
     /// Hashes the `segment_size`-byte segments of `target` (the last may
     /// be shorter).
-    pub fn new(target: &[u8], segment_size: u32) -> Self {
+    pub fn new(target: &'a [u8], segment_size: u32) -> Self {
         use rayon::prelude::*;
         let segment_size = (segment_size as usize).max(1);
         let hashes = target
@@ -88,17 +89,22 @@ impl SegmentHashes {
             .map(|s| Sha256::digest(s).into())
             .collect();
         SegmentHashes {
+            target,
             segment_size,
             hashes,
         }
     }
 
-    /// The hash of `target[offset..offset + len]` if that is a segment.
-    fn get(&self, offset: u64, len: u64, target_len: usize) -> Option<[u8; 32]> {
+    /// The hash of `target[offset..offset + len]` if `target` is the slice
+    /// these hashes were taken of and the range is one of its segments.
+    fn get(&self, target: &[u8], offset: u64, len: u64) -> Option<[u8; 32]> {
+        if !std::ptr::eq(self.target, target) {
+            return None;
+        }
         let offset = usize::try_from(offset).ok()?;
         let end = offset.checked_add(usize::try_from(len).ok()?)?;
-        let whole =
-            offset % self.segment_size == 0 && end == (offset + self.segment_size).min(target_len);
+        let whole = offset % self.segment_size == 0
+            && end == (offset + self.segment_size).min(target.len());
         whole
             .then(|| self.hashes.get(offset / self.segment_size).copied())
             .flatten()
@@ -116,7 +122,7 @@ pub fn write_package_with(
     source: &[u8],
     target: &[u8],
     key: &SigningKey,
-    segments: Option<&SegmentHashes>,
+    segments: Option<&SegmentHashes<'_>>,
 ) -> Result<Vec<u8>> {
     let outside = |what, value: u64, limit: usize| Error::Limit {
         what,
@@ -164,7 +170,7 @@ pub fn write_package_with(
                 .get(op.dst_offset as usize..dst_end as usize)
                 .ok_or(outside("op segment end", dst_end, target.len()))?;
             segments
-                .and_then(|h| h.get(op.dst_offset, u64::from(op.dst_len), target.len()))
+                .and_then(|h| h.get(target, op.dst_offset, u64::from(op.dst_len)))
                 .unwrap_or_else(|| Sha256::digest(dst).into())
         };
         let header = OpHeader {
@@ -263,11 +269,16 @@ mod tests {
         assert_eq!(plain, with);
         // Only whole segments are taken from the table.
         assert_eq!(
-            hashes.get(2048, 452, new.len()),
+            hashes.get(&new, 2048, 452),
             Some(Sha256::digest(&new[2048..]).into())
         );
-        assert_eq!(hashes.get(0, 512, new.len()), None);
-        assert_eq!(hashes.get(512, 1024, new.len()), None);
-        assert_eq!(hashes.get(3072, 1024, new.len()), None);
+        assert_eq!(hashes.get(&new, 0, 512), None);
+        assert_eq!(hashes.get(&new, 512, 1024), None);
+        assert_eq!(hashes.get(&new, 3072, 1024), None);
+        // Another target of the same length gets no hash from the table.
+        let other = new.clone();
+        assert_eq!(hashes.get(&other, 0, 1024), None);
+        let again = write_package_with(m, &ops, &old, &other, &key, Some(&hashes)).unwrap();
+        assert_eq!(plain, again);
     }
 }

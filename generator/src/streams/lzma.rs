@@ -135,7 +135,14 @@ pub fn decode(input: &[u8], props: Props, size: Option<u64>, max_data: u64) -> R
         .min(max_data)
         .min((input.len() as u64).saturating_mul(8).saturating_add(4096))
         .min(FIRST_ROOM);
-    decode_onto(input, props, Vec::with_capacity(room as usize), size, limit)
+    let mut decoded = decode_onto(input, props, Vec::with_capacity(room as usize), size, limit)?;
+    // A real stream grew its output by doubling: what it kept spare would
+    // stay reserved until the image is expanded.
+    let data = &mut decoded.data;
+    if data.capacity() - data.len() > FIRST_ROOM as usize {
+        data.shrink_to_fit();
+    }
+    Ok(decoded)
 }
 
 /// [`decode`] of a stream that continues after `dict` (a preset

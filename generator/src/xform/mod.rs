@@ -106,6 +106,8 @@ pub struct Probe {
     /// Most breakpoints the RAM budget holds.
     max: usize,
     branch_bits: u8,
+    /// The transform without a map, which finds the sites.
+    probe_bytes: Vec<u8>,
     /// F(new).
     forward: Vec<u8>,
     sites: map::ProbeSites,
@@ -151,6 +153,7 @@ impl Probe {
             new_layout: ln,
             max,
             branch_bits,
+            probe_bytes,
             forward,
             sites,
         }))
@@ -171,9 +174,10 @@ impl Probe {
         let (lo, ln, max, branch_bits) =
             (self.old_layout, self.new_layout, self.max, self.branch_bits);
         let (forward, sites) = (self.forward, self.sites);
+        // The images are the ones the probe read.
+        debug_assert_eq!(forward.len(), new.len());
         let payload_for = |breakpoints: &[Breakpoint]| payload(&lo, &ln, branch_bits, breakpoints);
-        let probe_bytes = payload_for(&[])?;
-        let probe = parse(&probe_bytes)?;
+        let probe = parse(&self.probe_bytes)?;
         let mut breakpoints: Vec<Breakpoint> = Vec::new();
         // T(old) of the latest round; the images being matched are the raw
         // ones before the first round, then T(old) and F(new).
