@@ -147,6 +147,33 @@ mod tests {
     }
 
     #[test]
+    fn settings_liblzma_refuses_are_an_error_not_a_stream() {
+        let data = words(100, 3);
+        // A nice length past LZMA's longest match, and a literal context
+        // past what the format holds.
+        let bad = [
+            (Props::DEFAULT, 274),
+            (
+                Props {
+                    lc: 5,
+                    lp: 0,
+                    pb: 2,
+                },
+                64,
+            ),
+        ];
+        for (props, nice) in bad {
+            match encode(&data[..50], &data, props, nice) {
+                Err(Error::Compress(e)) => {
+                    assert!(e.to_string().contains("raw encoder init"), "{e}")
+                }
+                Err(e) => panic!("unexpected error {e}"),
+                Ok(_) => panic!("{props:?} at nice {nice} gave a stream"),
+            }
+        }
+    }
+
+    #[test]
     fn streams_decode_after_their_dictionary_with_the_formats_decoder() {
         let dict = words(5000, 7);
         let mut data = dict[3000..6000].to_vec();
