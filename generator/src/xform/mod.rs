@@ -72,31 +72,6 @@ pub struct XformStats {
     pub new_sites: usize,
 }
 
-/// Prepares the transform of `old` → `new` for `arch`, its expanded form
-/// at most `max_ram` bytes, starting from `raw_blocks` (the matcher's
-/// blocks of the raw images) when the caller has them. `old_layout` is
-/// [`layout::detect`] of `old` for `arch`, which the caller has found
-/// already. `None` when either image has no layout of that instruction set
-/// or the budget holds no transform (the pair is diffed raw).
-///
-/// # Errors
-/// [`Error::Limit`] for images over 4 GiB, which the transform's 32-bit
-/// ranges cannot describe.
-pub fn prepare(
-    old: &[u8],
-    new: &[u8],
-    old_layout: Option<Layout>,
-    arch: Arch,
-    params: MatchParams,
-    max_ram: Option<u32>,
-    raw_blocks: Option<&[crate::matcher::Block]>,
-) -> Result<Option<Prepared>> {
-    match Probe::new(old, new, old_layout, arch, max_ram)? {
-        Some(probe) => probe.prepare(old, new, params, raw_blocks).map(Some),
-        None => Ok(None),
-    }
-}
-
 /// What the transform of a pair finds before any matching: both layouts,
 /// F(new) and the reference sites of both images. The caller may find it
 /// while it matches the raw images, which the first round needs.
@@ -114,11 +89,15 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// The probe of `old` → `new` for `arch` (see [`prepare`]); `None`
-    /// when the pair has no transform.
+    /// The probe of `old` → `new` for `arch`, the transform's expanded
+    /// form at most `max_ram` bytes. `old_layout` is [`layout::detect`] of
+    /// `old` for `arch`, which the caller has found already. `None` when
+    /// either image has no layout of that instruction set or the budget
+    /// holds no transform (the pair is diffed raw).
     ///
     /// # Errors
-    /// As [`prepare`].
+    /// [`Error::Limit`] for images over 4 GiB, which the transform's 32-bit
+    /// ranges cannot describe.
     pub fn new(
         old: &[u8],
         new: &[u8],
@@ -159,11 +138,12 @@ impl Probe {
         }))
     }
 
-    /// The transform (see [`prepare`]), its first round starting from
-    /// `raw_blocks` when the caller has them.
+    /// Prepares the transform of the probed `old` → `new`, its first round
+    /// starting from `raw_blocks` (the matcher's blocks of the raw images)
+    /// when the caller has them.
     ///
     /// # Errors
-    /// As [`prepare`].
+    /// As [`Probe::new`].
     pub fn prepare(
         self,
         old: &[u8],
